@@ -1,0 +1,127 @@
+//! The one error type of the TUF layer. Each variant is a failure a caller
+//! must be able to tell apart; fields are structured so the HTTP layer can
+//! phrase messages for users (and tests can assert the exact reason).
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(#[source] serde_json::Error),
+
+    #[error("{role} metadata is malformed: {source}")]
+    MalformedRole {
+        role: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("canonical JSON does not support non-integer numbers (found {value})")]
+    NonIntegralNumber { value: String },
+
+    #[error("metadata has type {found:?}, expected {expected:?}")]
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
+
+    #[error("{role} type metadata invalid: {reason}")]
+    InvalidStructure { role: String, reason: String },
+
+    #[error("invalid role name {name:?}")]
+    InvalidRoleName { name: String },
+
+    #[error("tuf: data has no signatures")]
+    NoSignatures { role: String },
+
+    #[error("role {role} has invalid threshold {threshold}; it must be at least 1")]
+    InvalidThreshold { role: String, threshold: i64 },
+
+    #[error(
+        "valid signatures did not meet threshold for {role}: {valid} valid of {threshold} required"
+    )]
+    ThresholdNotMet {
+        role: String,
+        threshold: i64,
+        valid: usize,
+        /// Why each signature by an authorised key was not counted.
+        rejected: Vec<RejectedSignature>,
+    },
+
+    #[error("key ID is not valid for key content: listed as {listed}, computed {computed}")]
+    KeyIdMismatch { listed: String, computed: String },
+
+    #[error("unknown key type {keytype:?}")]
+    UnknownKeyType { keytype: String },
+
+    #[error("malformed {keytype} key: {reason}")]
+    MalformedKey {
+        keytype: String,
+        reason: &'static str,
+    },
+
+    #[error("unsupported {algorithm} key: {reason}")]
+    UnsupportedKey {
+        algorithm: &'static str,
+        reason: String,
+    },
+
+    #[error("signing method is not supported: {method}")]
+    UnsupportedMethod { method: String },
+
+    #[error("signing method {method} cannot be used with a {keytype} key")]
+    MethodKeyMismatch { method: String, keytype: String },
+
+    #[error("signature was invalid")]
+    BadSignature,
+
+    #[error("{role} expired at {expired}")]
+    Expired { role: String, expired: String },
+
+    #[error("{role} has version {actual}, lower than the minimum {minimum}")]
+    LowVersion {
+        role: String,
+        actual: i64,
+        minimum: i64,
+    },
+
+    #[error("invalid expiry time {value:?}: {reason}")]
+    InvalidTime { value: String, reason: String },
+
+    #[error("tuf: invalid role {role}. delegation does not exist")]
+    UnknownDelegation { role: String },
+
+    #[error("role {role} is not listed in the root")]
+    MissingRole { role: String },
+
+    #[error("no checksums for supported algorithms were provided for {role}")]
+    NoChecksums { role: String },
+
+    #[error("{algorithm} checksum for {role} did not match: expected {expected}")]
+    ChecksumMismatch {
+        role: String,
+        algorithm: &'static str,
+        expected: String,
+    },
+
+    #[error("length of {role} is {actual} bytes, expected {expected}")]
+    LengthMismatch {
+        role: String,
+        expected: i64,
+        actual: usize,
+    },
+
+    #[error("invalid certificate: {reason}")]
+    InvalidCertificate { reason: String },
+
+    #[error("could not sign: {reason}")]
+    Signing { reason: &'static str },
+}
+
+/// A signature by a key the role authorises that did not count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedSignature {
+    pub keyid: String,
+    pub reason: String,
+}
