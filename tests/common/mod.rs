@@ -1,0 +1,310 @@
+//! Helpers for tests that drive real programs: the notary client, the Go
+//! reference notary-server, curl, openssl.
+//!
+//! A peer that is missing fails the test with how to install it; tests never
+//! skip (`scripts/test` installs every peer).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Fails the test if `program` is not on PATH.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{program}` is not installed: this test needs it (Debian package `{package}`; \
+             `scripts/test` installs it)"
+        )
+    })
+}
+
+/// A loopback port that was free a moment ago (for peers that cannot be
+/// handed a bound socket).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "server exited ({status}) before listening on {addr}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr} after 30 s");
+}
+
+/// Runs a command and returns its output, echoing it for test logs.
+pub fn run(command: &mut Command) -> Output {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    eprintln!(
+        "$ {command:?}\n[exit {}]\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = run(command);
+    assert!(output.status.success(), "command failed: {command:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1/localhost, made with
+/// openssl. Returns (ca.crt, server.crt, server.key).
+pub fn make_test_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    require("openssl", "openssl");
+    let ca_key = dir.join("ca.key");
+    let ca_crt = dir.join("ca.crt");
+    let key = dir.join("server.key");
+    let csr = dir.join("server.csr");
+    let crt = dir.join("server.crt");
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        run_ok(Command::new("openssl").args(args).current_dir(dir));
+    };
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca.key",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=test CA",
+        "-days",
+        "30",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "server.key",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "server.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    let _ = (ca_key, csr);
+    (ca_crt, crt, key)
+}
+
+/// The Go reference notary-server (Debian's `notary` package) with the local
+/// trust service and memory storage.
+pub struct ReferenceServer {
+    pub url: String,
+    pub ca: PathBuf,
+    _process: Process,
+}
+
+impl ReferenceServer {
+    pub fn start(dir: &Path) -> Self {
+        let binary = require("notary-server", "notary");
+        let (ca, cert, key) = make_test_tls(dir);
+        let port = free_port();
+        let config = dir.join("server.json");
+        std::fs::write(
+            &config,
+            serde_json::json!({
+                "server": {
+                    "http_addr": format!("127.0.0.1:{port}"),
+                    "tls_cert_file": cert,
+                    "tls_key_file": key,
+                },
+                "trust_service": {"type": "local"},
+                "storage": {"backend": "memory"},
+                "logging": {"level": "info"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let log = dir.join("notary-server.log");
+        let mut child = Command::new(binary)
+            .arg("-config")
+            .arg(&config)
+            .arg("-logf")
+            .arg("logfmt")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("notary-server.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for_port(addr, &mut child, &log);
+        Self {
+            url: format!("https://127.0.0.1:{port}"),
+            ca,
+            _process: Process { child, log },
+        }
+    }
+}
+
+/// The real notary client with its own trust directory.
+pub struct NotaryClient {
+    pub trust_dir: PathBuf,
+    pub server: String,
+    pub ca: PathBuf,
+}
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+impl NotaryClient {
+    pub fn new(trust_dir: PathBuf, server: &str, ca: &Path) -> Self {
+        require("notary", "notary");
+        std::fs::create_dir_all(&trust_dir).unwrap();
+        Self {
+            trust_dir,
+            server: server.to_string(),
+            ca: ca.to_path_buf(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("notary");
+        command
+            .arg("-d")
+            .arg(&self.trust_dir)
+            .arg("-s")
+            .arg(&self.server)
+            .arg("--tlscacert")
+            .arg(&self.ca)
+            .args(args);
+        for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
+            command.env(format!("NOTARY_{role}_PASSPHRASE"), PASSPHRASE);
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run(&mut self.command(args))
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        run_ok(&mut self.command(args))
+    }
+}
+
+/// HTTPS requests with curl (the test trusts `ca`).
+pub struct Curl {
+    pub base: String,
+    pub ca: PathBuf,
+}
+
+impl Curl {
+    /// GET `path`; returns (status, body).
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        self.request(&["-X", "GET"], path)
+    }
+
+    /// Multipart POST of metadata files as notary does: field `files`,
+    /// filename = role.
+    pub fn publish(&self, gun: &str, parts: &[(&str, &Path)]) -> (u16, Vec<u8>) {
+        let mut args: Vec<String> = Vec::new();
+        for (role, file) in parts {
+            args.push("-F".into());
+            args.push(format!("files=@{};filename={role}", file.display()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.request(&args, &format!("/v2/{gun}/_trust/tuf/"))
+    }
+
+    pub fn request(&self, args: &[&str], path: &str) -> (u16, Vec<u8>) {
+        require("curl", "curl");
+        let body = tempfile::NamedTempFile::new().unwrap();
+        let output = run(Command::new("curl")
+            .arg("-sS")
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("-o")
+            .arg(body.path())
+            .arg("-w")
+            .arg("%{http_code}")
+            .args(args)
+            .arg(format!("{}{path}", self.base)));
+        assert!(output.status.success(), "curl failed");
+        let status = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        (status, std::fs::read(body.path()).unwrap())
+    }
+}
