@@ -1,1 +1,169 @@
-fn main() {}
+//! The `notarium` command: `serve` runs the trust server; `default-config`
+//! prints an annotated configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use notarium::app::{Started, run};
+use notarium::config::{Config, ConfigOverrides};
+
+#[derive(Parser)]
+#[command(
+    name = "notarium",
+    version,
+    about = "A Notary-compatible content trust server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the trust server (defaults: https://127.0.0.1:4443, SQLite in
+    /// data/, development TLS certificates in keys/).
+    Serve(Box<ServeArgs>),
+    /// Print an example configuration file (notary-server's JSON format).
+    DefaultConfig,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A notary-server JSON (or TOML) configuration file.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Address to listen on (host:port, or :port for all interfaces).
+    #[arg(long)]
+    http_addr: Option<String>,
+    /// TLS certificate (PEM); with --tls-key-file.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM); with --tls-cert-file.
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// Storage backend (sqlite).
+    #[arg(long)]
+    storage_backend: Option<String>,
+    /// Database file or sqlite: URL.
+    #[arg(long)]
+    db_url: Option<String>,
+    /// Log level: trace, debug, info, warn, error.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Algorithm for server-held keys: ecdsa or ed25519.
+    #[arg(long)]
+    key_algorithm: Option<String>,
+    /// Folder for development certificates and the generated passphrase.
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
+    /// Largest accepted upload, in bytes.
+    #[arg(long)]
+    max_body_bytes: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::DefaultConfig => {
+            println!("{}", notarium::config::example_json());
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => serve(*args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = ConfigOverrides {
+        http_addr: args.http_addr,
+        tls_cert_file: args.tls_cert_file,
+        tls_key_file: args.tls_key_file,
+        storage_backend: args.storage_backend,
+        db_url: args.db_url,
+        log_level: args.log_level,
+        key_algorithm: args.key_algorithm,
+        keys_dir: args.keys_dir,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let (config, warnings) = match Config::load(args.config.as_deref(), &env, overrides) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("notarium: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.logging.level.as_str()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    for warning in &warnings {
+        tracing::warn!("configuration: {warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("notarium: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(config, announce, shutdown_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("notarium: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Tells the operator where the server is and how to point clients at it.
+fn announce(started: &Started) {
+    println!("notarium listening on {}", started.url);
+    if let Some(ca) = &started.dev_ca {
+        let ca = std::fs::canonicalize(ca).unwrap_or_else(|_| ca.clone());
+        let host = started.url.trim_start_matches("https://");
+        println!("development CA (trust it in clients): {}", ca.display());
+        println!(
+            "  notary: notary -s {} --tlscacert {} <command>",
+            started.url,
+            ca.display()
+        );
+        println!(
+            "  docker: export DOCKER_CONTENT_TRUST=1 DOCKER_CONTENT_TRUST_SERVER={}",
+            started.url
+        );
+        println!(
+            "          mkdir -p ~/.docker/tls/{host} && cp {} ~/.docker/tls/{host}/ca.crt",
+            ca.display()
+        );
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = interrupt.await;
+            return;
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down");
+}

@@ -2,6 +2,7 @@
 //! verification. Pure: no I/O, no async, and no clock (callers pass `now`).
 
 pub mod canonical;
+pub mod certs;
 pub mod encoding;
 pub mod envelope;
 mod error;
@@ -18,6 +19,9 @@ pub use keys::{KeyType, PublicKey};
 pub use roles::{FileMeta, RoleName, Root, Snapshot, Targets, Timestamp, TrustedRole};
 pub use sig::Method;
 pub use sign::{KeyAlgorithm, SigningKey};
+
+/// Notary's minimum RSA size for certificates (`notary.MinRSABitSize`).
+pub const MIN_RSA_BITS_FOR_CERTS: usize = 2048;
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {

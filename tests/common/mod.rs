@@ -308,3 +308,121 @@ impl Curl {
         (status, std::fs::read(body.path()).unwrap())
     }
 }
+
+/// A real `notarium serve` process on 127.0.0.1:0 with its own data and
+/// keys directories (development TLS generated into `keys/`).
+pub struct Notarium {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub ca: PathBuf,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    process: Option<Process>,
+}
+
+impl Notarium {
+    /// Starts notarium with a notary-server style config in `dir`; `extra`
+    /// is merged into the config JSON.
+    pub fn start(dir: &Path, extra: serde_json::Value) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut config = serde_json::json!({
+            "server": {"http_addr": "127.0.0.1:0", "keys_dir": "keys"},
+            "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
+            "storage": {"backend": "sqlite", "db_url": "data/notarium.db"},
+            "logging": {"level": "info"},
+        });
+        merge(&mut config, extra);
+        let path = dir.join("notarium.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let mut server = Self {
+            url: String::new(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            ca: dir.join("keys/dev-ca.crt"),
+            dir: dir.to_path_buf(),
+            config: path,
+            process: None,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        use std::io::{BufRead, BufReader};
+        let log = self.dir.join("notarium.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_notarium"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(&self.dir)
+            .env_remove("NOTARIUM_KEY_PASSPHRASE")
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[notarium] {line}");
+                if let Some(url) = line.split_whitespace().find(|w| w.starts_with("https://")) {
+                    let _ = sender.send(url.trim_end_matches('/').to_string());
+                }
+            }
+        });
+        let url = receiver
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "notarium did not report its address:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        self.addr = url.trim_start_matches("https://").parse().unwrap();
+        self.url = url;
+        self.process = Some(Process { child, log });
+    }
+
+    /// Stops the process (SIGKILL) and starts it again on the same data.
+    pub fn restart(&mut self) {
+        self.process = None;
+        // Reuse the port the clients know about.
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
+        config["server"]["http_addr"] = serde_json::json!(self.addr.to_string());
+        std::fs::write(&self.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        self.launch();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("notarium.log")).unwrap_or_default()
+    }
+
+    pub fn curl(&self) -> Curl {
+        Curl {
+            base: self.url.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+
+    pub fn notary(&self, trust_dir: PathBuf) -> NotaryClient {
+        NotaryClient::new(trust_dir, &self.url, &self.ca)
+    }
+}
+
+fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+    match (base, extra) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(extra)) => {
+            for (key, value) in extra {
+                merge(base.entry(key).or_insert(serde_json::Value::Null), value);
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}

@@ -1,0 +1,139 @@
+//! Assembles a running server from a [`Config`]: storage, signer, TLS,
+//! router, listener.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::{Config, KeyAlgorithm as ConfigAlgorithm, StorageConfig, TlsSource};
+use crate::repo::{Repo, system_clock};
+use crate::server::tls::{self, TlsError};
+use crate::server::{AppState, Caching, metrics_handle, router, serve_tls};
+use crate::signer::{KeyService, Passphrase};
+use crate::store::SqliteStore;
+use crate::tuf::KeyAlgorithm;
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot open the database {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: crate::store::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server stopped: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// What the operator needs to know once the server listens.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub addr: SocketAddr,
+    pub url: String,
+    /// The development CA clients must trust, when dev certificates are used.
+    pub dev_ca: Option<PathBuf>,
+}
+
+fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    let addr = config.server.http_addr.to_string();
+    let bind_error = |source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let candidates = config.server.http_addr.candidates().map_err(bind_error)?;
+    let mut last = None;
+    for candidate in candidates {
+        match TcpListener::bind(candidate) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(bind_error(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")
+    })))
+}
+
+/// Starts serving; `on_start` is told the address before requests are
+/// accepted. Returns when `shutdown` completes.
+pub async fn run(
+    config: Config,
+    on_start: impl FnOnce(&Started),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let StorageConfig::Sqlite { path } = &config.storage;
+    let data_dir = config.storage.data_dir();
+    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::Directory {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let store = SqliteStore::open(&path.to_string_lossy())
+        .await
+        .map_err(|source| StartError::Store {
+            path: path.clone(),
+            source,
+        })?;
+    let passphrase = match &config.keys.passphrase {
+        Some(secret) => Passphrase::new(secret.expose()),
+        None => Passphrase::new(tls::ensure_passphrase(&config.server.keys_dir)?.as_str()),
+    };
+    let algorithm = match config.trust_service.key_algorithm {
+        ConfigAlgorithm::Ecdsa => KeyAlgorithm::EcdsaP256,
+        ConfigAlgorithm::Ed25519 => KeyAlgorithm::Ed25519,
+    };
+    let store = Arc::new(store);
+    let keys = KeyService::new(store.clone(), passphrase, algorithm);
+    let repo = Repo::new(store, keys, system_clock());
+
+    let (cert, key, dev_ca) = match &config.server.tls {
+        TlsSource::Files {
+            cert_file,
+            key_file,
+        } => (cert_file.clone(), key_file.clone(), None),
+        TlsSource::DevCertificates => {
+            let dev = tls::ensure_dev_certificates(&config.server.keys_dir, &[])?;
+            (dev.cert_path, dev.key_path, Some(dev.ca_cert_path))
+        }
+    };
+    let tls_config = tls::load_rustls_config(&cert, &key)?;
+    let listener = bind(&config)?;
+    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    let state = Arc::new(AppState {
+        repo,
+        caching: Caching {
+            current_max_age: config.caching.current_metadata_max_age,
+            consistent_max_age: config.caching.consistent_metadata_max_age,
+        },
+        max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
+        metrics: metrics_handle(),
+    });
+    let shown_host = if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let started = Started {
+        addr,
+        url: format!("https://{shown_host}:{}", addr.port()),
+        dev_ca,
+    };
+    on_start(&started);
+    serve_tls(router(state), listener, tls_config, shutdown)
+        .await
+        .map_err(StartError::Serve)
+}

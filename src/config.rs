@@ -1,0 +1,1872 @@
+//! Typed configuration for `notarium serve`.
+//!
+//! notary-server's own JSON file (PROTOCOL.md §7.1, `cmd/notary-server/config.go`) loads unchanged,
+//! plus a few notarium keys. Load order, later wins (STYLE.md §3 "Config precedence"):
+//! built-in defaults → config file → `NOTARIUM_*` environment variables → command-line flags.
+//!
+//! Every layer is first read into a [`Layer`] of raw values that remember where they came from, the
+//! layers are merged, and only then is the result validated. That way an environment variable can
+//! repair a value the file got wrong (e.g. `NOTARIUM_STORAGE_BACKEND=sqlite` over a MySQL file), and
+//! every error names the dotted key, the bad value and its source.
+//!
+//! The file is walked as a `serde_json::Value` rather than deserialized into structs so that unknown
+//! keys become [`Warning`]s (notary ignores them silently; typos should not be silent) instead of
+//! errors (a notary file may carry keys we have no use for).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Notary's limit for `caching.max_age.*`: one 365-day year (`notary.CacheMaxAgeLimit`).
+pub const MAX_CACHE_MAX_AGE: u64 = 31_536_000;
+/// `notary.CurrentMetadataCacheMaxAge`.
+pub const DEFAULT_CURRENT_MAX_AGE: u32 = 300;
+/// `notary.ConsistentMetadataCacheMaxAge` (30 days).
+pub const DEFAULT_CONSISTENT_MAX_AGE: u32 = 2_592_000;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Bounds for `server.max_body_bytes`: below 1 KiB no real publish fits; above 1 GiB one request
+/// could exhaust memory (bodies are buffered to verify signatures).
+pub const MIN_MAX_BODY_BYTES: u64 = 1024;
+pub const MAX_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:4443";
+pub const DEFAULT_DB_PATH: &str = "data/notarium.db";
+pub const DEFAULT_KEYS_DIR: &str = "keys";
+
+/// Environment variables, mapped one by one to known keys (STYLE.md §3: splitting on `_` is
+/// ambiguous for keys such as `db_url`).
+pub const ENV_HTTP_ADDR: &str = "NOTARIUM_HTTP_ADDR";
+pub const ENV_TLS_CERT_FILE: &str = "NOTARIUM_TLS_CERT_FILE";
+pub const ENV_TLS_KEY_FILE: &str = "NOTARIUM_TLS_KEY_FILE";
+pub const ENV_DB_URL: &str = "NOTARIUM_DB_URL";
+pub const ENV_STORAGE_BACKEND: &str = "NOTARIUM_STORAGE_BACKEND";
+pub const ENV_LOG_LEVEL: &str = "NOTARIUM_LOG_LEVEL";
+pub const ENV_KEY_ALGORITHM: &str = "NOTARIUM_KEY_ALGORITHM";
+pub const ENV_KEYS_DIR: &str = "NOTARIUM_KEYS_DIR";
+pub const ENV_KEY_PASSPHRASE: &str = "NOTARIUM_KEY_PASSPHRASE";
+
+// ------------------------------------------------------------------------------------------------
+// The typed result
+// ------------------------------------------------------------------------------------------------
+
+/// The validated configuration. `Debug` never shows secrets (see [`Secret`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub trust_service: TrustServiceConfig,
+    pub storage: StorageConfig,
+    pub logging: LoggingConfig,
+    pub caching: CachingConfig,
+    pub repositories: RepositoriesConfig,
+    pub keys: KeysConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub http_addr: ListenAddr,
+    pub tls: TlsSource,
+    pub max_body_bytes: u64,
+    /// Where development certificates and the generated key-sealing passphrase live.
+    pub keys_dir: PathBuf,
+}
+
+/// Where the server's TLS certificate comes from. There is no plain-HTTP mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// `server.tls_cert_file` + `server.tls_key_file`.
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// Neither is set: generate (once) a development CA and server certificate into `keys_dir`.
+    DevCertificates,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustServiceConfig {
+    pub kind: TrustServiceKind,
+    pub key_algorithm: KeyAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustServiceKind {
+    /// notarium holds the timestamp/snapshot keys itself, sealed in its database.
+    Local,
+}
+
+/// Algorithm for newly created server-held (timestamp, snapshot) keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Ecdsa,
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    /// Notary's name (`data.ECDSAKey`, `data.ED25519Key`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ecdsa => "ecdsa",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    Sqlite {
+        /// Database file; relative paths are relative to the working directory (file values were
+        /// already resolved against the config file's folder).
+        path: PathBuf,
+    },
+}
+
+impl StorageConfig {
+    /// The folder holding the database, to create before opening it.
+    pub fn data_dir(&self) -> PathBuf {
+        match self {
+            Self::Sqlite { path } => match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggingConfig {
+    pub level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The directive for a `tracing_subscriber::EnvFilter`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// `Cache-Control` max-age values in seconds (PROTOCOL.md §1.8). 0 disables caching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachingConfig {
+    pub current_metadata_max_age: u32,
+    pub consistent_metadata_max_age: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepositoriesConfig {
+    /// When non-empty, only GUNs starting with one of these prefixes are accepted.
+    pub gun_prefixes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeysConfig {
+    /// From `NOTARIUM_KEY_PASSPHRASE` only. `None`: use (or generate) `keys_dir/passphrase`.
+    pub passphrase: Option<Secret>,
+}
+
+/// A secret string: zeroized on drop, never shown by `Debug` or `Display`.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    /// The only way to read the value; grep for it when auditing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `server.http_addr`. Notary's `:4443` means every interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub host: ListenHost,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenHost {
+    /// Empty host (`:4443`): all interfaces, as Go's `net.Listen` does.
+    Unspecified,
+    Ip(IpAddr),
+    /// A host name, resolved when binding (Go listens on one of its addresses).
+    Name(String),
+}
+
+impl ListenAddr {
+    /// Addresses to try binding, in order; bind the first that works. For all interfaces that is
+    /// `[::]` (dual-stack on Linux, like Go) and then `0.0.0.0` for hosts without IPv6.
+    pub fn candidates(&self) -> std::io::Result<Vec<SocketAddr>> {
+        Ok(match &self.host {
+            ListenHost::Unspecified => vec![
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), self.port),
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), self.port),
+            ],
+            ListenHost::Ip(ip) => vec![SocketAddr::new(*ip, self.port)],
+            ListenHost::Name(name) => (name.as_str(), self.port).to_socket_addrs()?.collect(),
+        })
+    }
+
+    fn parse(s: &str) -> Result<Self, &'static str> {
+        const FORM: &str = "host:port, [ipv6]:port or :port (all interfaces), with a numeric port";
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (ip, port) = rest.split_once("]:").ok_or(FORM)?;
+            let ip: Ipv6Addr = ip.parse().map_err(|_| FORM)?;
+            (ListenHost::Ip(IpAddr::V6(ip)), port)
+        } else {
+            let (host, port) = s.rsplit_once(':').ok_or(FORM)?;
+            let host = if host.is_empty() {
+                ListenHost::Unspecified
+            } else if let Ok(ip) = host.parse::<Ipv4Addr>() {
+                ListenHost::Ip(IpAddr::V4(ip))
+            } else if is_host_name(host) {
+                ListenHost::Name(host.to_string())
+            } else {
+                // Includes an unbracketed IPv6 address, which is ambiguous with the port.
+                return Err(FORM);
+            };
+            (host, port)
+        };
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(FORM);
+        }
+        let port = port.parse::<u16>().map_err(|_| FORM)?;
+        Ok(Self { host, port })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            ListenHost::Unspecified => write!(f, ":{}", self.port),
+            ListenHost::Ip(ip) => write!(f, "{}", SocketAddr::new(*ip, self.port)),
+            ListenHost::Name(name) => write!(f, "{name}:{}", self.port),
+        }
+    }
+}
+
+fn is_host_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                http_addr: ListenAddr {
+                    host: ListenHost::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                    port: 4443,
+                },
+                tls: TlsSource::DevCertificates,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
+            },
+            trust_service: TrustServiceConfig {
+                kind: TrustServiceKind::Local,
+                key_algorithm: KeyAlgorithm::Ecdsa,
+            },
+            storage: StorageConfig::Sqlite {
+                path: PathBuf::from(DEFAULT_DB_PATH),
+            },
+            logging: LoggingConfig {
+                level: LogLevel::Info,
+            },
+            caching: CachingConfig {
+                current_metadata_max_age: DEFAULT_CURRENT_MAX_AGE,
+                consistent_metadata_max_age: DEFAULT_CONSISTENT_MAX_AGE,
+            },
+            repositories: RepositoriesConfig::default(),
+            keys: KeysConfig::default(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Overrides, origins, errors, warnings
+// ------------------------------------------------------------------------------------------------
+
+/// Values from command-line flags (filled by `main.rs`); `None` leaves the lower layers alone.
+/// Strings, not typed values, so flags are validated by the same code and errors as the file.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOverrides {
+    pub http_addr: Option<String>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub storage_backend: Option<String>,
+    pub db_url: Option<String>,
+    pub log_level: Option<String>,
+    pub key_algorithm: Option<String>,
+    pub keys_dir: Option<PathBuf>,
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Where a value came from; shown in errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    CommandLine,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("built-in default"),
+            Self::File(p) => write!(f, "config file {}", p.display()),
+            Self::Env(var) => write!(f, "environment variable {var}"),
+            Self::CommandLine => f.write_str("command line"),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("config file {} is not valid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("config file {} is not valid TOML: {source}", path.display())]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+
+    #[error("config file {}: .{extension} files are not supported; use JSON (as notary-server) or TOML", path.display())]
+    UnsupportedFormat { path: PathBuf, extension: String },
+
+    #[error("{key} must be {expected}, found {found} ({origin})")]
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+        origin: Origin,
+    },
+
+    #[error("{key} = {value:?} is invalid ({origin}); allowed: {allowed}")]
+    Invalid {
+        key: String,
+        value: String,
+        allowed: &'static str,
+        origin: Origin,
+    },
+
+    #[error("{key} {value:?} {reason} ({origin})")]
+    Unsupported {
+        key: String,
+        value: String,
+        reason: &'static str,
+        origin: Origin,
+    },
+
+    #[error(
+        "{key} must not be set in the config file {}: pass it in the {ENV_KEY_PASSPHRASE} environment variable, or leave it unset to use the generated <keys_dir>/passphrase",
+        path.display()
+    )]
+    SecretInFile { key: String, path: PathBuf },
+
+    #[error("{var} is set but empty; unset it to use the generated <keys_dir>/passphrase")]
+    EmptySecret { var: &'static str },
+
+    #[error(
+        "{key} is set ({origin}) but {missing} is not; set both, or neither to use generated development certificates"
+    )]
+    Incomplete {
+        key: &'static str,
+        missing: &'static str,
+        origin: Origin,
+    },
+
+    #[error("{key} appears more than once in {} (keys are case-insensitive)", path.display())]
+    DuplicateKey { key: String, path: PathBuf },
+}
+
+/// Something worth telling the operator that does not stop the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Warning {
+    /// A key notary-server does not know either (likely a typo).
+    UnknownKey { key: String, path: PathBuf },
+    /// A key notary-server knows that has no effect in notarium.
+    Ignored { key: String, reason: &'static str },
+}
+
+impl Warning {
+    /// The dotted key the warning is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::UnknownKey { key, .. } | Self::Ignored { key, .. } => key,
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKey { key, path } => {
+                write!(f, "unknown key {key} in {} (ignored)", path.display())
+            }
+            Self::Ignored { key, reason } => write!(f, "{key} is ignored: {reason}"),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Layers of raw values
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Val<T> {
+    value: T,
+    origin: Origin,
+}
+
+impl<T> Val<T> {
+    fn new(value: T, origin: &Origin) -> Self {
+        Self {
+            value,
+            origin: origin.clone(),
+        }
+    }
+}
+
+impl Val<PathBuf> {
+    /// Relative paths from the file resolve against the file's folder, as notary's
+    /// `utils.GetPathRelativeToConfig`; from env or flags they stay relative to the working dir.
+    fn resolved(&self) -> PathBuf {
+        resolve_against(&self.origin, &self.value)
+    }
+}
+
+fn resolve_against(origin: &Origin, p: &Path) -> PathBuf {
+    match origin {
+        Origin::File(file) if p.is_relative() => {
+            let base = file.parent().unwrap_or(Path::new(""));
+            base.join(p).components().collect::<PathBuf>()
+        }
+        _ => p.components().collect(),
+    }
+}
+
+/// Raw values of one source. Types are checked while reading (a number where a string belongs
+/// is wrong whatever the other layers say); meaning is checked after merging.
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    http_addr: Option<Val<String>>,
+    tls_cert_file: Option<Val<PathBuf>>,
+    tls_key_file: Option<Val<PathBuf>>,
+    client_ca_file: Option<Val<String>>,
+    max_body_bytes: Option<Val<u64>>,
+    keys_dir: Option<Val<PathBuf>>,
+    trust_type: Option<Val<String>>,
+    key_algorithm: Option<Val<String>>,
+    storage_backend: Option<Val<String>>,
+    db_url: Option<Val<String>>,
+    log_level: Option<Val<String>>,
+    current_max_age: Option<Val<u64>>,
+    consistent_max_age: Option<Val<u64>>,
+    gun_prefixes: Option<Val<Vec<String>>>,
+    auth_type: Option<Val<String>>,
+    passphrase: Option<Secret>,
+}
+
+fn normalized_backend(name: &str) -> &str {
+    // notary calls it "sqlite3" (`notary.SQLiteBackend`); we also accept the plain name.
+    if name == "sqlite3" { "sqlite" } else { name }
+}
+
+impl Layer {
+    /// Apply `upper` on top of `self`.
+    fn merge(&mut self, upper: Self, warnings: &mut Vec<Warning>) {
+        // storage.db_url belongs to the backend it was written for: a later layer that switches
+        // the backend without giving a URL must not reuse, say, a MySQL DSN as a SQLite path.
+        if let Some(new) = &upper.storage_backend {
+            let current = self
+                .storage_backend
+                .as_ref()
+                .map_or("sqlite", |b| normalized_backend(&b.value));
+            if normalized_backend(&new.value) != current
+                && upper.db_url.is_none()
+                && self.db_url.take().is_some()
+            {
+                warnings.push(Warning::Ignored {
+                    key: "storage.db_url".into(),
+                    reason: "storage.backend was changed by a later source (environment or command line) \
+                             without a new storage.db_url, so the default database path is used",
+                });
+            }
+        }
+        macro_rules! take {
+            ($($f:ident),*) => { $( if upper.$f.is_some() { self.$f = upper.$f; } )* };
+        }
+        take!(
+            http_addr,
+            tls_cert_file,
+            tls_key_file,
+            client_ca_file,
+            max_body_bytes,
+            keys_dir,
+            trust_type,
+            key_algorithm,
+            storage_backend,
+            db_url,
+            log_level,
+            current_max_age,
+            consistent_max_age,
+            gun_prefixes,
+            auth_type,
+            passphrase
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reading the file
+// ------------------------------------------------------------------------------------------------
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Walks one file, remembering the dotted path for messages.
+struct FileReader<'a> {
+    path: &'a Path,
+    origin: Origin,
+    warnings: &'a mut Vec<Warning>,
+}
+
+impl FileReader<'_> {
+    fn wrong_type(&self, key: &str, expected: &'static str, v: &Value) -> ConfigError {
+        ConfigError::WrongType {
+            key: key.to_string(),
+            expected,
+            found: json_type(v),
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// Entries of an object with lower-cased keys (viper, which notary uses, is case-insensitive),
+    /// skipping `null` values (viper treats them as unset) and `"//"` comments.
+    fn entries<'v>(
+        &self,
+        prefix: &str,
+        v: &'v Value,
+    ) -> Result<Vec<(String, String, &'v Value)>, ConfigError> {
+        let Value::Object(map) = v else {
+            return Err(self.wrong_type(prefix, "an object", v));
+        };
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let lower = k.to_ascii_lowercase();
+            let dotted = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if !seen.insert(lower.clone()) {
+                return Err(ConfigError::DuplicateKey {
+                    key: dotted,
+                    path: self.path.to_path_buf(),
+                });
+            }
+            if v.is_null() || lower == "//" {
+                continue;
+            }
+            out.push((lower, dotted, v));
+        }
+        Ok(out)
+    }
+
+    fn string(&self, key: &str, v: &Value) -> Result<Option<Val<String>>, ConfigError> {
+        match v {
+            // Empty means unset, as viper's GetString does.
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(Val::new(s.clone(), &self.origin))),
+            _ => Err(self.wrong_type(key, "a string", v)),
+        }
+    }
+
+    fn path(&self, key: &str, v: &Value) -> Result<Option<Val<PathBuf>>, ConfigError> {
+        Ok(self
+            .string(key, v)?
+            .map(|s| Val::new(PathBuf::from(s.value), &self.origin)))
+    }
+
+    /// A non-negative integer, as a number or a string of digits (notary reads these with
+    /// `GetString` + `strconv.Atoi`, so `"300"` works there too).
+    fn integer(&self, key: &str, v: &Value) -> Result<Option<Val<u64>>, ConfigError> {
+        const EXPECTED: &str = "a non-negative integer";
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) if s.is_empty() => return Ok(None),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => return Err(self.wrong_type(key, EXPECTED, v)),
+        };
+        match n {
+            Some(n) => Ok(Some(Val::new(n, &self.origin))),
+            None => Err(ConfigError::Invalid {
+                key: key.to_string(),
+                value: match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                allowed: EXPECTED,
+                origin: self.origin.clone(),
+            }),
+        }
+    }
+
+    /// A list of strings; a single string is split on whitespace (viper's `GetStringSlice`).
+    fn string_list(&self, key: &str, v: &Value) -> Result<Option<Val<Vec<String>>>, ConfigError> {
+        let list = match v {
+            Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(self.wrong_type(key, "an array of strings", other)),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(self.wrong_type(key, "an array of strings", v)),
+        };
+        Ok(Some(Val::new(list, &self.origin)))
+    }
+
+    fn unknown(&mut self, key: String) {
+        self.warnings.push(Warning::UnknownKey {
+            key,
+            path: self.path.to_path_buf(),
+        });
+    }
+
+    fn ignored(&mut self, key: String, reason: &'static str) {
+        self.warnings.push(Warning::Ignored { key, reason });
+    }
+
+    fn read(&mut self, root: &Value) -> Result<Layer, ConfigError> {
+        let mut layer = Layer::default();
+        if !root.is_object() {
+            return Err(self.wrong_type("(top level)", "an object", root));
+        }
+        for (name, dotted, section) in self.entries("", root)? {
+            match name.as_str() {
+                "server" => self.server(&mut layer, &dotted, section)?,
+                "trust_service" => self.trust_service(&mut layer, &dotted, section)?,
+                "storage" => self.storage(&mut layer, &dotted, section)?,
+                "logging" => {
+                    for (k, key, v) in self.entries(&dotted, section)? {
+                        match k.as_str() {
+                            "level" => layer.log_level = self.string(&key, v)?,
+                            _ => self.unknown(key),
+                        }
+                    }
+                }
+                "caching" => {
+                    for (k, key, v) in self.entries(&dotted, section)? {
+                        if k != "max_age" {
+                            self.unknown(key);
+                            continue;
+                        }
+                        for (k, key, v) in self.entries(&key, v)? {
+                            match k.as_str() {
+                                "current_metadata" => {
+                                    layer.current_max_age = self.integer(&key, v)?
+                                }
+                                "consistent_metadata" => {
+                                    layer.consistent_max_age = self.integer(&key, v)?;
+                                }
+                                _ => self.unknown(key),
+                            }
+                        }
+                    }
+                }
+                "repositories" => {
+                    for (k, key, v) in self.entries(&dotted, section)? {
+                        match k.as_str() {
+                            "gun_prefixes" => layer.gun_prefixes = self.string_list(&key, v)?,
+                            _ => self.unknown(key),
+                        }
+                    }
+                }
+                "auth" => {
+                    let mut options = None;
+                    for (k, key, v) in self.entries(&dotted, section)? {
+                        match k.as_str() {
+                            "type" => layer.auth_type = self.string(&key, v)?,
+                            "options" => options = Some(key),
+                            _ => self.unknown(key),
+                        }
+                    }
+                    // With a type set, validation fails later; without one notary runs without
+                    // auth too, so the options are dead.
+                    if let (None, Some(key)) = (&layer.auth_type, options) {
+                        self.ignored(
+                            key,
+                            "auth.type is not set, so no authentication is configured",
+                        );
+                    }
+                }
+                "reporting" => {
+                    for (k, key, _) in self.entries(&dotted, section)? {
+                        match k.as_str() {
+                            "bugsnag" => {
+                                self.ignored(key, "notarium does not report errors to Bugsnag")
+                            }
+                            _ => self.unknown(key),
+                        }
+                    }
+                }
+                "keys" => {
+                    for (k, key, _) in self.entries(&dotted, section)? {
+                        match k.as_str() {
+                            // Secrets in a config file end up in backups and bug reports.
+                            "passphrase" => {
+                                return Err(ConfigError::SecretInFile {
+                                    key,
+                                    path: self.path.to_path_buf(),
+                                });
+                            }
+                            _ => self.unknown(key),
+                        }
+                    }
+                }
+                _ => self.unknown(dotted),
+            }
+        }
+        Ok(layer)
+    }
+
+    fn server(&mut self, layer: &mut Layer, prefix: &str, v: &Value) -> Result<(), ConfigError> {
+        for (k, key, v) in self.entries(prefix, v)? {
+            match k.as_str() {
+                "http_addr" => layer.http_addr = self.string(&key, v)?,
+                "tls_cert_file" => layer.tls_cert_file = self.path(&key, v)?,
+                "tls_key_file" => layer.tls_key_file = self.path(&key, v)?,
+                "client_ca_file" => layer.client_ca_file = self.string(&key, v)?,
+                "max_body_bytes" => layer.max_body_bytes = self.integer(&key, v)?,
+                "keys_dir" => layer.keys_dir = self.path(&key, v)?,
+                _ => self.unknown(key),
+            }
+        }
+        Ok(())
+    }
+
+    fn trust_service(
+        &mut self,
+        layer: &mut Layer,
+        prefix: &str,
+        v: &Value,
+    ) -> Result<(), ConfigError> {
+        for (k, key, v) in self.entries(prefix, v)? {
+            match k.as_str() {
+                "type" => layer.trust_type = self.string(&key, v)?,
+                "key_algorithm" => layer.key_algorithm = self.string(&key, v)?,
+                "hostname" | "port" | "tls_ca_file" | "tls_client_cert" | "tls_client_key" => {
+                    self.ignored(key, "used only with a remote notary-signer");
+                }
+                _ => self.unknown(key),
+            }
+        }
+        Ok(())
+    }
+
+    fn storage(&mut self, layer: &mut Layer, prefix: &str, v: &Value) -> Result<(), ConfigError> {
+        for (k, key, v) in self.entries(prefix, v)? {
+            match k.as_str() {
+                "backend" => layer.storage_backend = self.string(&key, v)?,
+                "db_url" => layer.db_url = self.string(&key, v)?,
+                // The value of `password` is never echoed: warnings name keys only.
+                "database" | "tls_ca_file" | "client_cert_file" | "client_key_file"
+                | "username" | "password" => {
+                    self.ignored(key, "used only with the rethinkdb backend")
+                }
+                _ => self.unknown(key),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_file_layer(path: &Path, warnings: &mut Vec<Warning>) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let root: Value = match extension.as_str() {
+        "toml" => toml::from_str(&text).map_err(|source| ConfigError::Toml {
+            path: path.to_path_buf(),
+            source,
+        })?,
+        "yaml" | "yml" | "hcl" | "ini" | "properties" | "env" => {
+            return Err(ConfigError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                extension,
+            });
+        }
+        // notary-server picks the format by extension; JSON is what everyone uses, and a file
+        // without a known extension is most likely JSON too.
+        _ => serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    };
+    FileReader {
+        path,
+        origin: Origin::File(path.to_path_buf()),
+        warnings,
+    }
+    .read(&root)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Environment and flags
+// ------------------------------------------------------------------------------------------------
+
+fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+    // An empty variable counts as unset (viper's default), so `NOTARIUM_X= notarium serve` is
+    // harmless. The passphrase is the exception: empty there is a mistake, not a choice.
+    let get = |var: &'static str| -> Option<Val<String>> {
+        env(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| Val::new(v, &Origin::Env(var)))
+    };
+    let path = |var: &'static str| get(var).map(|v| Val::new(PathBuf::from(v.value), &v.origin));
+    let passphrase = match env(ENV_KEY_PASSPHRASE) {
+        Some(p) if p.is_empty() => {
+            return Err(ConfigError::EmptySecret {
+                var: ENV_KEY_PASSPHRASE,
+            });
+        }
+        Some(p) => Some(Secret::new(p)),
+        None => None,
+    };
+    Ok(Layer {
+        http_addr: get(ENV_HTTP_ADDR),
+        tls_cert_file: path(ENV_TLS_CERT_FILE),
+        tls_key_file: path(ENV_TLS_KEY_FILE),
+        db_url: get(ENV_DB_URL),
+        storage_backend: get(ENV_STORAGE_BACKEND),
+        log_level: get(ENV_LOG_LEVEL),
+        key_algorithm: get(ENV_KEY_ALGORITHM),
+        keys_dir: path(ENV_KEYS_DIR),
+        passphrase,
+        ..Layer::default()
+    })
+}
+
+fn flags_layer(o: ConfigOverrides) -> Layer {
+    let origin = Origin::CommandLine;
+    let wrap = |v: Option<String>| v.map(|v| Val::new(v, &origin));
+    let wrap_path = |v: Option<PathBuf>| v.map(|v| Val::new(v, &origin));
+    Layer {
+        http_addr: wrap(o.http_addr),
+        tls_cert_file: wrap_path(o.tls_cert_file),
+        tls_key_file: wrap_path(o.tls_key_file),
+        storage_backend: wrap(o.storage_backend),
+        db_url: wrap(o.db_url),
+        log_level: wrap(o.log_level),
+        key_algorithm: wrap(o.key_algorithm),
+        keys_dir: wrap_path(o.keys_dir),
+        max_body_bytes: o.max_body_bytes.map(|v| Val::new(v, &origin)),
+        ..Layer::default()
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Validation
+// ------------------------------------------------------------------------------------------------
+
+fn invalid<T>(key: &str, v: &Val<T>, value: String, allowed: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value,
+        allowed,
+        origin: v.origin.clone(),
+    }
+}
+
+fn unsupported(key: &str, v: &Val<String>, reason: &'static str) -> ConfigError {
+    ConfigError::Unsupported {
+        key: key.to_string(),
+        value: v.value.clone(),
+        reason,
+        origin: v.origin.clone(),
+    }
+}
+
+fn parse_log_level(v: &Val<String>) -> Result<LogLevel, ConfigError> {
+    // logrus.ParseLevel is case-insensitive; fatal/panic have no tracing equivalent.
+    Ok(match v.value.to_ascii_lowercase().as_str() {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" | "warning" => LogLevel::Warn,
+        "error" | "fatal" | "panic" => LogLevel::Error,
+        _ => {
+            return Err(invalid(
+                "logging.level",
+                v,
+                v.value.clone(),
+                "trace, debug, info, warn (warning), error, fatal, panic",
+            ));
+        }
+    })
+}
+
+fn parse_key_algorithm(v: &Val<String>) -> Result<KeyAlgorithm, ConfigError> {
+    const KEY: &str = "trust_service.key_algorithm";
+    match v.value.as_str() {
+        "ecdsa" => Ok(KeyAlgorithm::Ecdsa),
+        "ed25519" => Ok(KeyAlgorithm::Ed25519),
+        "rsa" => Err(unsupported(
+            KEY,
+            v,
+            "is not supported for server-held keys; use \"ecdsa\" or \"ed25519\"",
+        )),
+        _ => Err(invalid(KEY, v, v.value.clone(), "\"ecdsa\" or \"ed25519\"")),
+    }
+}
+
+fn parse_trust_type(v: &Val<String>) -> Result<TrustServiceKind, ConfigError> {
+    const KEY: &str = "trust_service.type";
+    match v.value.as_str() {
+        "local" => Ok(TrustServiceKind::Local),
+        "remote" => Err(unsupported(
+            KEY,
+            v,
+            "(an external notary-signer) is not supported yet; use \"local\"",
+        )),
+        _ => Err(invalid(KEY, v, v.value.clone(), "\"local\"")),
+    }
+}
+
+fn check_backend(v: &Val<String>) -> Result<(), ConfigError> {
+    const KEY: &str = "storage.backend";
+    match normalized_backend(&v.value) {
+        "sqlite" => Ok(()),
+        "postgres" => Err(unsupported(
+            KEY,
+            v,
+            "is not supported yet (PostgreSQL support is planned); use \"sqlite\"",
+        )),
+        "mysql" | "rethinkdb" => Err(unsupported(KEY, v, "is not supported; use \"sqlite\"")),
+        "memory" => Err(unsupported(
+            KEY,
+            v,
+            "is not supported: notarium always persists its data; use \"sqlite\" with storage.db_url naming a file",
+        )),
+        _ => Err(invalid(
+            KEY,
+            v,
+            v.value.clone(),
+            "\"sqlite\" (or notary's \"sqlite3\")",
+        )),
+    }
+}
+
+/// `storage.db_url` for SQLite: a file path, or a `sqlite:` URL as sqlx writes them
+/// (`sqlite://relative.db`, `sqlite:///absolute.db`, `sqlite:relative.db`).
+fn sqlite_path(v: &Val<String>) -> Result<PathBuf, ConfigError> {
+    const ALLOWED: &str = "a SQLite database file path or sqlite: URL (sqlite://relative/path.db, \
+                           sqlite:///absolute/path.db); in-memory databases and query parameters are not allowed";
+    let url = v.value.as_str();
+    let bad = || invalid("storage.db_url", v, url.to_string(), ALLOWED);
+    let lower = url.to_ascii_lowercase();
+    let path = if lower.starts_with("sqlite://") {
+        &url["sqlite://".len()..]
+    } else if lower.starts_with("sqlite:") {
+        &url["sqlite:".len()..]
+    } else if url.contains("://") || url.contains("@tcp(") {
+        // Another backend's URL or DSN: using it as a file name would silently create a new DB.
+        return Err(bad());
+    } else {
+        url
+    };
+    let is_url = path.len() != url.len();
+    if path.is_empty() || path == ":memory:" || (is_url && path.contains('?')) {
+        return Err(bad());
+    }
+    Ok(resolve_against(&v.origin, Path::new(path)))
+}
+
+fn max_age(key: &str, v: Option<&Val<u64>>, default: u32) -> Result<u32, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    match u32::try_from(v.value) {
+        Ok(n) if u64::from(n) <= MAX_CACHE_MAX_AGE => Ok(n),
+        _ => Err(invalid(
+            key,
+            v,
+            v.value.to_string(),
+            "an integer number of seconds from 0 to 31536000 (one year)",
+        )),
+    }
+}
+
+/// notary's `getRequiredGunPrefixes`: `path.Clean(strings.TrimSpace(p)) + "/" == p`, and no leading
+/// `/` or `..`. We are a little stricter (`./` is refused; it could never match a GUN anyway).
+fn gun_prefix_ok(p: &str) -> bool {
+    let Some(body) = p.strip_suffix('/') else {
+        return false;
+    };
+    !body.is_empty()
+        && !p.starts_with('/')
+        && !p.starts_with("..")
+        && !p.chars().any(char::is_whitespace)
+        && body
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+fn non_empty_path(key: &str, v: &Val<PathBuf>) -> Result<PathBuf, ConfigError> {
+    if v.value.as_os_str().is_empty() {
+        return Err(invalid(key, v, String::new(), "a non-empty path"));
+    }
+    Ok(v.resolved())
+}
+
+fn validate(layer: Layer) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+
+    if let Some(v) = &layer.http_addr {
+        config.server.http_addr = ListenAddr::parse(&v.value)
+            .map_err(|allowed| invalid("server.http_addr", v, v.value.clone(), allowed))?;
+    }
+
+    config.server.tls = match (&layer.tls_cert_file, &layer.tls_key_file) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert_file: cert.resolved(),
+            key_file: key.resolved(),
+        },
+        (None, None) => TlsSource::DevCertificates,
+        (Some(cert), None) => {
+            return Err(ConfigError::Incomplete {
+                key: "server.tls_cert_file",
+                missing: "server.tls_key_file",
+                origin: cert.origin.clone(),
+            });
+        }
+        (None, Some(key)) => {
+            return Err(ConfigError::Incomplete {
+                key: "server.tls_key_file",
+                missing: "server.tls_cert_file",
+                origin: key.origin.clone(),
+            });
+        }
+    };
+    if let Some(v) = &layer.client_ca_file {
+        // Ignoring it would drop the client-certificate check the operator asked for.
+        return Err(unsupported(
+            "server.client_ca_file",
+            v,
+            "(client certificate authentication) is not supported yet; remove it to run without client certificates",
+        ));
+    }
+    if let Some(v) = &layer.max_body_bytes {
+        if !(MIN_MAX_BODY_BYTES..=MAX_MAX_BODY_BYTES).contains(&v.value) {
+            return Err(invalid(
+                "server.max_body_bytes",
+                v,
+                v.value.to_string(),
+                "an integer from 1024 (1 KiB) to 1073741824 (1 GiB)",
+            ));
+        }
+        config.server.max_body_bytes = v.value;
+    }
+    if let Some(v) = &layer.keys_dir {
+        config.server.keys_dir = non_empty_path("server.keys_dir", v)?;
+    }
+
+    if let Some(v) = &layer.trust_type {
+        config.trust_service.kind = parse_trust_type(v)?;
+    }
+    if let Some(v) = &layer.key_algorithm {
+        config.trust_service.key_algorithm = parse_key_algorithm(v)?;
+    }
+
+    if let Some(v) = &layer.storage_backend {
+        check_backend(v)?;
+    }
+    if let Some(v) = &layer.db_url {
+        config.storage = StorageConfig::Sqlite {
+            path: sqlite_path(v)?,
+        };
+    }
+
+    if let Some(v) = &layer.log_level {
+        config.logging.level = parse_log_level(v)?;
+    }
+
+    config.caching = CachingConfig {
+        current_metadata_max_age: max_age(
+            "caching.max_age.current_metadata",
+            layer.current_max_age.as_ref(),
+            DEFAULT_CURRENT_MAX_AGE,
+        )?,
+        consistent_metadata_max_age: max_age(
+            "caching.max_age.consistent_metadata",
+            layer.consistent_max_age.as_ref(),
+            DEFAULT_CONSISTENT_MAX_AGE,
+        )?,
+    };
+
+    if let Some(v) = &layer.gun_prefixes {
+        if let Some(bad) = v.value.iter().find(|p| !gun_prefix_ok(p)) {
+            return Err(invalid(
+                "repositories.gun_prefixes",
+                v,
+                bad.clone(),
+                "prefixes that end in \"/\", are path-clean and do not start with \"/\" or \"..\" (e.g. \"docker.io/library/\")",
+            ));
+        }
+        config.repositories.gun_prefixes = v.value.clone();
+    }
+
+    if let Some(v) = &layer.auth_type {
+        // Running without the authentication the operator configured would be unsafe.
+        return Err(unsupported(
+            "auth.type",
+            v,
+            "is not supported yet; remove the auth section to run without authentication",
+        ));
+    }
+
+    config.keys.passphrase = layer.passphrase;
+    Ok(config)
+}
+
+impl Config {
+    /// Builds the configuration: defaults, then `file`, then the environment (read through `env`
+    /// so tests need not touch the process environment), then `overrides` from flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: &impl Fn(&str) -> Option<String>,
+        overrides: ConfigOverrides,
+    ) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let mut warnings = Vec::new();
+        let mut merged = Layer::default();
+        if let Some(path) = file {
+            let layer = read_file_layer(path, &mut warnings)?;
+            merged.merge(layer, &mut warnings);
+        }
+        merged.merge(env_layer(env)?, &mut warnings);
+        merged.merge(flags_layer(overrides), &mut warnings);
+        Ok((validate(merged)?, warnings))
+    }
+}
+
+/// The example printed by `notarium default-config`: notary-server's format, with `"//"` keys as
+/// comments (notary-server ignores them; notarium skips them without a warning).
+pub fn example_json() -> &'static str {
+    EXAMPLE_JSON
+}
+
+const EXAMPLE_JSON: &str = r#"{
+  "//": "notarium configuration. notary-server's JSON config works as is. Relative paths are relative to this file. Later sources win: this file < NOTARIUM_* environment variables < command-line flags.",
+  "server": {
+    "//": "http_addr: host:port, or :port for all interfaces (env NOTARIUM_HTTP_ADDR). TLS is always on: set tls_cert_file and tls_key_file (NOTARIUM_TLS_CERT_FILE, NOTARIUM_TLS_KEY_FILE), or neither to generate a development CA and certificate into keys_dir (NOTARIUM_KEYS_DIR), which also holds the generated key passphrase unless NOTARIUM_KEY_PASSPHRASE is set. max_body_bytes caps request bodies.",
+    "http_addr": "127.0.0.1:4443",
+    "keys_dir": "keys",
+    "max_body_bytes": 10485760
+  },
+  "trust_service": {
+    "//": "local: notarium holds the timestamp and snapshot keys, sealed in its database. key_algorithm: ecdsa or ed25519 (NOTARIUM_KEY_ALGORITHM).",
+    "type": "local",
+    "key_algorithm": "ecdsa"
+  },
+  "storage": {
+    "//": "backend: sqlite (notary's sqlite3 is accepted). db_url: a file path or sqlite: URL (NOTARIUM_STORAGE_BACKEND, NOTARIUM_DB_URL).",
+    "backend": "sqlite",
+    "db_url": "data/notarium.db"
+  },
+  "logging": {
+    "//": "trace, debug, info, warn, error (NOTARIUM_LOG_LEVEL).",
+    "level": "info"
+  },
+  "caching": {
+    "//": "Cache-Control max-age in seconds, 0 to 31536000; 0 disables caching.",
+    "max_age": {
+      "current_metadata": 300,
+      "consistent_metadata": 2592000
+    }
+  },
+  "repositories": {
+    "//": "If not empty, only GUNs starting with one of these prefixes are accepted. Each ends in /.",
+    "gun_prefixes": []
+  }
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const NOTARY: &str = "/usr/share/gocode/src/github.com/theupdateframework/notary";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn load_str(text: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "server.json", text);
+        Config::load(Some(&p), &no_env, ConfigOverrides::default())
+    }
+
+    fn err_str(text: &str) -> String {
+        load_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let (c, w) = Config::load(None, &no_env, ConfigOverrides::default()).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:4443");
+        assert_eq!(c.server.tls, TlsSource::DevCertificates);
+        assert_eq!(c.server.keys_dir, PathBuf::from("keys"));
+        assert_eq!(c.server.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ecdsa);
+        assert_eq!(
+            c.storage,
+            StorageConfig::Sqlite {
+                path: "data/notarium.db".into()
+            }
+        );
+        assert_eq!(c.storage.data_dir(), PathBuf::from("data"));
+        assert_eq!(c.logging.level, LogLevel::Info);
+        assert_eq!(c.caching.current_metadata_max_age, 300);
+        assert_eq!(c.caching.consistent_metadata_max_age, 2_592_000);
+        assert!(c.repositories.gun_prefixes.is_empty());
+        assert!(c.keys.passphrase.is_none());
+    }
+
+    #[test]
+    fn example_loads_without_warnings() {
+        let (c, w) = load_str(example_json()).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:4443");
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ecdsa);
+        assert_eq!(c.logging.level, LogLevel::Info);
+        // The example's relative paths resolve against the file's folder.
+        assert!(c.server.keys_dir.is_absolute());
+        assert!(c.server.keys_dir.ends_with("keys"));
+    }
+
+    /// Every server config shipped with notary 0.7: each fails on `remote` exactly as documented;
+    /// with `trust_service.type` switched to local and the backend to sqlite, each loads.
+    #[test]
+    fn notary_fixture_configs() {
+        let dir = Path::new(NOTARY).join("fixtures");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            eprintln!("skipping: {} not present", dir.display());
+            return;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_str().unwrap();
+                name.starts_with("server-config") && name.ends_with(".json")
+            })
+            .collect();
+        files.sort();
+        assert!(files.len() >= 5, "{files:?}");
+        for file in &files {
+            let err = Config::load(Some(file), &no_env, ConfigOverrides::default()).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(
+                    "trust_service.type \"remote\" (an external notary-signer) is not supported yet; use \"local\""
+                ),
+                "{}: {msg}",
+                file.display()
+            );
+
+            // Substitute what we do support and load again, in a copy next to fake key files.
+            let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+            v["trust_service"]["type"] = "local".into();
+            let original_backend = v["storage"]["backend"].as_str().unwrap().to_string();
+            v["storage"]["backend"] = "sqlite".into();
+            v["storage"]["db_url"] = "./notary.db".into();
+            let tmp = tempfile::tempdir().unwrap();
+            let copy = write(tmp.path(), "config.json", &v.to_string());
+            let (c, warnings) =
+                Config::load(Some(&copy), &no_env, ConfigOverrides::default()).unwrap();
+            assert_eq!(c.server.http_addr.to_string(), ":4443");
+            assert_eq!(c.server.http_addr.host, ListenHost::Unspecified);
+            assert_eq!(
+                c.server.tls,
+                TlsSource::Files {
+                    cert_file: tmp.path().join("notary-server.crt"),
+                    key_file: tmp.path().join("notary-server.key"),
+                }
+            );
+            assert_eq!(
+                c.storage,
+                StorageConfig::Sqlite {
+                    path: tmp.path().join("notary.db")
+                }
+            );
+            assert_eq!(c.logging.level, LogLevel::Debug);
+            // The remote-signer keys are reported as ignored, never as unknown.
+            assert!(
+                warnings
+                    .iter()
+                    .all(|w| matches!(w, Warning::Ignored { .. })),
+                "{warnings:?}"
+            );
+            assert!(warnings.iter().any(|w| w.key() == "trust_service.hostname"));
+            if original_backend == "rethinkdb" {
+                assert!(warnings.iter().any(|w| w.key() == "storage.password"));
+                // A warning names the key, never the value.
+                assert!(
+                    warnings
+                        .iter()
+                        .all(|w| !w.to_string().contains("serverpass"))
+                );
+            }
+        }
+    }
+
+    /// The notary backends we don't run fail with a message naming the key; local + sqlite3 from a
+    /// notary file loads unchanged.
+    #[test]
+    fn backends() {
+        let base = |backend: &str, url: &str| {
+            format!(
+                r#"{{"server":{{"http_addr":":4443"}},"trust_service":{{"type":"local"}},
+                   "storage":{{"backend":"{backend}","db_url":"{url}"}}}}"#
+            )
+        };
+        let (c, w) = load_str(&base("sqlite3", "/tmp/notary-server.db")).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(
+            c.storage,
+            StorageConfig::Sqlite {
+                path: "/tmp/notary-server.db".into()
+            }
+        );
+        let e = err_str(&base(
+            "postgres",
+            "postgres://server@postgresql:5432/notaryserver",
+        ));
+        assert!(
+            e.starts_with(
+                "storage.backend \"postgres\" is not supported yet (PostgreSQL support is planned)"
+            ),
+            "{e}"
+        );
+        let e = err_str(&base(
+            "mysql",
+            "server@tcp(mysql:3306)/notaryserver?parseTime=True",
+        ));
+        assert!(
+            e.starts_with("storage.backend \"mysql\" is not supported"),
+            "{e}"
+        );
+        let e = err_str(&base("rethinkdb", "rdb-proxy.rdb"));
+        assert!(
+            e.starts_with("storage.backend \"rethinkdb\" is not supported"),
+            "{e}"
+        );
+        let e = err_str(r#"{"storage":{"backend":"memory"}}"#);
+        assert!(e.contains("storage.backend \"memory\""), "{e}");
+        assert!(e.contains("always persists"), "{e}");
+        let e = err_str(r#"{"storage":{"backend":"oracle"}}"#);
+        assert!(
+            e.starts_with("storage.backend = \"oracle\" is invalid"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sqlite_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("sqlite:///abs/x.db", PathBuf::from("/abs/x.db")),
+            ("sqlite://rel/x.db", dir.path().join("rel/x.db")),
+            ("sqlite:rel.db", dir.path().join("rel.db")),
+            ("plain.db", dir.path().join("plain.db")),
+        ];
+        for (url, want) in cases {
+            let p = write(
+                dir.path(),
+                "c.json",
+                &format!(r#"{{"storage":{{"db_url":"{url}"}}}}"#),
+            );
+            let (c, _) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+            assert_eq!(c.storage, StorageConfig::Sqlite { path: want }, "{url}");
+        }
+        for bad in [
+            "sqlite::memory:",
+            "sqlite://x.db?mode=memory",
+            "postgres://u@h/db",
+            "sqlite:",
+        ] {
+            let e = err_str(&format!(r#"{{"storage":{{"db_url":"{bad}"}}}}"#));
+            assert!(
+                e.starts_with(&format!("storage.db_url = {bad:?} is invalid")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn precedence_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.json",
+            r#"{"server":{"http_addr":"10.0.0.1:1","keys_dir":"k"},
+                "logging":{"level":"debug"},
+                "trust_service":{"type":"local","key_algorithm":"ed25519"}}"#,
+        );
+        // File only.
+        let (c, _) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.server.http_addr.to_string(), "10.0.0.1:1");
+        assert_eq!(c.logging.level, LogLevel::Debug);
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ed25519);
+        assert_eq!(c.server.keys_dir, dir.path().join("k"));
+
+        // Env beats file; env paths stay relative to the working directory.
+        let env = env_of(&[
+            (ENV_HTTP_ADDR, "10.0.0.2:2"),
+            (ENV_LOG_LEVEL, "warning"),
+            (ENV_KEYS_DIR, "envkeys"),
+            (ENV_KEY_ALGORITHM, "ecdsa"),
+            (ENV_KEY_PASSPHRASE, "hunter2"),
+        ]);
+        let (c, _) = Config::load(Some(&p), &env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.server.http_addr.to_string(), "10.0.0.2:2");
+        assert_eq!(c.logging.level, LogLevel::Warn);
+        assert_eq!(c.server.keys_dir, PathBuf::from("envkeys"));
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ecdsa);
+        assert_eq!(c.keys.passphrase.as_ref().unwrap().expose(), "hunter2");
+
+        // Flags beat env.
+        let flags = ConfigOverrides {
+            http_addr: Some("[::1]:3".into()),
+            log_level: Some("ERROR".into()),
+            keys_dir: Some("flagkeys".into()),
+            max_body_bytes: Some(4096),
+            ..ConfigOverrides::default()
+        };
+        let (c, _) = Config::load(Some(&p), &env, flags).unwrap();
+        assert_eq!(c.server.http_addr.to_string(), "[::1]:3");
+        assert_eq!(c.logging.level, LogLevel::Error);
+        assert_eq!(c.server.keys_dir, PathBuf::from("flagkeys"));
+        assert_eq!(c.server.max_body_bytes, 4096);
+        // Layers a flag does not set still come through.
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ecdsa);
+
+        // An empty environment variable is "unset".
+        let env = env_of(&[(ENV_HTTP_ADDR, "")]);
+        let (c, _) = Config::load(Some(&p), &env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.server.http_addr.to_string(), "10.0.0.1:1");
+    }
+
+    #[test]
+    fn env_can_repair_file_and_tls_pairs_merge_across_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.json",
+            r#"{"storage":{"backend":"mysql","db_url":"server@tcp(mysql:3306)/notaryserver"},
+                "server":{"tls_cert_file":"a.crt"}}"#,
+        );
+        let env = env_of(&[
+            (ENV_STORAGE_BACKEND, "sqlite"),
+            (ENV_TLS_KEY_FILE, "/etc/k.pem"),
+        ]);
+        let (c, w) = Config::load(Some(&p), &env, ConfigOverrides::default()).unwrap();
+        // The MySQL DSN is not reused as a SQLite file name.
+        assert_eq!(
+            c.storage,
+            StorageConfig::Sqlite {
+                path: "data/notarium.db".into()
+            }
+        );
+        assert!(w.iter().any(|w| w.key() == "storage.db_url"), "{w:?}");
+        assert_eq!(
+            c.server.tls,
+            TlsSource::Files {
+                cert_file: dir.path().join("a.crt"),
+                key_file: "/etc/k.pem".into()
+            }
+        );
+        // Same backend again: the file's URL stays.
+        let p = write(
+            dir.path(),
+            "d.json",
+            r#"{"storage":{"backend":"sqlite3","db_url":"x.db"}}"#,
+        );
+        let env = env_of(&[(ENV_STORAGE_BACKEND, "sqlite")]);
+        let (c, w) = Config::load(Some(&p), &env, ConfigOverrides::default()).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(
+            c.storage,
+            StorageConfig::Sqlite {
+                path: dir.path().join("x.db")
+            }
+        );
+        // And a flag URL overrides an env URL.
+        let env = env_of(&[(ENV_DB_URL, "env.db")]);
+        let flags = ConfigOverrides {
+            db_url: Some("sqlite:///flag.db".into()),
+            ..ConfigOverrides::default()
+        };
+        let (c, _) = Config::load(None, &env, flags).unwrap();
+        assert_eq!(
+            c.storage,
+            StorageConfig::Sqlite {
+                path: "/flag.db".into()
+            }
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        let p = write(
+            &dir.path().join("etc"),
+            "c.json",
+            r#"{"server":{"tls_cert_file":"./tls/s.crt","tls_key_file":"/abs/s.key","keys_dir":"../k"},
+                "storage":{"db_url":"db/n.db"}}"#,
+        );
+        let (c, _) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+        let etc = dir.path().join("etc");
+        assert_eq!(
+            c.server.tls,
+            TlsSource::Files {
+                cert_file: etc.join("tls/s.crt"),
+                key_file: "/abs/s.key".into()
+            }
+        );
+        assert_eq!(c.server.keys_dir, etc.join("..").join("k"));
+        assert_eq!(c.storage.data_dir(), etc.join("db"));
+    }
+
+    #[test]
+    fn unknown_and_ignored_keys_warn() {
+        let (_, w) = load_str(
+            r#"{"server":{"http_addr":":4443","htp_addr":"x"},
+                "reporting":{"bugsnag":{"api_key":"k"}},
+                "auth":{"options":{"realm":"r"}},
+                "loging":{"level":"debug"},
+                "caching":{"max_age":{"current":1}}}"#,
+        )
+        .unwrap();
+        let keys: Vec<(&str, bool)> = w
+            .iter()
+            .map(|w| (w.key(), matches!(w, Warning::UnknownKey { .. })))
+            .collect();
+        assert!(keys.contains(&("server.htp_addr", true)), "{keys:?}");
+        assert!(keys.contains(&("loging", true)), "{keys:?}");
+        assert!(
+            keys.contains(&("caching.max_age.current", true)),
+            "{keys:?}"
+        );
+        assert!(keys.contains(&("reporting.bugsnag", false)), "{keys:?}");
+        assert!(keys.contains(&("auth.options", false)), "{keys:?}");
+        assert_eq!(w.len(), 5);
+        assert!(w[0].to_string().contains("ignored"));
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_nulls_unset() {
+        let (c, _) = load_str(r#"{"Server":{"HTTP_Addr":":1"},"logging":{"level":null}}"#).unwrap();
+        assert_eq!(c.server.http_addr.to_string(), ":1");
+        assert_eq!(c.logging.level, LogLevel::Info);
+        let e = err_str(r#"{"server":{"http_addr":":1","HTTP_ADDR":":2"}}"#);
+        assert!(e.contains("appears more than once"), "{e}");
+    }
+
+    /// Every invalid value names its dotted key, the value and the allowed set.
+    #[test]
+    fn every_error_names_its_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"server":{"http_addr":"4443"}}"#,
+                "server.http_addr = \"4443\"",
+            ),
+            (r#"{"server":{"http_addr":"::1:4443"}}"#, "server.http_addr"),
+            (r#"{"server":{"http_addr":"h:99999"}}"#, "server.http_addr"),
+            (
+                r#"{"server":{"http_addr":4443}}"#,
+                "server.http_addr must be a string, found a number",
+            ),
+            (
+                r#"{"server":{"tls_cert_file":"a.crt"}}"#,
+                "server.tls_cert_file is set",
+            ),
+            (
+                r#"{"server":{"tls_key_file":"a.key"}}"#,
+                "server.tls_key_file is set",
+            ),
+            (
+                r#"{"server":{"client_ca_file":"ca.crt"}}"#,
+                "server.client_ca_file \"ca.crt\"",
+            ),
+            (
+                r#"{"server":{"max_body_bytes":10}}"#,
+                "server.max_body_bytes = \"10\"",
+            ),
+            (
+                r#"{"server":{"max_body_bytes":-1}}"#,
+                "server.max_body_bytes = \"-1\"",
+            ),
+            (r#"{"server":"x"}"#, "server must be an object"),
+            (
+                r#"{"trust_service":{"type":"remote"}}"#,
+                "trust_service.type \"remote\" (an external notary-signer) is not supported yet; use \"local\"",
+            ),
+            (
+                r#"{"trust_service":{"type":"lokal"}}"#,
+                "trust_service.type = \"lokal\"",
+            ),
+            (
+                r#"{"trust_service":{"key_algorithm":"rsa"}}"#,
+                "trust_service.key_algorithm \"rsa\"",
+            ),
+            (
+                r#"{"trust_service":{"key_algorithm":"dsa"}}"#,
+                "trust_service.key_algorithm = \"dsa\"",
+            ),
+            (
+                r#"{"logging":{"level":"loud"}}"#,
+                "logging.level = \"loud\"",
+            ),
+            (
+                r#"{"caching":{"max_age":{"current_metadata":31536001}}}"#,
+                "caching.max_age.current_metadata = \"31536001\"",
+            ),
+            (
+                r#"{"caching":{"max_age":{"consistent_metadata":"x"}}}"#,
+                "caching.max_age.consistent_metadata = \"x\"",
+            ),
+            (
+                r#"{"caching":{"max_age":{"consistent_metadata":1.5}}}"#,
+                "caching.max_age.consistent_metadata = \"1.5\"",
+            ),
+            (
+                r#"{"repositories":{"gun_prefixes":["ok/","bad"]}}"#,
+                "repositories.gun_prefixes = \"bad\"",
+            ),
+            (
+                r#"{"repositories":{"gun_prefixes":["/abs/"]}}"#,
+                "repositories.gun_prefixes = \"/abs/\"",
+            ),
+            (
+                r#"{"repositories":{"gun_prefixes":["../up/"]}}"#,
+                "repositories.gun_prefixes = \"../up/\"",
+            ),
+            (
+                r#"{"repositories":{"gun_prefixes":["a//b/"]}}"#,
+                "repositories.gun_prefixes = \"a//b/\"",
+            ),
+            (
+                r#"{"repositories":{"gun_prefixes":[" a/"]}}"#,
+                "repositories.gun_prefixes = \" a/\"",
+            ),
+            (
+                r#"{"repositories":{"gun_prefixes":[1]}}"#,
+                "repositories.gun_prefixes must be an array of strings",
+            ),
+            (
+                r#"{"auth":{"type":"token","options":{}}}"#,
+                "auth.type \"token\" is not supported yet; remove the auth section to run without authentication",
+            ),
+            (
+                r#"{"keys":{"passphrase":"s3cret"}}"#,
+                "keys.passphrase must not be set in the config file",
+            ),
+            (r#"[]"#, "(top level) must be an object"),
+        ];
+        for (json, want) in cases {
+            let e = err_str(json);
+            assert!(
+                e.starts_with(want),
+                "for {json}: got {e:?}, want prefix {want:?}"
+            );
+            assert!(!e.contains("s3cret"));
+        }
+        // The origin is part of the message.
+        let e = err_str(r#"{"logging":{"level":"loud"}}"#);
+        assert!(e.contains("config file"), "{e}");
+        let env = env_of(&[(ENV_LOG_LEVEL, "loud")]);
+        let e = Config::load(None, &env, ConfigOverrides::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("environment variable NOTARIUM_LOG_LEVEL"),
+            "{e}"
+        );
+        let flags = ConfigOverrides {
+            key_algorithm: Some("rsa".into()),
+            ..ConfigOverrides::default()
+        };
+        let e = Config::load(None, &no_env, flags).unwrap_err();
+        assert!(e.to_string().contains("(command line)"), "{e}");
+    }
+
+    #[test]
+    fn accepted_values() {
+        let (c, _) = load_str(
+            r#"{"caching":{"max_age":{"current_metadata":"0","consistent_metadata":31536000}},
+                "repositories":{"gun_prefixes":["docker.io/library/","example.com/team/"]},
+                "logging":{"level":"Panic"},
+                "auth":{"type":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.caching.current_metadata_max_age, 0);
+        assert_eq!(c.caching.consistent_metadata_max_age, 31_536_000);
+        assert_eq!(
+            c.repositories.gun_prefixes,
+            ["docker.io/library/", "example.com/team/"]
+        );
+        assert_eq!(c.logging.level, LogLevel::Error);
+        // A single string is split on whitespace, as viper's GetStringSlice does.
+        let (c, _) = load_str(r#"{"repositories":{"gun_prefixes":"a/ b/c/"}}"#).unwrap();
+        assert_eq!(c.repositories.gun_prefixes, ["a/", "b/c/"]);
+    }
+
+    #[test]
+    fn listen_addr_forms() {
+        let a = ListenAddr::parse(":4443").unwrap();
+        assert_eq!(a.host, ListenHost::Unspecified);
+        let c = a.candidates().unwrap();
+        assert_eq!(c[0].to_string(), "[::]:4443");
+        assert_eq!(c[1].to_string(), "0.0.0.0:4443");
+        let a = ListenAddr::parse("[::1]:0").unwrap();
+        assert_eq!(a.candidates().unwrap()[0].to_string(), "[::1]:0");
+        let a = ListenAddr::parse("localhost:80").unwrap();
+        assert_eq!(a.host, ListenHost::Name("localhost".into()));
+        assert_eq!(a.to_string(), "localhost:80");
+        for bad in ["", "4443", ":", ":x", "a b:1", "[::1]", "::1:80", ":+1"] {
+            assert!(ListenAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let env = env_of(&[(ENV_KEY_PASSPHRASE, "hunter2")]);
+        let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("redacted"));
+        let e = Config::load(
+            None,
+            &env_of(&[(ENV_KEY_PASSPHRASE, "")]),
+            ConfigOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("NOTARIUM_KEY_PASSPHRASE is set but empty")
+        );
+    }
+
+    #[test]
+    fn file_errors() {
+        let e = Config::load(
+            Some(Path::new("/nonexistent/notarium.json")),
+            &no_env,
+            ConfigOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::ReadFile { .. }));
+        assert!(e.to_string().contains("/nonexistent/notarium.json"));
+        assert!(matches!(load_str("{"), Err(ConfigError::Json { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "c.yaml", "server: {}");
+        assert!(matches!(
+            Config::load(Some(&p), &no_env, ConfigOverrides::default()),
+            Err(ConfigError::UnsupportedFormat { .. })
+        ));
+    }
+
+    #[test]
+    fn toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "[server]\nhttp_addr = \":8443\"\n[caching.max_age]\ncurrent_metadata = 0\n",
+        );
+        let (c, w) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.server.http_addr.port, 8443);
+        assert_eq!(c.caching.current_metadata_max_age, 0);
+    }
+}

@@ -1,0 +1,628 @@
+//! Operations on one repository (GUN), free of HTTP: publish with full
+//! validation, reads that keep timestamps fresh, server-held keys, delete,
+//! changefeed. Built from the TUF core, the store and the signer.
+
+mod error;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+use tokio::sync::Mutex;
+
+use crate::signer::KeyService;
+use crate::store::{self, Change, NewFile, Store, StoredFile};
+use crate::tuf::encoding::format_time;
+use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Snapshot, Timestamp, canonical};
+
+pub use error::{Error, Rejection};
+use validate::{StoredState, Upload, ValidatedUpdate, describe, validate_update};
+
+/// Expiry of server-made metadata (PROTOCOL.md §4.6).
+pub const SNAPSHOT_LIFETIME: Duration = Duration::days(3 * 365);
+pub const TIMESTAMP_LIFETIME: Duration = Duration::days(14);
+/// Re-sign a timestamp once less than this remains, so clients never see
+/// an expired one (§11.7).
+pub const TIMESTAMP_REFRESH: Duration = Duration::days(7);
+/// Likewise for a server-managed snapshot.
+pub const SNAPSHOT_REFRESH: Duration = Duration::days(30);
+
+/// Longest GUN accepted (the width of Notary's SQL column and docker's
+/// reference limit).
+pub const MAX_GUN_LEN: usize = 255;
+
+/// Where the current time comes from; tests pin it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+/// Bytes to serve and when they were stored.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub data: Vec<u8>,
+    pub last_modified: OffsetDateTime,
+}
+
+impl From<StoredFile> for Served {
+    fn from(file: StoredFile) -> Self {
+        Self {
+            data: file.data,
+            last_modified: file.created_at,
+        }
+    }
+}
+
+/// How many stripes the per-GUN publish locks are spread over.
+const LOCK_STRIPES: usize = 64;
+
+pub struct Repo<S: Store> {
+    store: Arc<S>,
+    keys: KeyService<S>,
+    clock: Clock,
+    /// Serialises writers of one GUN in this process; the store's version
+    /// checks guard against other processes.
+    locks: Vec<Mutex<()>>,
+}
+
+/// Checks a GUN for the routes: non-empty, bounded, no `*` (the route
+/// pattern excludes it), no whitespace or control characters.
+pub fn check_gun(gun: &str) -> Result<(), Error> {
+    let reason = if gun.is_empty() {
+        Some("it is empty".to_string())
+    } else if gun.len() > MAX_GUN_LEN {
+        Some(format!(
+            "it is {} characters long; at most {MAX_GUN_LEN} are allowed",
+            gun.len()
+        ))
+    } else if gun.contains('*') || gun.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("it contains '*', whitespace or control characters".to_string())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidGun {
+            gun: gun.chars().take(80).collect(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+impl<S: Store> Repo<S> {
+    pub fn new(store: Arc<S>, keys: KeyService<S>, clock: Clock) -> Self {
+        Self {
+            store,
+            keys,
+            clock,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    fn lock_for(&self, gun: &str) -> &Mutex<()> {
+        let hash = gun.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let index = usize::try_from(hash % LOCK_STRIPES as u64).unwrap_or(0);
+        &self.locks[index.min(LOCK_STRIPES - 1)]
+    }
+
+    /// Validates and stores an update made of `(role, bytes)` parts
+    /// (PROTOCOL.md §1.3, §3). All or nothing.
+    #[tracing::instrument(skip_all, fields(gun = %gun))]
+    pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+        let uploads = parse_parts(parts)?;
+        let _writer = self.lock_for(gun).lock().await;
+        let state = self.load_state(gun, &uploads).await?;
+        let now = self.now();
+        let update = validate_update(gun, &state, uploads, now)?;
+
+        let mut files: Vec<NewFile> = Vec::new();
+        if update.new_root {
+            files.push(NewFile::new(
+                "root",
+                update.root.version,
+                update.root_file.raw().to_vec(),
+            ));
+        }
+        for (role, file) in &update.targets {
+            let version = file.common().map(|c| c.version).unwrap_or_default();
+            files.push(NewFile::new(role.as_str(), version, file.raw().to_vec()));
+        }
+        let (snapshot_bytes, snapshot_version) = match &update.snapshot {
+            Some(file) => {
+                let version = file.common().map(|c| c.version).unwrap_or_default();
+                (file.raw().to_vec(), version)
+            }
+            None => self.generate_snapshot(gun, &update, &state, now).await?,
+        };
+        files.push(NewFile::new(
+            "snapshot",
+            snapshot_version,
+            snapshot_bytes.clone(),
+        ));
+        let timestamp_version = state.versions.get("timestamp").copied().unwrap_or(0) + 1;
+        let timestamp = self
+            .generate_timestamp(gun, &update.root, &snapshot_bytes, timestamp_version, now)
+            .await?;
+        files.push(NewFile::new("timestamp", timestamp_version, timestamp));
+        self.store
+            .publish(gun, files)
+            .await
+            .map_err(conflict_or_store)?;
+        tracing::info!(roles = update.targets.len(), "published");
+        Ok(())
+    }
+
+    /// Loads what validation needs: root, snapshot, versions, and the stored
+    /// `targets` plus every ancestor of an uploaded delegation.
+    async fn load_state(&self, gun: &str, uploads: &[Upload]) -> Result<StoredState, Error> {
+        let versions: BTreeMap<String, i64> =
+            self.store.latest_versions(gun).await?.into_iter().collect();
+        let mut state = StoredState {
+            versions,
+            ..StoredState::default()
+        };
+        state.root = self.stored_file(gun, "root", &state).await?;
+        state.snapshot = self.stored_file(gun, "snapshot", &state).await?;
+        let mut wanted = vec![RoleName::Targets];
+        for upload in uploads {
+            let mut parent = upload.role.parent();
+            while let Some(role) = parent {
+                parent = role.parent();
+                wanted.push(role);
+            }
+        }
+        for role in wanted {
+            if let Some(file) = self.stored_file(gun, role.as_str(), &state).await? {
+                state.targets.insert(role, file);
+            }
+        }
+        Ok(state)
+    }
+
+    async fn stored_file(
+        &self,
+        gun: &str,
+        role: &str,
+        state: &StoredState,
+    ) -> Result<Option<SignedFile>, Error> {
+        if !state.versions.contains_key(role) {
+            return Ok(None);
+        }
+        let stored = match self.store.get_current(gun, role).await {
+            Ok(stored) => stored,
+            Err(store::Error::NotFound) => return Ok(None),
+            Err(other) => return Err(other.into()),
+        };
+        SignedFile::parse(&stored.data).map(Some).map_err(|e| {
+            Error::rejected(
+                Rejection::Validation,
+                format!("the stored {role} metadata is unreadable: {e}"),
+            )
+        })
+    }
+
+    /// Key IDs root lists for `role` that this server holds.
+    async fn signing_keys(&self, gun: &str, root: &Root, role: &str) -> Result<Vec<String>, Error> {
+        let listed = root
+            .roles
+            .get(role)
+            .map(|r| r.keyids.clone())
+            .unwrap_or_default();
+        let held = self.keys.held_key_ids(gun, role).await?;
+        Ok(listed.into_iter().filter(|id| held.contains(id)).collect())
+    }
+
+    async fn sign(&self, body: &Value, key_ids: &[String]) -> Result<Vec<u8>, Error> {
+        let message = canonical::to_canonical(body).map_err(Error::Generate)?;
+        let mut signatures = Vec::with_capacity(key_ids.len());
+        for key_id in key_ids {
+            signatures.push(self.keys.sign(key_id, &message).await?);
+        }
+        Ok(crate::tuf::envelope::write_envelope(&message, &signatures))
+    }
+
+    /// §3.4: the previous snapshot with root and every file loaded for this
+    /// update re-listed, version + 1, signed with the held snapshot key.
+    async fn generate_snapshot(
+        &self,
+        gun: &str,
+        update: &ValidatedUpdate,
+        state: &StoredState,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<u8>, i64), Error> {
+        let key_ids = self.signing_keys(gun, &update.root, "snapshot").await?;
+        let threshold = update.root.roles.get("snapshot").map_or(1, |r| r.threshold);
+        if key_ids.is_empty() || i64::try_from(key_ids.len()).unwrap_or(0) < threshold {
+            return Err(Error::rejected(
+                Rejection::BadHierarchy {
+                    missing: "snapshot",
+                },
+                "no snapshot was included in update and server does not hold current snapshot \
+                 key for repository: sign the snapshot yourself, or hand its key to the server \
+                 with `notary key rotate <gun> snapshot -r`",
+            ));
+        }
+        let mut body = match &state.snapshot {
+            Some(previous) => previous.signed_value().clone(),
+            None => json!({"_type": "Snapshot", "meta": {}}),
+        };
+        let mut entries: Vec<(String, &[u8])> = vec![("root".into(), update.root_file.raw())];
+        entries.extend(
+            update
+                .loaded
+                .iter()
+                .map(|(role, file)| (role.to_string(), file.raw())),
+        );
+        let has_targets = body.pointer("/meta/targets").is_some()
+            || update.loaded.contains_key(&RoleName::Targets);
+        if !has_targets {
+            match state.targets.get(&RoleName::Targets) {
+                Some(file) => entries.push(("targets".into(), file.raw())),
+                None => {
+                    return Err(Error::rejected(
+                        Rejection::BadHierarchy { missing: "targets" },
+                        "no targets metadata: the first publish of a repository must include targets.json",
+                    ));
+                }
+            }
+        }
+        let meta = body
+            .as_object_mut()
+            .and_then(|object| {
+                let meta = object.entry("meta").or_insert_with(|| json!({}));
+                if !meta.is_object() {
+                    *meta = json!({});
+                }
+                meta.as_object_mut()
+            })
+            .ok_or_else(|| {
+                Error::rejected(
+                    Rejection::BadSnapshot,
+                    "the stored snapshot is not an object",
+                )
+            })?;
+        for (role, bytes) in entries {
+            meta.insert(role, file_meta(bytes));
+        }
+        let version = state.versions.get("snapshot").copied().unwrap_or(0) + 1;
+        body["version"] = json!(version);
+        body["expires"] = json!(format_time(now + SNAPSHOT_LIFETIME));
+        body["_type"] = json!("Snapshot");
+        Ok((self.sign(&body, &key_ids).await?, version))
+    }
+
+    /// §3.5: a timestamp over `snapshot`, signed with the held timestamp key.
+    async fn generate_timestamp(
+        &self,
+        gun: &str,
+        root: &Root,
+        snapshot: &[u8],
+        version: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, Error> {
+        let key_ids = self.signing_keys(gun, root, "timestamp").await?;
+        if key_ids.is_empty() {
+            let listed = root
+                .roles
+                .get("timestamp")
+                .map(|r| r.keyids.clone())
+                .unwrap_or_default();
+            return Err(Error::rejected(
+                Rejection::BadRoot,
+                format!(
+                    "no timestamp keys exist on the server: root version {} lists timestamp key(s) \
+                     {listed:?}, which this server does not hold; fetch the server's key \
+                     (`notary key rotate <gun> timestamp -r`) and publish again",
+                    root.version
+                ),
+            ));
+        }
+        let body = json!({
+            "_type": "Timestamp",
+            "expires": format_time(now + TIMESTAMP_LIFETIME),
+            "meta": {"snapshot": file_meta(snapshot)},
+            "version": version,
+        });
+        self.sign(&body, &key_ids).await
+    }
+
+    /// The current file of `role` (PROTOCOL.md §1.2). Timestamp and a
+    /// server-managed snapshot are re-signed first when close to expiry.
+    #[tracing::instrument(skip_all, fields(gun = %gun, role = %role))]
+    pub async fn current(&self, gun: &str, role: &RoleName) -> Result<Served, Error> {
+        match role {
+            RoleName::Timestamp => Ok(self.fresh_timestamp(gun).await?.0),
+            RoleName::Snapshot => {
+                let (_, snapshot) = self.fresh_timestamp(gun).await?;
+                Ok(snapshot)
+            }
+            other => self.stored(
+                self.store.get_current(gun, other.as_str()).await,
+                other.as_str(),
+            ),
+        }
+    }
+
+    fn stored(
+        &self,
+        result: Result<StoredFile, store::Error>,
+        what: &str,
+    ) -> Result<Served, Error> {
+        match result {
+            Ok(file) => Ok(file.into()),
+            Err(store::Error::NotFound) => Err(Error::NotFound {
+                what: what.to_string(),
+            }),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub async fn by_checksum(
+        &self,
+        gun: &str,
+        role: &RoleName,
+        sha256_hex: &str,
+    ) -> Result<Served, Error> {
+        let result = self
+            .store
+            .get_checksum(gun, role.as_str(), sha256_hex)
+            .await;
+        self.stored(result, role.as_str())
+    }
+
+    pub async fn by_version(
+        &self,
+        gun: &str,
+        role: &RoleName,
+        version: i64,
+    ) -> Result<Served, Error> {
+        let result = self.store.get_version(gun, role.as_str(), version).await;
+        self.stored(result, role.as_str())
+    }
+
+    /// The current timestamp and the snapshot it names, re-signing either
+    /// when needed. On a signing failure the last good files are served.
+    async fn fresh_timestamp(&self, gun: &str) -> Result<(Served, Served), Error> {
+        let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
+        let now = self.now();
+        if !self.needs_refresh(&timestamp, &snapshot, now) {
+            return Ok((timestamp.into(), snapshot.into()));
+        }
+        let _writer = self.lock_for(gun).lock().await;
+        // Someone may have refreshed while we waited.
+        let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
+        if !self.needs_refresh(&timestamp, &snapshot, now) {
+            return Ok((timestamp.into(), snapshot.into()));
+        }
+        match self.refresh(gun, &timestamp, &snapshot, now).await {
+            Ok(()) => {
+                let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
+                Ok((timestamp.into(), snapshot.into()))
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "could not re-sign timestamp; serving the last one");
+                Ok((timestamp.into(), snapshot.into()))
+            }
+        }
+    }
+
+    async fn timestamp_and_snapshot(&self, gun: &str) -> Result<(StoredFile, StoredFile), Error> {
+        let timestamp = match self.store.get_current(gun, "timestamp").await {
+            Ok(file) => file,
+            Err(store::Error::NotFound) => {
+                return Err(Error::NotFound {
+                    what: "timestamp".into(),
+                });
+            }
+            Err(other) => return Err(other.into()),
+        };
+        // Serve the snapshot the timestamp names, not merely the newest row.
+        let named = SignedFile::parse(&timestamp.data)
+            .ok()
+            .and_then(|file| file.body::<Timestamp>("timestamp").ok())
+            .and_then(|body| {
+                body.meta
+                    .get("snapshot")
+                    .and_then(|m| m.sha256().map(hex::encode))
+            });
+        let snapshot = match named {
+            Some(hash) => self.store.get_checksum(gun, "snapshot", &hash).await,
+            None => self.store.get_current(gun, "snapshot").await,
+        };
+        match snapshot {
+            Ok(snapshot) => Ok((timestamp, snapshot)),
+            Err(store::Error::NotFound) => Err(Error::NotFound {
+                what: "snapshot".into(),
+            }),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn needs_refresh(
+        &self,
+        timestamp: &StoredFile,
+        snapshot: &StoredFile,
+        now: OffsetDateTime,
+    ) -> bool {
+        let expires = |data: &[u8]| {
+            SignedFile::parse(data)
+                .ok()
+                .and_then(|file| file.common().ok())
+                .map(|common| common.expires.at)
+        };
+        let timestamp_due = expires(&timestamp.data).is_none_or(|at| at - now < TIMESTAMP_REFRESH);
+        let snapshot_due = expires(&snapshot.data).is_none_or(|at| at - now < SNAPSHOT_REFRESH);
+        timestamp_due || snapshot_due
+    }
+
+    /// Re-signs the snapshot (when the server holds its key and it is due)
+    /// and always the timestamp.
+    async fn refresh(
+        &self,
+        gun: &str,
+        timestamp: &StoredFile,
+        snapshot: &StoredFile,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        let root_file = self.store.get_current(gun, "root").await?;
+        let root: Root = SignedFile::parse(&root_file.data)
+            .and_then(|file| file.body("root"))
+            .map_err(|e| Error::rejected(Rejection::BadRoot, describe(&e)))?;
+        let mut files = Vec::new();
+        let mut snapshot_bytes = snapshot.data.clone();
+        let snapshot_file = SignedFile::parse(&snapshot.data)
+            .map_err(|e| Error::rejected(Rejection::BadSnapshot, describe(&e)))?;
+        let snapshot_due = snapshot_file
+            .body::<Snapshot>("snapshot")
+            .map(|body| body.expires.at - now < SNAPSHOT_REFRESH)
+            .unwrap_or(true);
+        if snapshot_due {
+            let key_ids = self.signing_keys(gun, &root, "snapshot").await?;
+            if !key_ids.is_empty() {
+                let latest = self.store.get_current(gun, "snapshot").await?;
+                let latest_version = SignedFile::parse(&latest.data)
+                    .and_then(|f| f.common())
+                    .map(|c| c.version)
+                    .unwrap_or(latest.version);
+                let mut body = snapshot_file.signed_value().clone();
+                let version = latest_version.max(latest.version) + 1;
+                body["version"] = json!(version);
+                body["expires"] = json!(format_time(now + SNAPSHOT_LIFETIME));
+                snapshot_bytes = self.sign(&body, &key_ids).await?;
+                files.push(NewFile::new("snapshot", version, snapshot_bytes.clone()));
+            }
+        }
+        let version = timestamp.version + 1;
+        let timestamp = self
+            .generate_timestamp(gun, &root, &snapshot_bytes, version, now)
+            .await?;
+        files.push(NewFile::new("timestamp", version, timestamp));
+        self.store
+            .publish(gun, files)
+            .await
+            .map_err(conflict_or_store)?;
+        tracing::info!("re-signed timestamp");
+        Ok(())
+    }
+
+    /// `GET <role>.key`: the key root lists for `role` that the server holds,
+    /// or a new one (PROTOCOL.md §1.4).
+    pub async fn public_key(&self, gun: &str, role: &RoleName) -> Result<PublicKey, Error> {
+        let root = match self.store.get_current(gun, "root").await {
+            Ok(file) => SignedFile::parse(&file.data)
+                .and_then(|f| f.body::<Root>("root"))
+                .ok(),
+            Err(store::Error::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        };
+        if let Some(root) = root {
+            if let Some(key_id) = self.signing_keys(gun, &root, role.as_str()).await?.first() {
+                return Ok(self.keys.public_key(key_id).await?);
+            }
+        }
+        Ok(self.keys.create_key(gun, role.as_str()).await?)
+    }
+
+    /// `POST <role>.key`: a new key (or the newest never-used one); it takes
+    /// effect once a root listing it is published.
+    pub async fn rotate_key(&self, gun: &str, role: &RoleName) -> Result<PublicKey, Error> {
+        Ok(self.keys.create_key(gun, role.as_str()).await?)
+    }
+
+    /// Deletes all metadata of exactly this GUN.
+    #[tracing::instrument(skip_all, fields(gun = %gun))]
+    pub async fn delete(&self, gun: &str) -> Result<bool, Error> {
+        let _writer = self.lock_for(gun).lock().await;
+        Ok(self.store.delete(gun).await?)
+    }
+
+    /// The changefeed (PROTOCOL.md §1.6), from raw query parameters.
+    pub async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: Option<&str>,
+        records: Option<&str>,
+    ) -> Result<Vec<Change>, Error> {
+        let records: i64 = records
+            .ok_or_else(|| Error::InvalidParameters {
+                reason: "invalid records parameter: the records parameter is required".into(),
+            })?
+            .parse::<i32>()
+            .map_err(|e| Error::InvalidParameters {
+                reason: format!("invalid records parameter: {e}"),
+            })?
+            .into();
+        let records = if records == 0 {
+            100
+        } else {
+            records.clamp(-1000, 1000)
+        };
+        let change_id = match change_id.unwrap_or("") {
+            "" => 0,
+            text => text.parse::<i64>().map_err(|_| Error::InvalidParameters {
+                reason: format!(
+                    "did not recognize parameters: change ID expected to be integer, provided ID was: {}",
+                    text.chars().take(40).collect::<String>()
+                ),
+            })?,
+        };
+        Ok(self.store.changes(gun, change_id, records).await?)
+    }
+}
+
+fn file_meta(bytes: &[u8]) -> Value {
+    serde_json::to_value(FileMeta::for_bytes(bytes)).unwrap_or(Value::Null)
+}
+
+fn conflict_or_store(error: store::Error) -> Error {
+    match error {
+        store::Error::Conflict { role, version, .. } => Error::Conflict { role, version },
+        other => Error::Store(other),
+    }
+}
+
+/// Turns multipart parts into uploads: the role is the part's file name
+/// with an optional `.json`; for duplicates the last part wins.
+pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> {
+    let mut by_role: BTreeMap<RoleName, SignedFile> = BTreeMap::new();
+    for (filename, bytes) in parts {
+        if filename.is_empty() {
+            return Err(Error::NoFilename);
+        }
+        let name = filename.strip_suffix(".json").unwrap_or(&filename);
+        let role = RoleName::parse(name).map_err(|_| Error::InvalidRole {
+            role: name.chars().take(300).collect(),
+        })?;
+        let file = SignedFile::parse(&bytes).map_err(|e| Error::MalformedJson {
+            role: role.to_string(),
+            reason: e.to_string(),
+        })?;
+        file.common().map_err(|e| Error::MalformedJson {
+            role: role.to_string(),
+            reason: e.to_string(),
+        })?;
+        by_role.insert(role, file);
+    }
+    if by_role.is_empty() {
+        return Err(Error::MalformedUpload {
+            reason: "the upload holds no metadata files".into(),
+        });
+    }
+    Ok(by_role
+        .into_iter()
+        .map(|(role, file)| Upload { role, file })
+        .collect())
+}

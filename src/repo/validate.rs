@@ -1,0 +1,427 @@
+//! Validation of an upload against the stored state (PROTOCOL.md §3,
+//! `server/handlers/validation.go`, `tuf/builder.go`,
+//! `trustpinning/certs.go`). Pure: everything it needs is loaded first, and
+//! the clock is a parameter.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use crate::tuf::certs::{describe_rejections, root_certificates};
+use crate::tuf::roles::{path_allowed, restrict_paths};
+use crate::tuf::verify::{check_expiry, check_hashes, verify_signatures};
+use crate::tuf::{Error as TufError, RoleName, Root, SignedFile, Snapshot, Targets, TrustedRole};
+
+use super::error::{Error, Rejection};
+
+/// One uploaded metadata file.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub role: RoleName,
+    pub file: SignedFile,
+}
+
+/// What the server has for a GUN, as far as validating an upload needs.
+#[derive(Debug, Default)]
+pub struct StoredState {
+    pub root: Option<SignedFile>,
+    pub snapshot: Option<SignedFile>,
+    /// Newest stored version of every role.
+    pub versions: BTreeMap<String, i64>,
+    /// Current stored targets and delegation files the upload builds on.
+    pub targets: BTreeMap<RoleName, SignedFile>,
+}
+
+/// An upload that passed validation.
+#[derive(Debug)]
+pub struct ValidatedUpdate {
+    /// The root in force after this update (new or stored).
+    pub root: Root,
+    pub root_file: SignedFile,
+    pub new_root: bool,
+    /// Uploaded targets and delegation files, parents first.
+    pub targets: Vec<(RoleName, SignedFile)>,
+    /// Every targets-like file read for this update (uploaded or the stored
+    /// parents), whose snapshot entries must be current.
+    pub loaded: BTreeMap<RoleName, SignedFile>,
+    /// The snapshot the client signed, if it sent one.
+    pub snapshot: Option<SignedFile>,
+}
+
+fn bad(kind: Rejection, message: impl Into<String>) -> Error {
+    Error::rejected(kind, message)
+}
+
+/// Renders a TUF failure as text for users, with the rejected signatures'
+/// reasons where the threshold was not met.
+pub(crate) fn describe(error: &TufError) -> String {
+    match error {
+        TufError::ThresholdNotMet { rejected, .. } if !rejected.is_empty() => {
+            let reasons: Vec<String> = rejected
+                .iter()
+                .map(|r| format!("key {}: {}", short(&r.keyid), r.reason))
+                .collect();
+            format!("{error} ({})", reasons.join("; "))
+        }
+        TufError::MalformedRole { role, source } => {
+            format!("{role} metadata is malformed: {source}")
+        }
+        _ => error.to_string(),
+    }
+}
+
+fn short(keyid: &str) -> &str {
+    keyid.get(..7).unwrap_or(keyid)
+}
+
+fn check_newer(role: &RoleName, version: i64, state: &StoredState) -> Result<(), Error> {
+    if let Some(&current) = state.versions.get(role.as_str()) {
+        if version <= current {
+            return Err(Error::StaleVersion {
+                role: role.to_string(),
+                version,
+                current,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs the whole validation pipeline of §3.1 except snapshot and timestamp
+/// generation, which need the signer.
+pub fn validate_update(
+    gun: &str,
+    state: &StoredState,
+    uploads: Vec<Upload>,
+    now: OffsetDateTime,
+) -> Result<ValidatedUpdate, Error> {
+    let mut root_upload = None;
+    let mut snapshot_upload = None;
+    let mut targets_uploads = Vec::new();
+    for upload in uploads {
+        match upload.role {
+            RoleName::Root => root_upload = Some(upload.file),
+            RoleName::Snapshot => snapshot_upload = Some(upload.file),
+            // The server always makes the timestamp itself.
+            RoleName::Timestamp => {}
+            RoleName::Targets | RoleName::Delegation(_) => targets_uploads.push(upload),
+        }
+    }
+
+    let stored_root = match &state.root {
+        Some(file) => Some(file.body::<Root>("root").map_err(|e| {
+            bad(
+                Rejection::BadRoot,
+                format!("the stored root is unreadable: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let (root, root_file, new_root) = match (root_upload, &state.root) {
+        (Some(file), _) => {
+            let root = validate_root(gun, stored_root.as_ref(), &file, now)?;
+            (root, file, true)
+        }
+        (None, Some(stored)) => match stored_root {
+            Some(root) => (root, stored.clone(), false),
+            None => return Err(bad(Rejection::BadRoot, "the stored root is unreadable")),
+        },
+        (None, None) => {
+            return Err(bad(
+                Rejection::Validation,
+                "no pre-existing root and no root provided in update: the first publish of a \
+                 repository must include its root.json",
+            ));
+        }
+    };
+
+    // Parents before children, as Notary's builder loads them.
+    targets_uploads
+        .sort_by(|a, b| (a.role.depth(), a.role.as_str()).cmp(&(b.role.depth(), b.role.as_str())));
+    let mut loaded: BTreeMap<RoleName, SignedFile> = BTreeMap::new();
+    let mut bodies: BTreeMap<RoleName, Targets> = BTreeMap::new();
+    let mut validated = Vec::new();
+    for upload in targets_uploads {
+        let body = validate_targets(&upload, &root, state, &mut loaded, &mut bodies, now)?;
+        bodies.insert(upload.role.clone(), body);
+        loaded.insert(upload.role.clone(), upload.file.clone());
+        validated.push((upload.role, upload.file));
+    }
+
+    if new_root {
+        check_targets_follow_root(&root, state, &loaded)?;
+    }
+
+    let snapshot = match snapshot_upload {
+        Some(file) => {
+            validate_snapshot(&file, &root, &root_file, &loaded, state, now)?;
+            Some(file)
+        }
+        None => None,
+    };
+
+    Ok(ValidatedUpdate {
+        root,
+        root_file,
+        new_root,
+        targets: validated,
+        loaded,
+        snapshot,
+    })
+}
+
+fn validate_root(
+    gun: &str,
+    stored: Option<&Root>,
+    file: &SignedFile,
+    now: OffsetDateTime,
+) -> Result<Root, Error> {
+    let root: Root = file
+        .body("root")
+        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+    let current = stored.map_or(1, |r| r.version);
+    if root.version != current && root.version != current + 1 {
+        return Err(bad(
+            Rejection::BadRoot,
+            format!(
+                "Root modifications must increment the version. Current {current}, new {}",
+                root.version
+            ),
+        ));
+    }
+    if let Some(stored) = stored {
+        if root.version == stored.version {
+            return Err(Error::StaleVersion {
+                role: "root".into(),
+                version: root.version,
+                current: stored.version,
+            });
+        }
+    }
+    root.validate_structure()
+        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+
+    let certificates = root_certificates(&root, gun, Some(now));
+    if certificates.trusted.is_empty() {
+        return Err(bad(
+            Rejection::BadRoot,
+            format!(
+                "could not validate the path to a trusted root: unable to retrieve valid leaf \
+                 certificates ({})",
+                describe_rejections(&certificates.rejected)
+            ),
+        ));
+    }
+    if let Some(previous) = stored {
+        // A rotation must satisfy the previous root's threshold with the
+        // previous root's certificates (expired ones included).
+        let old = root_certificates(previous, gun, None);
+        let threshold = previous.roles.get("root").map_or(1, |r| r.threshold);
+        let old_role = TrustedRole {
+            name: RoleName::Root,
+            threshold,
+            keys: old.trusted,
+        };
+        verify_signatures(file, &old_role).map_err(|e| {
+            bad(
+                Rejection::BadRoot,
+                format!(
+                    "could not rotate trust to a new trusted root: failed to validate data with \
+                     current trusted certificates: root version {} must be signed by {threshold} \
+                     key(s) of root version {} ({})",
+                    root.version,
+                    previous.version,
+                    describe(&e)
+                ),
+            )
+        })?;
+    }
+    let threshold = root.roles.get("root").map_or(1, |r| r.threshold);
+    let own_role = TrustedRole {
+        name: RoleName::Root,
+        threshold,
+        keys: certificates.trusted,
+    };
+    verify_signatures(file, &own_role).map_err(|e| {
+        bad(
+            Rejection::BadRoot,
+            format!(
+                "could not validate the path to a trusted root: failed to validate integrity of \
+                 roots ({})",
+                describe(&e)
+            ),
+        )
+    })?;
+    check_expiry(&RoleName::Root, root.expires.at, now)
+        .map_err(|e| bad(Rejection::BadRoot, e.to_string()))?;
+    Ok(root)
+}
+
+/// The metadata of `role` this update sees: uploaded earlier in this
+/// request, or stored.
+fn targets_body(
+    role: &RoleName,
+    state: &StoredState,
+    loaded: &mut BTreeMap<RoleName, SignedFile>,
+    bodies: &mut BTreeMap<RoleName, Targets>,
+) -> Result<Option<Targets>, Error> {
+    if let Some(body) = bodies.get(role) {
+        return Ok(Some(body.clone()));
+    }
+    let Some(file) = state.targets.get(role) else {
+        return Ok(None);
+    };
+    let body: Targets = file.body(role.as_str()).map_err(|e| {
+        bad(
+            Rejection::BadTargets,
+            format!("the stored {role} metadata is unreadable: {e}"),
+        )
+    })?;
+    loaded.insert(role.clone(), file.clone());
+    bodies.insert(role.clone(), body.clone());
+    Ok(Some(body))
+}
+
+/// Keys, threshold and effective paths (`RestrictDelegationPathPrefixes`
+/// down the chain) for a targets-like role.
+fn authority(
+    role: &RoleName,
+    root: &Root,
+    state: &StoredState,
+    loaded: &mut BTreeMap<RoleName, SignedFile>,
+    bodies: &mut BTreeMap<RoleName, Targets>,
+) -> Result<(TrustedRole, Vec<String>), Error> {
+    let Some(parent) = role.parent() else {
+        let trusted = root
+            .trusted_role(&RoleName::Targets)
+            .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+        return Ok((trusted, vec![String::new()]));
+    };
+    let (_, parent_paths) = authority(&parent, root, state, loaded, bodies)?;
+    let parent_body = targets_body(&parent, state, loaded, bodies)?.ok_or_else(|| {
+        bad(
+            Rejection::BadTargets,
+            format!(
+                "cannot verify {role}: its parent role {parent} has no metadata on the server; \
+                 publish {parent} with the delegation first"
+            ),
+        )
+    })?;
+    let (trusted, delegated) = parent_body.delegated_role(role).map_err(|_| {
+        bad(
+            Rejection::BadTargets,
+            format!(
+                "tuf: invalid role {role}. delegation does not exist: {parent} does not delegate \
+                 to {role}"
+            ),
+        )
+    })?;
+    let paths = restrict_paths(&parent_paths, &delegated.paths);
+    Ok((trusted, paths))
+}
+
+fn validate_targets(
+    upload: &Upload,
+    root: &Root,
+    state: &StoredState,
+    loaded: &mut BTreeMap<RoleName, SignedFile>,
+    bodies: &mut BTreeMap<RoleName, Targets>,
+    now: OffsetDateTime,
+) -> Result<Targets, Error> {
+    let role = &upload.role;
+    let body: Targets = upload
+        .file
+        .body(role.as_str())
+        .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
+    body.validate_structure(role)
+        .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
+    let (trusted, paths) = authority(role, root, state, loaded, bodies)?;
+    verify_signatures(&upload.file, &trusted)
+        .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
+    check_expiry(role, body.expires.at, now)
+        .map_err(|e| bad(Rejection::BadTargets, e.to_string()))?;
+    check_newer(role, body.version, state)?;
+    if let Some(outside) = body.targets.keys().find(|name| !path_allowed(name, &paths)) {
+        return Err(bad(
+            Rejection::BadTargets,
+            format!(
+                "target {outside:?} is outside the paths delegated to {role} ({})",
+                if paths.is_empty() {
+                    "it is delegated no paths".to_string()
+                } else {
+                    format!("allowed prefixes: {paths:?}")
+                }
+            ),
+        ));
+    }
+    Ok(body)
+}
+
+/// A root that changes the targets keys must come with targets signed by
+/// them, or clients could no longer verify the repository.
+fn check_targets_follow_root(
+    root: &Root,
+    state: &StoredState,
+    loaded: &BTreeMap<RoleName, SignedFile>,
+) -> Result<(), Error> {
+    let current = loaded
+        .get(&RoleName::Targets)
+        .or_else(|| state.targets.get(&RoleName::Targets));
+    let Some(targets) = current else {
+        return Err(bad(
+            Rejection::BadHierarchy { missing: "targets" },
+            "no targets metadata: the first publish of a repository must include targets.json",
+        ));
+    };
+    let trusted = root
+        .trusted_role(&RoleName::Targets)
+        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+    verify_signatures(targets, &trusted).map_err(|e| {
+        bad(
+            Rejection::BadRoot,
+            format!(
+                "root version {} changes the targets keys, but targets.json is not signed by them \
+                 ({}); publish targets signed with the new key in the same update",
+                root.version,
+                describe(&e)
+            ),
+        )
+    })
+}
+
+fn validate_snapshot(
+    file: &SignedFile,
+    root: &Root,
+    root_file: &SignedFile,
+    loaded: &BTreeMap<RoleName, SignedFile>,
+    state: &StoredState,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
+    let body: Snapshot = file
+        .body("snapshot")
+        .map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+    body.validate_structure()
+        .map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+    let trusted = root
+        .trusted_role(&RoleName::Snapshot)
+        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+    verify_signatures(file, &trusted).map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+    check_expiry(&RoleName::Snapshot, body.expires.at, now)
+        .map_err(|e| bad(Rejection::BadSnapshot, e.to_string()))?;
+    check_newer(&RoleName::Snapshot, body.version, state)?;
+    // The snapshot must name the exact bytes of root and of every targets
+    // file this update loaded (`loadedNotChecksummed` in the builder).
+    let mut checked: Vec<(&str, &SignedFile)> = vec![("root", root_file)];
+    checked.extend(loaded.iter().map(|(role, file)| (role.as_str(), file)));
+    for (role, file) in checked {
+        let missing = || TufError::NoChecksums {
+            role: role.to_string(),
+        };
+        let result = match body.meta.get(role) {
+            Some(meta) => check_hashes(role, file.raw(), meta),
+            None => Err(missing()),
+        };
+        result.map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The one place where errors become HTTP responses in Notary's format
+//! (PROTOCOL.md §2): `{"errors":[{"code","message","detail"}]}`, status from
+//! the code. Rejections carry a `detail` the notary client parses and prints,
+//! so users see why; the body stays under the 1 KiB clients read.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::repo::{Error as RepoError, Rejection};
+
+/// Clients read at most this many bytes of an error body.
+const MAX_ERROR_BODY: usize = 1024;
+
+/// Notary's error codes (`server/errors/errors.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    NoFilename,
+    InvalidRole,
+    MalformedJson,
+    Updating,
+    Version,
+    MetadataNotFound,
+    InvalidUpdate,
+    MalformedUpload,
+    InvalidGun,
+    InvalidParameters,
+    Unknown,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoFilename => "NO_FILENAME",
+            Self::InvalidRole => "INVALID_ROLE",
+            Self::MalformedJson => "MALFORMED_JSON",
+            Self::Updating => "UPDATING",
+            Self::Version => "VERSION",
+            Self::MetadataNotFound => "METADATA_NOT_FOUND",
+            Self::InvalidUpdate => "INVALID_UPDATE",
+            Self::MalformedUpload => "MALFORMED_UPLOAD",
+            Self::InvalidGun => "INVALID_GUN",
+            Self::InvalidParameters => "INVALID_PARAMETERS",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MetadataNotFound => StatusCode::NOT_FOUND,
+            Self::Updating | Self::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::NoFilename => "No file/role name provided.",
+            Self::InvalidRole => "The role you are attempting to operate on is invalid.",
+            Self::MalformedJson => "JSON sent by the client could not be parsed by the server",
+            Self::Updating => "An error has occurred while updating the TUF repository.",
+            Self::Version => "A newer version of metadata is already available.",
+            Self::MetadataNotFound => "You have requested metadata that does not exist.",
+            Self::InvalidUpdate => "Update sent by the client is invalid.",
+            Self::MalformedUpload => "The body of your request is malformed.",
+            Self::InvalidGun => "The server does not support actions on images of this name.",
+            Self::InvalidParameters => "The parameters provided are not valid.",
+            Self::Unknown => "unknown error",
+        }
+    }
+}
+
+/// An error response: code, optional detail, and a label for metrics.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub detail: Option<Value>,
+    /// Why a client request was refused (metrics label), if it was.
+    pub reason: &'static str,
+}
+
+/// A detail the notary client turns into `<prefix>: <message>`.
+fn readable(kind: Rejection, message: &str) -> Value {
+    let mut error = json!({ "Msg": message });
+    if let Rejection::BadHierarchy { missing } = kind {
+        error["Missing"] = json!(missing);
+    }
+    json!({ "Name": kind.detail_name(), "Error": error })
+}
+
+impl ApiError {
+    pub fn new(code: Code, detail: Option<Value>, reason: &'static str) -> Self {
+        Self {
+            code,
+            detail,
+            reason,
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(Code::MetadataNotFound, None, "not_found")
+    }
+
+    /// A client mistake, reported under `code` with a message clients print.
+    pub fn client(code: Code, message: &str, reason: &'static str) -> Self {
+        Self::new(code, Some(readable(Rejection::Validation, message)), reason)
+    }
+
+    /// Maps a repository error, logging server faults once with their cause.
+    pub fn from_repo(error: &RepoError, writing: bool) -> Self {
+        let message = error.to_string();
+        match error {
+            RepoError::InvalidGun { .. } => Self::client(Code::InvalidGun, &message, "invalid_gun"),
+            RepoError::NoFilename => Self::client(Code::NoFilename, &message, "no_filename"),
+            RepoError::InvalidRole { .. } => {
+                Self::client(Code::InvalidRole, &message, "invalid_role")
+            }
+            RepoError::MalformedJson { .. } => {
+                Self::client(Code::MalformedJson, &message, "malformed_json")
+            }
+            RepoError::MalformedUpload { .. } => {
+                Self::client(Code::MalformedUpload, &message, "malformed_upload")
+            }
+            RepoError::TooLarge { .. } => {
+                Self::client(Code::MalformedUpload, &message, "too_large")
+            }
+            RepoError::Rejected { kind, message } => Self::new(
+                Code::InvalidUpdate,
+                Some(readable(*kind, message)),
+                kind.label(),
+            ),
+            RepoError::StaleVersion { .. } => Self::client(Code::Version, &message, "old_version"),
+            RepoError::Conflict { .. } => Self::client(Code::Version, &message, "conflict"),
+            RepoError::NotFound { .. } => Self::not_found(),
+            RepoError::InvalidParameters { reason } => Self::new(
+                Code::InvalidParameters,
+                Some(json!(reason)),
+                "invalid_parameters",
+            ),
+            RepoError::Store(_) | RepoError::Signer(_) | RepoError::Generate(_) => {
+                tracing::error!(error = %error_chain(error), "request failed");
+                let code = if writing {
+                    Code::Updating
+                } else {
+                    Code::Unknown
+                };
+                Self::new(code, None, "")
+            }
+        }
+    }
+
+    /// The JSON body, kept under the size clients read by shortening the
+    /// message if need be.
+    pub fn body(&self) -> Vec<u8> {
+        let mut detail = self.detail.clone();
+        loop {
+            let mut entry = json!({"code": self.code.as_str(), "message": self.code.message()});
+            if let Some(detail) = &detail {
+                entry["detail"] = detail.clone();
+            }
+            let mut body = serde_json::to_vec(&json!({ "errors": [entry] })).unwrap_or_default();
+            body.push(b'\n');
+            if body.len() <= MAX_ERROR_BODY {
+                return body;
+            }
+            let Some(message) = detail
+                .as_mut()
+                .and_then(|d| d.pointer_mut("/Error/Msg"))
+                .and_then(|m| m.as_str().map(str::to_string))
+            else {
+                return body;
+            };
+            let over = body.len() - MAX_ERROR_BODY + 3;
+            let keep = message.len().saturating_sub(over.max(16));
+            let mut cut = keep;
+            while cut > 0 && !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if let Some(slot) = detail.as_mut().and_then(|d| d.pointer_mut("/Error/Msg")) {
+                *slot = json!(format!("{}...", &message[..cut]));
+            }
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Marks a response as a refusal, for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct RejectionReason(pub &'static str);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.code.status(), self.body()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if !self.reason.is_empty() {
+            response
+                .extensions_mut()
+                .insert(RejectionReason(self.reason));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_repo_error_maps_to_notarys_status_and_code() {
+        use crate::store::Error as StoreError;
+        let cases: Vec<(RepoError, StatusCode, &str)> = vec![
+            (
+                RepoError::InvalidGun {
+                    gun: "x".into(),
+                    reason: "r".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_GUN",
+            ),
+            (
+                RepoError::NoFilename,
+                StatusCode::BAD_REQUEST,
+                "NO_FILENAME",
+            ),
+            (
+                RepoError::InvalidRole { role: "x".into() },
+                StatusCode::BAD_REQUEST,
+                "INVALID_ROLE",
+            ),
+            (
+                RepoError::MalformedJson {
+                    role: "targets".into(),
+                    reason: "x".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "MALFORMED_JSON",
+            ),
+            (
+                RepoError::MalformedUpload { reason: "x".into() },
+                StatusCode::BAD_REQUEST,
+                "MALFORMED_UPLOAD",
+            ),
+            (
+                RepoError::TooLarge { size: 2, limit: 1 },
+                StatusCode::BAD_REQUEST,
+                "MALFORMED_UPLOAD",
+            ),
+            (
+                RepoError::Rejected {
+                    kind: Rejection::BadTargets,
+                    message: "m".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::StaleVersion {
+                    role: "targets".into(),
+                    version: 1,
+                    current: 2,
+                },
+                StatusCode::BAD_REQUEST,
+                "VERSION",
+            ),
+            (
+                RepoError::Conflict {
+                    role: "timestamp".into(),
+                    version: 3,
+                },
+                StatusCode::BAD_REQUEST,
+                "VERSION",
+            ),
+            (
+                RepoError::NotFound {
+                    what: "root".into(),
+                },
+                StatusCode::NOT_FOUND,
+                "METADATA_NOT_FOUND",
+            ),
+            (
+                RepoError::InvalidParameters { reason: "r".into() },
+                StatusCode::BAD_REQUEST,
+                "INVALID_PARAMETERS",
+            ),
+            (
+                RepoError::Store(StoreError::NotFound),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UPDATING",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from_repo(&error, true);
+            assert_eq!(api.code.status(), status, "{error:?}");
+            assert_eq!(api.code.as_str(), code, "{error:?}");
+            let body: Value = serde_json::from_slice(&api.body()).unwrap();
+            assert_eq!(body["errors"].as_array().unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn client_visible_details_use_notarys_names_and_stay_under_1_kib() {
+        let error = RepoError::Rejected {
+            kind: Rejection::BadTargets,
+            message: "é".repeat(2000),
+        };
+        let body = ApiError::from_repo(&error, true).body();
+        assert!(body.len() <= MAX_ERROR_BODY, "{}", body.len());
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed["errors"][0]["detail"]["Name"], "ErrBadTargets");
+        assert!(
+            parsed["errors"][0]["detail"]["Error"]["Msg"]
+                .as_str()
+                .unwrap()
+                .ends_with("...")
+        );
+        let hierarchy = ApiError::from_repo(
+            &RepoError::Rejected {
+                kind: Rejection::BadHierarchy {
+                    missing: "snapshot",
+                },
+                message: "m".into(),
+            },
+            true,
+        );
+        let parsed: Value = serde_json::from_slice(&hierarchy.body()).unwrap();
+        assert_eq!(
+            parsed["errors"][0]["detail"]["Error"]["Missing"],
+            "snapshot"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The HTTP layer: the only place that knows axum. Routes, the error map,
+//! metrics, request logs and TLS serving.
+
+pub mod error;
+pub mod routes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::repo::Repo;
+use crate::store::Store;
+use error::RejectionReason;
+use routes::Operation;
+
+/// Cache lifetimes for metadata responses (PROTOCOL.md §1.8).
+#[derive(Debug, Clone, Copy)]
+pub struct Caching {
+    pub current_max_age: u32,
+    pub consistent_max_age: u32,
+}
+
+impl Default for Caching {
+    fn default() -> Self {
+        Self {
+            current_max_age: 300,
+            consistent_max_age: 2_592_000,
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct AppState<S: Store> {
+    pub repo: Repo<S>,
+    pub caching: Caching,
+    pub max_body_bytes: usize,
+    pub metrics: PrometheusHandle,
+}
+
+/// The process-wide Prometheus recorder, installed once so one process
+/// (a test binary) can run many servers.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (not ours): then
+            // our metrics are simply not exported.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Builds the router for `state`.
+pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
+    Router::new()
+        .route("/v2/", get(ping))
+        .route("/_notary_server/health", get(health::<S>))
+        .route("/metrics", get(metrics_text::<S>))
+        .fallback(routes::dispatch::<S>)
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+async fn ping() -> Response {
+    let mut response = (StatusCode::OK, "{}").into_response();
+    response.extensions_mut().insert(Operation("MainHandler"));
+    response
+}
+
+async fn health<S: Store>(State(state): State<Arc<AppState<S>>>) -> Response {
+    let mut response = match state.repo.store().ping().await {
+        Ok(()) => (StatusCode::OK, "{}").into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "health check failed");
+            let body = serde_json::json!({"DB operational": error.to_string()}).to_string();
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        }
+    };
+    response.extensions_mut().insert(Operation("Health"));
+    response
+}
+
+async fn metrics_text<S: Store>(State(state): State<Arc<AppState<S>>>) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response();
+    response.extensions_mut().insert(Operation("Metrics"));
+    response
+}
+
+/// One log line and one set of metrics per request, labelled by the
+/// operation (never by GUN, which is unbounded).
+async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let operation = response
+        .extensions()
+        .get::<Operation>()
+        .map_or("NotFound", |op| op.0);
+    let status = response.status().as_u16();
+    let labels = [
+        ("operation", operation.to_string()),
+        ("method", method.to_string()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("notarium_http_requests_total", &labels).increment(1);
+    metrics::histogram!("notarium_http_request_duration_seconds", "operation" => operation)
+        .record(elapsed.as_secs_f64());
+    if let Some(reason) = response.extensions().get::<RejectionReason>() {
+        metrics::counter!("notarium_rejections_total", "operation" => operation, "reason" => reason.0)
+            .increment(1);
+    }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if operation == "Health" || operation == "Metrics" {
+        tracing::debug!(%method, %path, operation, status, latency_ms, peer, "request");
+    } else if status >= 500 {
+        tracing::error!(%method, %path, operation, status, latency_ms, peer, "request");
+    } else {
+        tracing::info!(%method, %path, operation, status, latency_ms, peer, "request");
+    }
+    response
+}
+
+/// Serves `router` over TLS on an already bound listener until `shutdown`
+/// completes; in-flight requests get a grace period.
+pub async fn serve_tls(
+    router: Router,
+    listener: std::net::TcpListener,
+    tls: rustls::ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let for_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        for_shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    listener.set_nonblocking(true)?;
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+}

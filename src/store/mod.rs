@@ -1,0 +1,591 @@
+//! Persistence: TUF metadata rows, the changefeed and server-held sealed keys.
+//! The only module that knows SQL.
+//!
+//! [`Store`] is the interface the upper layers are generic over; each backend
+//! (SQLite now, PostgreSQL later) implements it with its own SQL dialect and
+//! migrations, as atuin does (STYLE.md §1.1). No backend type appears in the
+//! trait, so callers never see sqlx.
+
+mod sqlite;
+
+use std::future::Future;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+pub use sqlite::SqliteStore;
+
+/// Role name whose uploads are recorded in the changefeed (PROTOCOL.md §1.6).
+const TIMESTAMP_ROLE: &str = "timestamp";
+
+/// The one error type of the storage layer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+
+    /// A row for (gun, role) with a version equal to or higher than
+    /// `version` (the one being written) already exists: a stale upload, or
+    /// the loser of a race between two publishers. Nothing was written.
+    #[error("{role} of {gun} already has version {version} or newer")]
+    Conflict {
+        gun: String,
+        role: String,
+        version: i64,
+    },
+
+    /// A server key with this ID is already stored.
+    #[error("key {key_id} is already stored")]
+    KeyExists { key_id: String },
+
+    #[error("storage backend failed")]
+    Backend(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            other => Self::Backend(other),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Self::Backend(err.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One stored metadata file, bytes exactly as uploaded or generated.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub gun: String,
+    pub role: String,
+    pub version: i64,
+    /// Lowercase hex SHA-256 of `data`.
+    pub sha256: String,
+    pub data: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+// By hand: the data can be large and is not useful in logs.
+impl std::fmt::Debug for StoredFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredFile")
+            .field("gun", &self.gun)
+            .field("role", &self.role)
+            .field("version", &self.version)
+            .field("sha256", &self.sha256)
+            .field("len", &self.data.len())
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A metadata file to publish. The store computes the checksum.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewFile {
+    pub role: String,
+    pub version: i64,
+    pub data: Vec<u8>,
+}
+
+impl NewFile {
+    pub fn new(role: impl Into<String>, version: i64, data: Vec<u8>) -> Self {
+        Self {
+            role: role.into(),
+            version,
+            data,
+        }
+    }
+}
+
+impl std::fmt::Debug for NewFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewFile")
+            .field("role", &self.role)
+            .field("version", &self.version)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeCategory {
+    Update,
+    Deletion,
+}
+
+impl ChangeCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Update => "update",
+            Self::Deletion => "deletion",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "update" => Some(Self::Update),
+            "deletion" => Some(Self::Deletion),
+            _ => None,
+        }
+    }
+}
+
+/// One changefeed record (PROTOCOL.md §1.6). Deletions have version 0 and an
+/// empty checksum, as in Notary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: i64,
+    pub created_at: OffsetDateTime,
+    pub gun: String,
+    pub version: i64,
+    pub sha256: String,
+    pub category: ChangeCategory,
+}
+
+/// A server-held key as stored. The private half is only ever the sealed
+/// (encrypted) form produced by `signer`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key_id: String,
+    pub gun: String,
+    pub role: String,
+    /// The TUF key type (`ecdsa`, `ed25519`), as notary-signer's column.
+    pub algorithm: String,
+    /// The raw `keyval.public` bytes (DER SPKI for ecdsa, 32 raw bytes for
+    /// ed25519); with `algorithm` this rebuilds the public key and its ID.
+    pub public: Vec<u8>,
+    pub sealed_private: String,
+    pub created_at: OffsetDateTime,
+    /// Set by the first signature; a never-used key may be handed out again
+    /// instead of minting another (PROTOCOL.md §5).
+    pub last_used: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("key_id", &self.key_id)
+            .field("gun", &self.gun)
+            .field("role", &self.role)
+            .field("algorithm", &self.algorithm)
+            .field("created_at", &self.created_at)
+            .field("last_used", &self.last_used)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server key to store; the store stamps `created_at`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub key_id: String,
+    pub gun: String,
+    pub role: String,
+    pub algorithm: String,
+    pub public: Vec<u8>,
+    pub sealed_private: String,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("key_id", &self.key_id)
+            .field("gun", &self.gun)
+            .field("role", &self.role)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Storage backend. GUNs and roles are compared exactly (no prefixes, no case
+/// folding). Times are stamped by the backend, like Notary's
+/// `DEFAULT CURRENT_TIMESTAMP`.
+pub trait Store: Send + Sync + 'static {
+    /// The highest version of (gun, role).
+    fn get_current(&self, gun: &str, role: &str)
+    -> impl Future<Output = Result<StoredFile>> + Send;
+
+    fn get_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<StoredFile>> + Send;
+
+    /// The file of (gun, role) whose SHA-256 is `sha256_hex`. Never looked up
+    /// by checksum alone: that would serve one GUN's file to another
+    /// (PROTOCOL.md §11.3).
+    fn get_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+    ) -> impl Future<Output = Result<StoredFile>> + Send;
+
+    /// (role, highest version) for every role stored for `gun`, by role name.
+    fn latest_versions(&self, gun: &str)
+    -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+
+    /// Stores `files` all or nothing. Fails with [`Error::Conflict`] if any
+    /// (gun, role) already has an equal or higher version; of two concurrent
+    /// publishers of the same version exactly one succeeds. A timestamp file
+    /// also writes an `update` changefeed record.
+    fn publish(&self, gun: &str, files: Vec<NewFile>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Hard-deletes every metadata row of exactly `gun` and records a
+    /// `deletion` change if anything was deleted. Server keys are kept, as in
+    /// Notary (PROTOCOL.md §1.5). Returns whether anything was deleted.
+    fn delete(&self, gun: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// A changefeed page (PROTOCOL.md §1.6), always oldest→newest. Forward
+    /// (`records > 0`, `change_id >= 0`): IDs after `change_id`. Backwards
+    /// (`records < 0` or `change_id < 0`): the `|records|` changes before
+    /// `change_id`, or the newest ones when `change_id <= 0`. `records == 0`
+    /// gives an empty page: the HTTP layer applies the default page size.
+    fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> impl Future<Output = Result<Vec<Change>>> + Send;
+
+    /// Health check: the metadata table can be queried.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Fails with [`Error::KeyExists`] if the key ID is already stored.
+    fn put_key(&self, key: NewKey) -> impl Future<Output = Result<()>> + Send;
+
+    fn get_key(&self, key_id: &str) -> impl Future<Output = Result<StoredKey>> + Send;
+
+    /// Every key held for (gun, role), newest first.
+    fn keys_for(
+        &self,
+        gun: &str,
+        role: &str,
+    ) -> impl Future<Output = Result<Vec<StoredKey>>> + Send;
+
+    /// Records that the key has signed (sets `last_used` to now).
+    fn mark_key_used(&self, key_id: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Lowercase hex SHA-256, the form stored and served.
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(crate::tuf::sha256(data))
+}
+
+/// Backend-independent checks, run by each backend's tests (STYLE.md §3:
+/// one story test, generic over `Store`).
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A fresh temporary directory and the path of a database file in it.
+    pub(crate) fn temp_db() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("notarium.db").to_str().unwrap().to_string();
+        (dir, db)
+    }
+
+    fn file(role: &str, version: i64) -> NewFile {
+        NewFile::new(role, version, format!("{role} v{version}").into_bytes())
+    }
+
+    fn key(key_id: &str, gun: &str, role: &str) -> NewKey {
+        NewKey {
+            key_id: key_id.into(),
+            gun: gun.into(),
+            role: role.into(),
+            algorithm: "ecdsa".into(),
+            public: vec![1, 2, 3],
+            sealed_private: format!("sealed-{key_id}"),
+        }
+    }
+
+    fn assert_conflict(result: Result<()>, gun: &str, role: &str, version: i64) {
+        match result {
+            Err(Error::Conflict {
+                gun: g,
+                role: r,
+                version: v,
+            }) => assert_eq!((g.as_str(), r.as_str(), v), (gun, role, version)),
+            other => panic!("expected conflict on {role} v{version}, got {other:?}"),
+        }
+    }
+
+    /// Walks every method of the API.
+    pub(crate) async fn story<S: Store>(store: &S) {
+        let gun = "example.com/team/app";
+        store.ping().await.unwrap();
+
+        // Empty.
+        assert!(matches!(
+            store.get_current(gun, "root").await,
+            Err(Error::NotFound)
+        ));
+        assert!(store.latest_versions(gun).await.unwrap().is_empty());
+        assert!(store.changes(None, 0, 100).await.unwrap().is_empty());
+        assert!(!store.delete(gun).await.unwrap());
+
+        // First publish.
+        let v1 = vec![
+            file("root", 1),
+            file("targets", 1),
+            file("snapshot", 1),
+            file("timestamp", 1),
+        ];
+        store.publish(gun, v1.clone()).await.unwrap();
+        let root = store.get_current(gun, "root").await.unwrap();
+        assert_eq!((root.gun.as_str(), root.role.as_str()), (gun, "root"));
+        assert_eq!(root.version, 1);
+        assert_eq!(root.data, v1[0].data);
+        assert_eq!(root.sha256, hex::encode(crate::tuf::sha256(&v1[0].data)));
+        assert!(root.created_at.year() >= 2024);
+
+        // By version and by checksum, scoped to (gun, role).
+        let targets1 = store.get_version(gun, "targets", 1).await.unwrap();
+        assert_eq!(targets1.data, v1[1].data);
+        assert!(matches!(
+            store.get_version(gun, "targets", 2).await,
+            Err(Error::NotFound)
+        ));
+        let by_sum = store.get_checksum(gun, "root", &root.sha256).await.unwrap();
+        assert_eq!(by_sum, root);
+        let upper = root.sha256.to_ascii_uppercase();
+        assert_eq!(store.get_checksum(gun, "root", &upper).await.unwrap(), root);
+        assert!(matches!(
+            store.get_checksum(gun, "targets", &root.sha256).await,
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            store.get_checksum("other/gun", "root", &root.sha256).await,
+            Err(Error::NotFound)
+        ));
+
+        // A newer version; the old one stays addressable.
+        store
+            .publish(
+                gun,
+                vec![
+                    file("targets", 2),
+                    file("snapshot", 2),
+                    file("timestamp", 2),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.get_current(gun, "targets").await.unwrap().version, 2);
+        assert_eq!(
+            store.get_version(gun, "targets", 1).await.unwrap(),
+            targets1
+        );
+        assert_eq!(
+            store.latest_versions(gun).await.unwrap(),
+            vec![
+                ("root".to_string(), 1),
+                ("snapshot".to_string(), 2),
+                ("targets".to_string(), 2),
+                ("timestamp".to_string(), 2),
+            ]
+        );
+
+        // Stale uploads conflict and write nothing, not even the valid part.
+        assert_conflict(
+            store
+                .publish(gun, vec![file("targets", 3), file("timestamp", 2)])
+                .await,
+            gun,
+            "timestamp",
+            2,
+        );
+        assert_conflict(
+            store.publish(gun, vec![file("snapshot", 1)]).await,
+            gun,
+            "snapshot",
+            1,
+        );
+        assert_eq!(store.get_current(gun, "targets").await.unwrap().version, 2);
+        assert!(matches!(
+            store.get_version(gun, "targets", 3).await,
+            Err(Error::NotFound)
+        ));
+
+        // Neighbouring GUNs: a child, a longer name, a prefix.
+        let neighbours = [
+            "example.com/team/app/sub",
+            "example.com/team/appx",
+            "example.com/team/ap",
+        ];
+        for other in neighbours {
+            store
+                .publish(other, vec![file("root", 1), file("timestamp", 1)])
+                .await
+                .unwrap();
+        }
+
+        // Server keys (kept across a GUN delete, as in Notary).
+        store.put_key(key("k1", gun, "timestamp")).await.unwrap();
+        store.put_key(key("k2", gun, "timestamp")).await.unwrap();
+        store.put_key(key("k3", gun, "snapshot")).await.unwrap();
+        assert!(matches!(
+            store.put_key(key("k1", gun, "timestamp")).await,
+            Err(Error::KeyExists { key_id }) if key_id == "k1"
+        ));
+        let held: Vec<String> = store
+            .keys_for(gun, "timestamp")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
+        assert_eq!(held, ["k2", "k1"]);
+        assert!(store.keys_for(gun, "targets").await.unwrap().is_empty());
+        let k1 = store.get_key("k1").await.unwrap();
+        assert_eq!(k1.algorithm, "ecdsa");
+        assert_eq!(k1.public, [1, 2, 3]);
+        assert_eq!(k1.sealed_private, "sealed-k1");
+        assert_eq!(k1.last_used, None);
+        store.mark_key_used("k1").await.unwrap();
+        assert!(store.get_key("k1").await.unwrap().last_used.is_some());
+        assert!(matches!(
+            store.mark_key_used("nope").await,
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(store.get_key("nope").await, Err(Error::NotFound)));
+
+        // Delete exactly this GUN.
+        assert!(store.delete(gun).await.unwrap());
+        assert!(!store.delete(gun).await.unwrap());
+        assert!(store.latest_versions(gun).await.unwrap().is_empty());
+        assert!(matches!(
+            store.get_current(gun, "root").await,
+            Err(Error::NotFound)
+        ));
+        for other in neighbours {
+            assert_eq!(store.get_current(other, "root").await.unwrap().version, 1);
+        }
+        assert_eq!(store.keys_for(gun, "timestamp").await.unwrap().len(), 2);
+        // A deleted GUN starts again from version 1.
+        store.publish(gun, vec![file("root", 1)]).await.unwrap();
+
+        // Changefeed: ts v1, ts v2, three neighbours, the deletion.
+        let all = store.changes(None, 0, 100).await.unwrap();
+        let summary: Vec<(&str, i64, ChangeCategory)> = all
+            .iter()
+            .map(|c| (c.gun.as_str(), c.version, c.category))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (gun, 1, ChangeCategory::Update),
+                (gun, 2, ChangeCategory::Update),
+                (neighbours[0], 1, ChangeCategory::Update),
+                (neighbours[1], 1, ChangeCategory::Update),
+                (neighbours[2], 1, ChangeCategory::Update),
+                (gun, 0, ChangeCategory::Deletion),
+            ]
+        );
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(all[0].sha256, sha256_hex(&v1[3].data));
+        assert_eq!(all[5].sha256, "");
+        let ids: Vec<i64> = all.iter().map(|c| c.id).collect();
+        let page_ids = |page: Vec<Change>| page.iter().map(|c| c.id).collect::<Vec<_>>();
+
+        // Forward paging, exclusive of the cursor.
+        assert_eq!(page_ids(store.changes(None, 0, 2).await.unwrap()), ids[..2]);
+        assert_eq!(
+            page_ids(store.changes(None, ids[1], 3).await.unwrap()),
+            ids[2..5]
+        );
+        assert!(store.changes(None, ids[5], 10).await.unwrap().is_empty());
+        assert!(store.changes(None, 0, 0).await.unwrap().is_empty());
+
+        // Backwards: from the newest (-1), or before a cursor; oldest first.
+        assert_eq!(
+            page_ids(store.changes(None, -1, 2).await.unwrap()),
+            ids[4..]
+        );
+        assert_eq!(
+            page_ids(store.changes(None, -1, -2).await.unwrap()),
+            ids[4..]
+        );
+        assert_eq!(
+            page_ids(store.changes(None, 0, -2).await.unwrap()),
+            ids[4..]
+        );
+        assert_eq!(
+            page_ids(store.changes(None, ids[3], -2).await.unwrap()),
+            ids[1..3]
+        );
+        assert_eq!(
+            page_ids(store.changes(None, ids[1], -10).await.unwrap()),
+            ids[..1]
+        );
+
+        // Per-GUN feed filters exactly.
+        let mine = store.changes(Some(gun), 0, 100).await.unwrap();
+        assert_eq!(page_ids(mine), [ids[0], ids[1], ids[5]]);
+        let newest_mine = store.changes(Some(gun), -1, 1).await.unwrap();
+        assert_eq!(page_ids(newest_mine), [ids[5]]);
+        assert!(
+            store
+                .changes(Some("example.com/team"), 0, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// Two publishers of the same next version: exactly one wins, and the
+    /// loser leaves nothing behind.
+    pub(crate) async fn race<S: Store>(first: Arc<S>, second: Arc<S>, gun: &str, rounds: i64) {
+        first
+            .publish(gun, vec![file("snapshot", 1), file("timestamp", 1)])
+            .await
+            .unwrap();
+        for round in 0..rounds {
+            let version = round + 2;
+            let barrier = Arc::new(tokio::sync::Barrier::new(2));
+            let racer = |store: Arc<S>, who: &'static str| {
+                let barrier = Arc::clone(&barrier);
+                let gun = gun.to_string();
+                let files = ["snapshot", "timestamp"]
+                    .map(|role| {
+                        NewFile::new(role, version, format!("{role} v{version} by {who}").into())
+                    })
+                    .to_vec();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.publish(&gun, files).await
+                })
+            };
+            let a = racer(Arc::clone(&first), "a");
+            let b = racer(Arc::clone(&second), "b");
+            let (a, b) = (a.await.unwrap(), b.await.unwrap());
+            let winner = match (&a, &b) {
+                (Ok(()), Err(Error::Conflict { version: v, .. })) if *v == version => "a",
+                (Err(Error::Conflict { version: v, .. }), Ok(())) if *v == version => "b",
+                other => panic!("round {round}: expected one Ok and one Conflict, got {other:?}"),
+            };
+            for role in ["snapshot", "timestamp"] {
+                let stored = first.get_current(gun, role).await.unwrap();
+                assert_eq!(stored.version, version);
+                assert_eq!(
+                    stored.data,
+                    format!("{role} v{version} by {winner}").into_bytes()
+                );
+            }
+        }
+        // One changefeed row per stored timestamp, none for the losers.
+        let feed = first.changes(Some(gun), 0, 1000).await.unwrap();
+        let versions: Vec<i64> = feed.iter().map(|c| c.version).collect();
+        assert_eq!(versions, (1..=rounds + 1).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,528 @@
+//! SQLite backend: WAL, busy timeout, `BEGIN IMMEDIATE` for every
+//! read-check-write transaction, migrations embedded and run at open.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Mutex;
+
+use super::{
+    Change, ChangeCategory, Error, NewFile, NewKey, Result, Store, StoredFile, StoredKey,
+    TIMESTAMP_ROLE, sha256_hex,
+};
+
+/// How long a writer waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite serialises writers anyway; a few connections let reads proceed
+/// while a write transaction is open (WAL).
+const MAX_CONNECTIONS: u32 = 8;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// SQLite-backed [`Store`]. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Serialises this process's write transactions. `BEGIN IMMEDIATE` alone
+    /// is correct (and still guards against other processes), but a waiter
+    /// there polls through SQLite's busy handler in sleeps of up to 100 ms;
+    /// queueing on a mutex first hands the lock over at once.
+    writer: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, parent directory included) the database at
+    /// a file path or a `sqlite:` URL, and runs the migrations.
+    /// `sqlite::memory:` / `:memory:` open a private in-memory database.
+    pub async fn open(url_or_path: &str) -> Result<Self> {
+        if is_memory(url_or_path) {
+            return Self::open_in_memory().await;
+        }
+        let options = if url_or_path.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url_or_path)?
+        } else {
+            SqliteConnectOptions::new().filename(url_or_path)
+        };
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|err| Error::Backend(err.into()))?;
+        }
+        // synchronous stays at sqlx's FULL: losing a committed timestamp on
+        // power loss would let the server serve an older version than
+        // clients have already seen.
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    /// A private in-memory database, for tests. One connection that is never
+    /// recycled: the database lives exactly as long as that connection.
+    pub async fn open_in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<Self> {
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Takes the write lock up front (`BEGIN IMMEDIATE`), so the version
+    /// check and the insert see the same state. A deferred transaction would
+    /// read under a snapshot and could only fail when upgrading to a write.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn is_memory(url_or_path: &str) -> bool {
+    let rest = url_or_path
+        .strip_prefix("sqlite://")
+        .or_else(|| url_or_path.strip_prefix("sqlite:"))
+        .unwrap_or(url_or_path);
+    rest == ":memory:" || rest.starts_with(":memory:?")
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn file_from_row(row: &SqliteRow) -> Result<StoredFile, sqlx::Error> {
+    Ok(StoredFile {
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        data: row.try_get("data")?,
+        created_at: parse_time(row.try_get("created_at")?)?,
+    })
+}
+
+fn change_from_row(row: &SqliteRow) -> Result<Change, sqlx::Error> {
+    let category: &str = row.try_get("category")?;
+    let category = ChangeCategory::parse(category).ok_or_else(|| {
+        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
+    })?;
+    Ok(Change {
+        id: row.try_get("id")?,
+        created_at: parse_time(row.try_get("created_at")?)?,
+        gun: row.try_get("gun")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        category,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<StoredKey, sqlx::Error> {
+    let last_used: Option<&str> = row.try_get("last_used")?;
+    Ok(StoredKey {
+        key_id: row.try_get("key_id")?,
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        algorithm: row.try_get("algorithm")?,
+        public: row.try_get("public")?,
+        sealed_private: row.try_get("sealed_private")?,
+        created_at: parse_time(row.try_get("created_at")?)?,
+        last_used: last_used.map(parse_time).transpose()?,
+    })
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+async fn insert_change(
+    tx: &mut Transaction<'static, Sqlite>,
+    gun: &str,
+    version: i64,
+    sha256: &str,
+    category: ChangeCategory,
+) -> Result<()> {
+    sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES (?, ?, ?, ?)")
+        .bind(gun)
+        .bind(version)
+        .bind(sha256)
+        .bind(category.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The checks and inserts of one publish, inside its transaction.
+async fn insert_files(
+    tx: &mut Transaction<'static, Sqlite>,
+    gun: &str,
+    files: &[NewFile],
+) -> Result<()> {
+    for file in files {
+        let conflict = || Error::Conflict {
+            gun: gun.to_string(),
+            role: file.role.clone(),
+            version: file.version,
+        };
+        // Inside the transaction, unlike Notary (PROTOCOL.md §3.6), so a
+        // concurrent publisher cannot slip in between check and insert.
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = ? AND role = ?")
+                .bind(gun)
+                .bind(&file.role)
+                .fetch_one(&mut **tx)
+                .await?;
+        if newest.is_some_and(|newest| newest >= file.version) {
+            return Err(conflict());
+        }
+        let sha256 = sha256_hex(&file.data);
+        sqlx::query(
+            "INSERT INTO tuf_files (gun, role, version, sha256, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(gun)
+        .bind(&file.role)
+        .bind(file.version)
+        .bind(&sha256)
+        .bind(&file.data)
+        .execute(&mut **tx)
+        .await
+        .map_err(|err| {
+            // The UNIQUE (gun, role, version) constraint is the second guard.
+            if is_unique_violation(&err) {
+                conflict()
+            } else {
+                err.into()
+            }
+        })?;
+        if file.role == TIMESTAMP_ROLE {
+            insert_change(tx, gun, file.version, &sha256, ChangeCategory::Update).await?;
+        }
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
+        let row = sqlx::query(
+            "SELECT gun, role, version, sha256, data, created_at FROM tuf_files \
+             WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(gun)
+        .bind(role)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn get_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile> {
+        let row = sqlx::query(
+            "SELECT gun, role, version, sha256, data, created_at FROM tuf_files \
+             WHERE gun = ? AND role = ? AND version = ?",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn get_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<StoredFile> {
+        // The same bytes may in principle be stored under two versions; any
+        // of them is the requested content, take the newest.
+        let row = sqlx::query(
+            "SELECT gun, role, version, sha256, data, created_at FROM tuf_files \
+             WHERE gun = ? AND role = ? AND sha256 = ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(sha256_hex.to_ascii_lowercase())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn latest_versions(&self, gun: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = ? \
+             GROUP BY role ORDER BY role",
+        )
+        .bind(gun)
+        .fetch_all(&self.pool)
+        .await?;
+        let versions = rows
+            .iter()
+            .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(versions)
+    }
+
+    async fn publish(&self, gun: &str, files: Vec<NewFile>) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin_write().await?;
+        match insert_files(&mut tx, gun, &files).await {
+            Ok(()) => Ok(tx.commit().await?),
+            Err(err) => {
+                // Roll back now rather than on drop, so the write lock is
+                // released before the next writer asks for it. A failed
+                // rollback is moot: the connection discards the transaction.
+                let _ = tx.rollback().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn delete(&self, gun: &str) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
+            .bind(gun)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted > 0 {
+            insert_change(&mut tx, gun, 0, "", ChangeCategory::Deletion).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>> {
+        // As Notary's `GetChanges`: a negative ID means "from the newest",
+        // which only makes sense backwards.
+        let backwards = change_id < 0 || records < 0;
+        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Backwards from "the newest" has no ID bound.
+        let id_bound = match (backwards, change_id > 0) {
+            (false, _) => Some("id > ?"),
+            (true, true) => Some("id < ?"),
+            (true, false) => None,
+        };
+        let mut clauses = Vec::with_capacity(2);
+        if gun.is_some() {
+            clauses.push("gun = ?");
+        }
+        clauses.extend(id_bound);
+        let mut sql =
+            String::from("SELECT id, created_at, gun, version, sha256, category FROM changefeed");
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(if backwards {
+            " ORDER BY id DESC LIMIT ?"
+        } else {
+            " ORDER BY id ASC LIMIT ?"
+        });
+        // Binds in the order the clauses were added.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(gun) = gun {
+            query = query.bind(gun);
+        }
+        if id_bound.is_some() {
+            query = query.bind(change_id);
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        let mut changes = rows
+            .iter()
+            .map(change_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if backwards {
+            changes.reverse();
+        }
+        Ok(changes)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1 FROM tuf_files LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_key(&self, key: NewKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.key_id)
+        .bind(&key.gun)
+        .bind(&key.role)
+        .bind(&key.algorithm)
+        .bind(&key.public)
+        .bind(&key.sealed_private)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                Error::KeyExists {
+                    key_id: key.key_id.clone(),
+                }
+            } else {
+                err.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<StoredKey> {
+        let row = sqlx::query(
+            "SELECT key_id, gun, role, algorithm, public, sealed_private, created_at, last_used \
+             FROM server_keys WHERE key_id = ?",
+        )
+        .bind(key_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(key_from_row(&row)?)
+    }
+
+    async fn keys_for(&self, gun: &str, role: &str) -> Result<Vec<StoredKey>> {
+        // rowid breaks ties between keys created in the same millisecond.
+        let rows = sqlx::query(
+            "SELECT key_id, gun, role, algorithm, public, sealed_private, created_at, last_used \
+             FROM server_keys WHERE gun = ? AND role = ? ORDER BY created_at DESC, rowid DESC",
+        )
+        .bind(gun)
+        .bind(role)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn mark_key_used(&self, key_id: &str) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE key_id = ?",
+        )
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::tests::{race, story, temp_db};
+    use super::*;
+
+    #[tokio::test]
+    async fn story_on_a_temp_file() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        story(&store).await;
+    }
+
+    #[tokio::test]
+    async fn story_in_memory() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        story(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishers_in_one_process_never_both_win() {
+        let (_dir, db) = temp_db();
+        let store = Arc::new(SqliteStore::open(&db).await.unwrap());
+        race(Arc::clone(&store), store, "example.com/race", 20).await;
+    }
+
+    /// Two pools on one file stand in for two server processes: only
+    /// `BEGIN IMMEDIATE` and the busy timeout keep them apart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishers_in_two_processes_never_both_win() {
+        let (_dir, db) = temp_db();
+        let first = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let second = Arc::new(SqliteStore::open(&db).await.unwrap());
+        race(first, second, "example.com/race", 20).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let (dir, _) = temp_db();
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join("nested/dir/db.sqlite").display()
+        );
+        let store = SqliteStore::open(&url).await.unwrap();
+        store
+            .publish("gun", vec![NewFile::new("timestamp", 4, b"ts".to_vec())])
+            .await
+            .unwrap();
+        store.close().await;
+
+        // Migrations are recorded, so running them again is a no-op.
+        let store = SqliteStore::open(&url).await.unwrap();
+        let stored = store.get_current("gun", "timestamp").await.unwrap();
+        assert_eq!((stored.version, stored.data.as_slice()), (4, &b"ts"[..]));
+        assert_eq!(store.changes(None, 0, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn file_is_in_wal_mode() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn memory_urls_are_recognised() {
+        assert!(is_memory("sqlite::memory:"));
+        assert!(is_memory(":memory:"));
+        assert!(is_memory("sqlite://:memory:"));
+        assert!(!is_memory("sqlite://memory.db"));
+        assert!(!is_memory("/var/lib/notarium/db.sqlite"));
+    }
+}
