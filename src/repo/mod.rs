@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use crate::signer::KeyService;
 use crate::store::{self, Change, NewFile, Store, StoredFile};
 use crate::tuf::encoding::format_time;
-use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Snapshot, Timestamp, canonical};
+use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Timestamp, canonical};
 
 pub use error::{Error, Rejection};
 use validate::{StoredState, Upload, ValidatedUpdate, describe, validate_update};
@@ -398,13 +398,13 @@ impl<S: Store> Repo<S> {
     async fn fresh_timestamp(&self, gun: &str) -> Result<(Served, Served), Error> {
         let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
         let now = self.now();
-        if !self.needs_refresh(&timestamp, &snapshot, now) {
+        if !self.needs_refresh(gun, &timestamp, &snapshot, now).await? {
             return Ok((timestamp.into(), snapshot.into()));
         }
         let _writer = self.lock_for(gun).lock().await;
         // Someone may have refreshed while we waited.
         let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
-        if !self.needs_refresh(&timestamp, &snapshot, now) {
+        if !self.needs_refresh(gun, &timestamp, &snapshot, now).await? {
             return Ok((timestamp.into(), snapshot.into()));
         }
         match self.refresh(gun, &timestamp, &snapshot, now).await {
@@ -451,21 +451,23 @@ impl<S: Store> Repo<S> {
         }
     }
 
-    fn needs_refresh(
+    /// A timestamp is re-signed when it nears expiry; a snapshot only when
+    /// it nears expiry and the server holds its key (a client-held snapshot
+    /// is the client's to renew).
+    async fn needs_refresh(
         &self,
+        gun: &str,
         timestamp: &StoredFile,
         snapshot: &StoredFile,
         now: OffsetDateTime,
-    ) -> bool {
-        let expires = |data: &[u8]| {
-            SignedFile::parse(data)
-                .ok()
-                .and_then(|file| file.common().ok())
-                .map(|common| common.expires.at)
-        };
-        let timestamp_due = expires(&timestamp.data).is_none_or(|at| at - now < TIMESTAMP_REFRESH);
-        let snapshot_due = expires(&snapshot.data).is_none_or(|at| at - now < SNAPSHOT_REFRESH);
-        timestamp_due || snapshot_due
+    ) -> Result<bool, Error> {
+        if expires_within(&timestamp.data, now, TIMESTAMP_REFRESH) {
+            return Ok(true);
+        }
+        if !expires_within(&snapshot.data, now, SNAPSHOT_REFRESH) {
+            return Ok(false);
+        }
+        Ok(!self.keys.held_key_ids(gun, "snapshot").await?.is_empty())
     }
 
     /// Re-signs the snapshot (when the server holds its key and it is due)
@@ -485,20 +487,12 @@ impl<S: Store> Repo<S> {
         let mut snapshot_bytes = snapshot.data.clone();
         let snapshot_file = SignedFile::parse(&snapshot.data)
             .map_err(|e| Error::rejected(Rejection::BadSnapshot, describe(&e)))?;
-        let snapshot_due = snapshot_file
-            .body::<Snapshot>("snapshot")
-            .map(|body| body.expires.at - now < SNAPSHOT_REFRESH)
-            .unwrap_or(true);
-        if snapshot_due {
+        if expires_within(&snapshot.data, now, SNAPSHOT_REFRESH) {
             let key_ids = self.signing_keys(gun, &root, "snapshot").await?;
             if !key_ids.is_empty() {
                 let latest = self.store.get_current(gun, "snapshot").await?;
-                let latest_version = SignedFile::parse(&latest.data)
-                    .and_then(|f| f.common())
-                    .map(|c| c.version)
-                    .unwrap_or(latest.version);
                 let mut body = snapshot_file.signed_value().clone();
-                let version = latest_version.max(latest.version) + 1;
+                let version = latest.version + 1;
                 body["version"] = json!(version);
                 body["expires"] = json!(format_time(now + SNAPSHOT_LIFETIME));
                 snapshot_bytes = self.sign(&body, &key_ids).await?;
@@ -581,6 +575,14 @@ impl<S: Store> Repo<S> {
         };
         Ok(self.store.changes(gun, change_id, records).await?)
     }
+}
+
+/// Whether the metadata in `data` expires within `margin` of `now`
+/// (unreadable metadata counts as due).
+fn expires_within(data: &[u8], now: OffsetDateTime, margin: Duration) -> bool {
+    SignedFile::parse(data)
+        .and_then(|file| file.common())
+        .map_or(true, |common| common.expires.at - now < margin)
 }
 
 fn file_meta(bytes: &[u8]) -> Value {

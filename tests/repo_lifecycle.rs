@@ -1,0 +1,320 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The repository layer in-process, with a pinned clock: a repository built
+//! by our own client-side code is published, read, kept fresh, and guarded
+//! against rollback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use notarium::repo::{Clock, Error, Rejection, Repo};
+use notarium::signer::{KeyService, Passphrase};
+use notarium::store::SqliteStore;
+use notarium::tuf::encoding::format_time;
+use notarium::tuf::sign::sign_metadata;
+use notarium::tuf::{FileMeta, KeyAlgorithm, KeyType, PublicKey, RoleName, SignedFile, SigningKey};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+const GUN: &str = "registry.test/team/app";
+
+/// A clock the test moves forward.
+struct TestClock(AtomicI64);
+
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.whole_seconds(), Ordering::SeqCst);
+    }
+}
+
+struct Fixture {
+    repo: Repo<SqliteStore>,
+    clock: Arc<TestClock>,
+    root_key: SigningKey,
+    root_public: PublicKey,
+    targets_key: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+/// A self-signed certificate for `key` with CN = `gun`, as notary makes for
+/// root keys, wrapped as an `ecdsa-x509` key.
+fn certificate_key(key: &SigningKey, gun: &str, now: OffsetDateTime) -> PublicKey {
+    let pkcs8 = key.to_pkcs8().unwrap();
+    let pair = rcgen::KeyPair::try_from(pkcs8.as_slice()).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, gun);
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(3650);
+    let cert = params.self_signed(&pair).unwrap();
+    PublicKey::new(KeyType::EcdsaX509, cert.pem().into_bytes())
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
+            .await
+            .unwrap(),
+    );
+    let keys = KeyService::new(
+        store.clone(),
+        Passphrase::new("test"),
+        KeyAlgorithm::EcdsaP256,
+    )
+    .with_pbkdf2_iterations(1000)
+    .unwrap();
+    let clock = Arc::new(TestClock(AtomicI64::new(
+        OffsetDateTime::now_utc().unix_timestamp(),
+    )));
+    let reader = clock.clone();
+    let clock_fn: Clock = Arc::new(move || {
+        OffsetDateTime::from_unix_timestamp(reader.0.load(Ordering::SeqCst)).unwrap()
+    });
+    let now = clock_fn();
+    let repo = Repo::new(store, keys, clock_fn);
+    let root_key = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let root_public = certificate_key(&root_key, GUN, now);
+    Fixture {
+        repo,
+        clock,
+        root_key,
+        root_public,
+        targets_key: SigningKey::generate(KeyAlgorithm::Ed25519).unwrap(),
+        _dir: dir,
+    }
+}
+
+fn now(f: &Fixture) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(f.clock.0.load(Ordering::SeqCst)).unwrap()
+}
+
+async fn root_bytes(f: &Fixture, version: i64) -> Vec<u8> {
+    let timestamp = f.repo.public_key(GUN, &RoleName::Timestamp).await.unwrap();
+    let snapshot = f.repo.public_key(GUN, &RoleName::Snapshot).await.unwrap();
+    let targets = f.targets_key.public_key().clone();
+    let mut keys = serde_json::Map::new();
+    for key in [&f.root_public, &targets, &timestamp, &snapshot] {
+        keys.insert(key.id().to_string(), key.to_json());
+    }
+    let role = |key: &PublicKey| json!({"keyids": [key.id()], "threshold": 1});
+    let body = json!({
+        "_type": "Root",
+        "consistent_snapshot": false,
+        "expires": format_time(now(f) + Duration::days(3650)),
+        "keys": keys,
+        "roles": {
+            "root": role(&f.root_public),
+            "targets": role(&targets),
+            "snapshot": role(&snapshot),
+            "timestamp": role(&timestamp),
+        },
+        "version": version,
+    });
+    // The root certificate key signs under its x509 key ID.
+    let message = notarium::tuf::canonical::to_canonical(&body).unwrap();
+    let mut signature = f.root_key.sign(&message).unwrap();
+    signature.keyid = f.root_public.id().to_string();
+    notarium::tuf::envelope::write_envelope(&message, &[signature])
+}
+
+fn targets_bytes(f: &Fixture, version: i64, names: &[&str]) -> Vec<u8> {
+    let targets: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                serde_json::to_value(FileMeta::for_bytes(name.as_bytes())).unwrap(),
+            )
+        })
+        .collect();
+    let body = json!({
+        "_type": "Targets",
+        "delegations": {"keys": {}, "roles": []},
+        "expires": format_time(now(f) + Duration::days(1095)),
+        "targets": targets,
+        "version": version,
+    });
+    sign_metadata(&body, &[&f.targets_key]).unwrap()
+}
+
+async fn current_version(f: &Fixture, role: RoleName) -> i64 {
+    let served = f.repo.current(GUN, &role).await.unwrap();
+    SignedFile::parse(&served.data)
+        .unwrap()
+        .common()
+        .unwrap()
+        .version
+}
+
+#[tokio::test]
+async fn publish_serve_refresh_and_refuse_rollback() {
+    let f = fixture().await;
+    let root = root_bytes(&f, 1).await;
+    f.repo
+        .publish(
+            GUN,
+            vec![
+                ("root".into(), root),
+                ("targets".into(), targets_bytes(&f, 1, &["v1"])),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(current_version(&f, RoleName::Timestamp).await, 1);
+    assert_eq!(current_version(&f, RoleName::Snapshot).await, 1);
+
+    // Reads within the timestamp's first week change nothing.
+    f.clock.advance(Duration::days(6));
+    assert_eq!(current_version(&f, RoleName::Timestamp).await, 1);
+    // Less than a week left: the next read re-signs it.
+    f.clock.advance(Duration::days(2));
+    assert_eq!(current_version(&f, RoleName::Timestamp).await, 2);
+    assert_eq!(current_version(&f, RoleName::Timestamp).await, 2);
+    assert_eq!(current_version(&f, RoleName::Snapshot).await, 1);
+    // Near the snapshot's expiry the server re-signs it too (it holds the key).
+    f.clock.advance(Duration::days(1095 - 20));
+    assert_eq!(current_version(&f, RoleName::Snapshot).await, 2);
+    assert_eq!(current_version(&f, RoleName::Timestamp).await, 3);
+
+    // A new targets version is accepted; replaying the old one is not.
+    f.repo
+        .publish(
+            GUN,
+            vec![("targets".into(), targets_bytes(&f, 2, &["v1", "v2"]))],
+        )
+        .await
+        .unwrap();
+    let replay = f
+        .repo
+        .publish(
+            GUN,
+            vec![("targets".into(), targets_bytes(&f, 2, &["evil"]))],
+        )
+        .await;
+    assert!(
+        matches!(replay, Err(Error::StaleVersion { ref role, version: 2, current: 2 }) if role == "targets"),
+        "{replay:?}"
+    );
+    let served = f.repo.current(GUN, &RoleName::Targets).await.unwrap();
+    let body: notarium::tuf::Targets = SignedFile::parse(&served.data)
+        .unwrap()
+        .body("targets")
+        .unwrap();
+    assert!(body.targets.contains_key("v2") && !body.targets.contains_key("evil"));
+
+    // Consistent reads by version and by checksum.
+    let v1 = f.repo.by_version(GUN, &RoleName::Targets, 1).await.unwrap();
+    let hash = hex::encode(notarium::tuf::sha256(&v1.data));
+    let same = f
+        .repo
+        .by_checksum(GUN, &RoleName::Targets, &hash)
+        .await
+        .unwrap();
+    assert_eq!(same.data, v1.data);
+    assert!(matches!(
+        f.repo
+            .by_checksum("registry.test/other", &RoleName::Targets, &hash)
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // Delete removes exactly this GUN.
+    assert!(f.repo.delete(GUN).await.unwrap());
+    assert!(matches!(
+        f.repo.current(GUN, &RoleName::Root).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn expired_uploads_and_unheld_keys_are_refused() {
+    let f = fixture().await;
+    // Targets that expired yesterday.
+    let body = json!({
+        "_type": "Targets", "delegations": {"keys": {}, "roles": []},
+        "expires": format_time(now(&f) - Duration::days(1)), "targets": {}, "version": 1,
+    });
+    let expired = sign_metadata(&body, &[&f.targets_key]).unwrap();
+    let result = f
+        .repo
+        .publish(
+            GUN,
+            vec![
+                ("root".into(), root_bytes(&f, 1).await),
+                ("targets".into(), expired),
+            ],
+        )
+        .await;
+    match result {
+        Err(Error::Rejected {
+            kind: Rejection::BadTargets,
+            message,
+        }) => {
+            assert!(message.starts_with("targets expired at"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        f.repo.current(GUN, &RoleName::Root).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // A root listing a snapshot key the server does not hold, and no
+    // snapshot in the upload: the hierarchy is incomplete.
+    let other = fixture().await;
+    let foreign = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let timestamp = other
+        .repo
+        .public_key(GUN, &RoleName::Timestamp)
+        .await
+        .unwrap();
+    let mut keys = serde_json::Map::new();
+    for key in [
+        &other.root_public,
+        other.targets_key.public_key(),
+        &timestamp,
+        foreign.public_key(),
+    ] {
+        keys.insert(key.id().to_string(), key.to_json());
+    }
+    let role = |key: &PublicKey| json!({"keyids": [key.id()], "threshold": 1});
+    let body = json!({
+        "_type": "Root", "consistent_snapshot": false,
+        "expires": format_time(now(&other) + Duration::days(3650)), "keys": keys,
+        "roles": {"root": role(&other.root_public), "targets": role(other.targets_key.public_key()),
+                  "snapshot": role(foreign.public_key()), "timestamp": role(&timestamp)},
+        "version": 1,
+    });
+    let message = notarium::tuf::canonical::to_canonical(&body).unwrap();
+    let mut signature = other.root_key.sign(&message).unwrap();
+    signature.keyid = other.root_public.id().to_string();
+    let root = notarium::tuf::envelope::write_envelope(&message, &[signature]);
+    let result = other
+        .repo
+        .publish(
+            GUN,
+            vec![
+                ("root".into(), root),
+                ("targets".into(), targets_bytes(&other, 1, &[])),
+            ],
+        )
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Rejected {
+                kind: Rejection::BadHierarchy {
+                    missing: "snapshot"
+                },
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(matches!(
+        other.repo.current(GUN, &RoleName::Root).await,
+        Err(Error::NotFound { .. })
+    ));
+}
