@@ -11,9 +11,14 @@ use notarium::signer::{KeyService, Passphrase};
 use notarium::store::SqliteStore;
 use notarium::tuf::encoding::format_time;
 use notarium::tuf::sign::sign_metadata;
-use notarium::tuf::{FileMeta, KeyAlgorithm, KeyType, PublicKey, RoleName, SignedFile, SigningKey};
-use serde_json::{Value, json};
+use notarium::tuf::{KeyAlgorithm, PublicKey, RoleName, SignedFile, SigningKey};
+use serde_json::json;
 use time::{Duration, OffsetDateTime};
+
+#[path = "support/builder.rs"]
+mod builder;
+
+use builder::ClientKeys;
 
 const GUN: &str = "registry.test/team/app";
 
@@ -29,26 +34,8 @@ impl TestClock {
 struct Fixture {
     repo: Repo<SqliteStore>,
     clock: Arc<TestClock>,
-    root_key: SigningKey,
-    root_public: PublicKey,
-    targets_key: SigningKey,
+    client: ClientKeys,
     _dir: tempfile::TempDir,
-}
-
-/// A self-signed certificate for `key` with CN = `gun`, as notary makes for
-/// root keys, wrapped as an `ecdsa-x509` key.
-fn certificate_key(key: &SigningKey, gun: &str, now: OffsetDateTime) -> PublicKey {
-    let pkcs8 = key.to_pkcs8().unwrap();
-    let pair = rcgen::KeyPair::try_from(pkcs8.as_slice()).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, gun);
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(3650);
-    let cert = params.self_signed(&pair).unwrap();
-    PublicKey::new(KeyType::EcdsaX509, cert.pem().into_bytes())
 }
 
 async fn fixture() -> Fixture {
@@ -74,14 +61,10 @@ async fn fixture() -> Fixture {
     });
     let now = clock_fn();
     let repo = Repo::new(store, keys, clock_fn);
-    let root_key = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let root_public = certificate_key(&root_key, GUN, now);
     Fixture {
         repo,
         clock,
-        root_key,
-        root_public,
-        targets_key: SigningKey::generate(KeyAlgorithm::Ed25519).unwrap(),
+        client: ClientKeys::new(GUN, now),
         _dir: dir,
     }
 }
@@ -93,50 +76,12 @@ fn now(f: &Fixture) -> OffsetDateTime {
 async fn root_bytes(f: &Fixture, version: i64) -> Vec<u8> {
     let timestamp = f.repo.public_key(GUN, &RoleName::Timestamp).await.unwrap();
     let snapshot = f.repo.public_key(GUN, &RoleName::Snapshot).await.unwrap();
-    let targets = f.targets_key.public_key().clone();
-    let mut keys = serde_json::Map::new();
-    for key in [&f.root_public, &targets, &timestamp, &snapshot] {
-        keys.insert(key.id().to_string(), key.to_json());
-    }
-    let role = |key: &PublicKey| json!({"keyids": [key.id()], "threshold": 1});
-    let body = json!({
-        "_type": "Root",
-        "consistent_snapshot": false,
-        "expires": format_time(now(f) + Duration::days(3650)),
-        "keys": keys,
-        "roles": {
-            "root": role(&f.root_public),
-            "targets": role(&targets),
-            "snapshot": role(&snapshot),
-            "timestamp": role(&timestamp),
-        },
-        "version": version,
-    });
-    // The root certificate key signs under its x509 key ID.
-    let message = notarium::tuf::canonical::to_canonical(&body).unwrap();
-    let mut signature = f.root_key.sign(&message).unwrap();
-    signature.keyid = f.root_public.id().to_string();
-    notarium::tuf::envelope::write_envelope(&message, &[signature])
+    f.client.root(version, &snapshot, &timestamp, now(f))
 }
 
 fn targets_bytes(f: &Fixture, version: i64, names: &[&str]) -> Vec<u8> {
-    let targets: serde_json::Map<String, Value> = names
-        .iter()
-        .map(|name| {
-            (
-                name.to_string(),
-                serde_json::to_value(FileMeta::for_bytes(name.as_bytes())).unwrap(),
-            )
-        })
-        .collect();
-    let body = json!({
-        "_type": "Targets",
-        "delegations": {"keys": {}, "roles": []},
-        "expires": format_time(now(f) + Duration::days(1095)),
-        "targets": targets,
-        "version": version,
-    });
-    sign_metadata(&body, &[&f.targets_key]).unwrap()
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    f.client.targets(version, &names, now(f))
 }
 
 async fn current_version(f: &Fixture, role: RoleName) -> i64 {
@@ -236,7 +181,7 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
         "_type": "Targets", "delegations": {"keys": {}, "roles": []},
         "expires": format_time(now(&f) - Duration::days(1)), "targets": {}, "version": 1,
     });
-    let expired = sign_metadata(&body, &[&f.targets_key]).unwrap();
+    let expired = sign_metadata(&body, &[&f.client.targets_key]).unwrap();
     let result = f
         .repo
         .publish(
@@ -272,8 +217,8 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
         .unwrap();
     let mut keys = serde_json::Map::new();
     for key in [
-        &other.root_public,
-        other.targets_key.public_key(),
+        &other.client.root_public,
+        other.client.targets_key.public_key(),
         &timestamp,
         foreign.public_key(),
     ] {
@@ -283,13 +228,13 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
     let body = json!({
         "_type": "Root", "consistent_snapshot": false,
         "expires": format_time(now(&other) + Duration::days(3650)), "keys": keys,
-        "roles": {"root": role(&other.root_public), "targets": role(other.targets_key.public_key()),
+        "roles": {"root": role(&other.client.root_public), "targets": role(other.client.targets_key.public_key()),
                   "snapshot": role(foreign.public_key()), "timestamp": role(&timestamp)},
         "version": 1,
     });
     let message = notarium::tuf::canonical::to_canonical(&body).unwrap();
-    let mut signature = other.root_key.sign(&message).unwrap();
-    signature.keyid = other.root_public.id().to_string();
+    let mut signature = other.client.root_key.sign(&message).unwrap();
+    signature.keyid = other.client.root_public.id().to_string();
     let root = notarium::tuf::envelope::write_envelope(&message, &[signature]);
     let result = other
         .repo

@@ -597,7 +597,9 @@ fn conflict_or_store(error: store::Error) -> Error {
 }
 
 /// Turns multipart parts into uploads: the role is the part's file name
-/// with an optional `.json`; for duplicates the last part wins.
+/// with an optional `.json`; for duplicates the last part wins. An empty
+/// upload is valid: the notary client sends one to have the server re-sign
+/// its snapshot and timestamp.
 pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> {
     let mut by_role: BTreeMap<RoleName, SignedFile> = BTreeMap::new();
     for (filename, bytes) in parts {
@@ -617,11 +619,6 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
             reason: e.to_string(),
         })?;
         by_role.insert(role, file);
-    }
-    if by_role.is_empty() {
-        return Err(Error::MalformedUpload {
-            reason: "the upload holds no metadata files".into(),
-        });
     }
     Ok(by_role
         .into_iter()

@@ -132,8 +132,12 @@ async fn observe(request: Request, next: Next) -> Response {
     metrics::counter!("notarium_http_requests_total", &labels).increment(1);
     metrics::histogram!("notarium_http_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
-    if let Some(reason) = response.extensions().get::<RejectionReason>() {
-        metrics::counter!("notarium_rejections_total", "operation" => operation, "reason" => reason.0)
+    let reason = response
+        .extensions()
+        .get::<RejectionReason>()
+        .map_or("", |r| r.0);
+    if !reason.is_empty() {
+        metrics::counter!("notarium_rejections_total", "operation" => operation, "reason" => reason)
             .increment(1);
     }
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -141,6 +145,8 @@ async fn observe(request: Request, next: Next) -> Response {
         tracing::debug!(%method, %path, operation, status, latency_ms, peer, "request");
     } else if status >= 500 {
         tracing::error!(%method, %path, operation, status, latency_ms, peer, "request");
+    } else if !reason.is_empty() {
+        tracing::info!(%method, %path, operation, status, reason, latency_ms, peer, "request");
     } else {
         tracing::info!(%method, %path, operation, status, latency_ms, peer, "request");
     }
