@@ -62,8 +62,8 @@ pub enum Error {
     #[error("the upload is malformed: {reason}")]
     MalformedUpload { reason: String },
 
-    #[error("the upload is {size} bytes, more than the limit of {limit} bytes")]
-    TooLarge { size: u64, limit: u64 },
+    #[error("the upload is {}more than the limit of {limit} bytes", size.map(|s| format!("{s} bytes, ")).unwrap_or_default())]
+    TooLarge { size: Option<u64>, limit: u64 },
 
     /// The update breaks a TUF or server rule; `message` is for users.
     #[error("{message}")]

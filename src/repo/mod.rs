@@ -2,12 +2,14 @@
 //! validation, reads that keep timestamps fresh, server-held keys, delete,
 //! changefeed. Built from the TUF core, the store and the signer.
 
+mod cache;
 mod error;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
@@ -40,17 +42,17 @@ pub fn system_clock() -> Clock {
     Arc::new(OffsetDateTime::now_utc)
 }
 
-/// Bytes to serve and when they were stored.
+/// Bytes to serve and when they were stored. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Served {
-    pub data: Vec<u8>,
+    pub data: Bytes,
     pub last_modified: OffsetDateTime,
 }
 
 impl From<StoredFile> for Served {
     fn from(file: StoredFile) -> Self {
         Self {
-            data: file.data,
+            data: Bytes::from(file.data),
             last_modified: file.created_at,
         }
     }
@@ -66,6 +68,7 @@ pub struct Repo<S: Store> {
     /// Serialises writers of one GUN in this process; the store's version
     /// checks guard against other processes.
     locks: Vec<Mutex<()>>,
+    cache: cache::Cache,
 }
 
 /// Checks a GUN for the routes: non-empty, bounded, no `*` (the route
@@ -99,6 +102,7 @@ impl<S: Store> Repo<S> {
             keys,
             clock,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            cache: cache::Cache::default(),
         }
     }
 
@@ -157,10 +161,9 @@ impl<S: Store> Repo<S> {
             .generate_timestamp(gun, &update.root, &snapshot_bytes, timestamp_version, now)
             .await?;
         files.push(NewFile::new("timestamp", timestamp_version, timestamp));
-        self.store
-            .publish(gun, files)
-            .await
-            .map_err(conflict_or_store)?;
+        let stored = self.store.publish(gun, files).await;
+        self.cache.invalidate(gun, false);
+        stored.map_err(conflict_or_store)?;
         tracing::info!(roles = update.targets.len(), "published");
         Ok(())
     }
@@ -345,14 +348,19 @@ impl<S: Store> Repo<S> {
     pub async fn current(&self, gun: &str, role: &RoleName) -> Result<Served, Error> {
         match role {
             RoleName::Timestamp => Ok(self.fresh_timestamp(gun).await?.0),
-            RoleName::Snapshot => {
-                let (_, snapshot) = self.fresh_timestamp(gun).await?;
-                Ok(snapshot)
+            RoleName::Snapshot => Ok(self.fresh_timestamp(gun).await?.1),
+            other => {
+                let key = cache::Key::Current(other.to_string());
+                if let Some(served) = self.cache.get(gun, &key) {
+                    return Ok(served);
+                }
+                let served = self.stored(
+                    self.store.get_current(gun, other.as_str()).await,
+                    other.as_str(),
+                )?;
+                self.cache.put(gun, key, &served);
+                Ok(served)
             }
-            other => self.stored(
-                self.store.get_current(gun, other.as_str()).await,
-                other.as_str(),
-            ),
         }
     }
 
@@ -376,11 +384,17 @@ impl<S: Store> Repo<S> {
         role: &RoleName,
         sha256_hex: &str,
     ) -> Result<Served, Error> {
+        let key = cache::Key::Checksum(role.to_string(), sha256_hex.to_ascii_lowercase());
+        if let Some(served) = self.cache.get(gun, &key) {
+            return Ok(served);
+        }
         let result = self
             .store
             .get_checksum(gun, role.as_str(), sha256_hex)
             .await;
-        self.stored(result, role.as_str())
+        let served = self.stored(result, role.as_str())?;
+        self.cache.put(gun, key, &served);
+        Ok(served)
     }
 
     pub async fn by_version(
@@ -389,34 +403,72 @@ impl<S: Store> Repo<S> {
         role: &RoleName,
         version: i64,
     ) -> Result<Served, Error> {
+        let key = cache::Key::Version(role.to_string(), version);
+        if let Some(served) = self.cache.get(gun, &key) {
+            return Ok(served);
+        }
         let result = self.store.get_version(gun, role.as_str(), version).await;
-        self.stored(result, role.as_str())
+        let served = self.stored(result, role.as_str())?;
+        self.cache.put(gun, key, &served);
+        Ok(served)
     }
 
     /// The current timestamp and the snapshot it names, re-signing either
     /// when needed. On a signing failure the last good files are served.
     async fn fresh_timestamp(&self, gun: &str) -> Result<(Served, Served), Error> {
-        let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
         let now = self.now();
+        if let Some(fresh) = self.cache.fresh(gun) {
+            if fresh.timestamp_expires - now >= TIMESTAMP_REFRESH
+                && fresh.snapshot_expires - now >= SNAPSHOT_REFRESH
+            {
+                return Ok((fresh.timestamp, fresh.snapshot));
+            }
+        }
+        let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
         if !self.needs_refresh(gun, &timestamp, &snapshot, now).await? {
-            return Ok((timestamp.into(), snapshot.into()));
+            return Ok(self.remember_fresh(gun, timestamp, snapshot));
         }
         let _writer = self.lock_for(gun).lock().await;
         // Someone may have refreshed while we waited.
         let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
         if !self.needs_refresh(gun, &timestamp, &snapshot, now).await? {
-            return Ok((timestamp.into(), snapshot.into()));
+            return Ok(self.remember_fresh(gun, timestamp, snapshot));
         }
         match self.refresh(gun, &timestamp, &snapshot, now).await {
             Ok(()) => {
                 let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
-                Ok((timestamp.into(), snapshot.into()))
+                Ok(self.remember_fresh(gun, timestamp, snapshot))
             }
             Err(error) => {
                 tracing::warn!(error = %error, "could not re-sign timestamp; serving the last one");
                 Ok((timestamp.into(), snapshot.into()))
             }
         }
+    }
+
+    fn remember_fresh(
+        &self,
+        gun: &str,
+        timestamp: StoredFile,
+        snapshot: StoredFile,
+    ) -> (Served, Served) {
+        let timestamp_expires = expires_of(&timestamp.data);
+        let snapshot_expires = expires_of(&snapshot.data);
+        let (timestamp, snapshot): (Served, Served) = (timestamp.into(), snapshot.into());
+        if let (Some(timestamp_expires), Some(snapshot_expires)) =
+            (timestamp_expires, snapshot_expires)
+        {
+            self.cache.put_fresh(
+                gun,
+                cache::Fresh {
+                    timestamp: timestamp.clone(),
+                    snapshot: snapshot.clone(),
+                    timestamp_expires,
+                    snapshot_expires,
+                },
+            );
+        }
+        (timestamp, snapshot)
     }
 
     async fn timestamp_and_snapshot(&self, gun: &str) -> Result<(StoredFile, StoredFile), Error> {
@@ -504,10 +556,9 @@ impl<S: Store> Repo<S> {
             .generate_timestamp(gun, &root, &snapshot_bytes, version, now)
             .await?;
         files.push(NewFile::new("timestamp", version, timestamp));
-        self.store
-            .publish(gun, files)
-            .await
-            .map_err(conflict_or_store)?;
+        let stored = self.store.publish(gun, files).await;
+        self.cache.invalidate(gun, false);
+        stored.map_err(conflict_or_store)?;
         tracing::info!("re-signed timestamp");
         Ok(())
     }
@@ -540,7 +591,9 @@ impl<S: Store> Repo<S> {
     #[tracing::instrument(skip_all, fields(gun = %gun))]
     pub async fn delete(&self, gun: &str) -> Result<bool, Error> {
         let _writer = self.lock_for(gun).lock().await;
-        Ok(self.store.delete(gun).await?)
+        let deleted = self.store.delete(gun).await;
+        self.cache.invalidate(gun, true);
+        Ok(deleted?)
     }
 
     /// The changefeed (PROTOCOL.md §1.6), from raw query parameters.
@@ -580,9 +633,14 @@ impl<S: Store> Repo<S> {
 /// Whether the metadata in `data` expires within `margin` of `now`
 /// (unreadable metadata counts as due).
 fn expires_within(data: &[u8], now: OffsetDateTime, margin: Duration) -> bool {
+    expires_of(data).is_none_or(|at| at - now < margin)
+}
+
+fn expires_of(data: &[u8]) -> Option<OffsetDateTime> {
     SignedFile::parse(data)
         .and_then(|file| file.common())
-        .map_or(true, |common| common.expires.at - now < margin)
+        .ok()
+        .map(|common| common.expires.at)
 }
 
 fn file_meta(bytes: &[u8]) -> Value {

@@ -254,7 +254,10 @@ mod tests {
                 "MALFORMED_UPLOAD",
             ),
             (
-                RepoError::TooLarge { size: 2, limit: 1 },
+                RepoError::TooLarge {
+                    size: Some(2),
+                    limit: 1,
+                },
                 StatusCode::BAD_REQUEST,
                 "MALFORMED_UPLOAD",
             ),

@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -318,10 +319,47 @@ async fn changefeed<S: Store>(state: &AppState<S>, gun: Option<&str>, query: &st
     }
 }
 
+/// How much of a refused upload is still read (and dropped) so that the
+/// client, which writes its whole body before reading the answer, gets the
+/// refusal instead of a reset connection — as Go's net/http does.
+const DISCARD_MAX_BYTES: usize = 64 << 20;
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn discard(mut stream: axum::body::BodyDataStream) {
+    let drain = async {
+        let mut left = DISCARD_MAX_BYTES;
+        while let Some(Ok(chunk)) = stream.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, drain).await;
+}
+
+/// Reads at most `limit` bytes of body; `Ok(None)` if it is larger (the
+/// rest has been drained).
+async fn read_bounded(body: Body, limit: usize) -> Result<Option<Vec<u8>>, RepoError> {
+    let mut stream = body.into_data_stream();
+    let mut collected = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RepoError::MalformedUpload {
+            reason: format!("the request body could not be read: {e}"),
+        })?;
+        if collected.len() + chunk.len() > limit {
+            discard(stream).await;
+            return Ok(None);
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(Some(collected))
+}
+
 /// `POST /v2/<gun>/_trust/tuf/`: a bounded multipart body of metadata files.
 async fn update<S: Store>(state: &AppState<S>, gun: &str, request: Request) -> Response {
     let limit = state.max_body_bytes;
-    let too_large = |size: u64| {
+    let too_large = |size: Option<u64>| {
         ApiError::from_repo(
             &RepoError::TooLarge {
                 size,
@@ -336,17 +374,20 @@ async fn update<S: Store>(state: &AppState<S>, gun: &str, request: Request) -> R
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(size) = declared.filter(|&size| size > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        return too_large(size);
-    }
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let Ok(body) = axum::body::to_bytes(request.into_body(), limit).await else {
-        return too_large(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1));
+    if let Some(size) = declared.filter(|&size| size > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        discard(request.into_body().into_data_stream()).await;
+        return too_large(Some(size));
+    }
+    let body = match read_bounded(request.into_body(), limit).await {
+        Ok(Some(body)) => Bytes::from(body),
+        Ok(None) => return too_large(None),
+        Err(error) => return ApiError::from_repo(&error, true).into_response(),
     };
     let parts = match read_multipart(&content_type, body).await {
         Ok(parts) => parts,

@@ -32,7 +32,7 @@ pub enum Error {
     #[error("invalid role name {name:?}")]
     InvalidRoleName { name: String },
 
-    #[error("tuf: data has no signatures")]
+    #[error("tuf: data has no signatures for {role}")]
     NoSignatures { role: String },
 
     #[error("role {role} has invalid threshold {threshold}; it must be at least 1")]

@@ -1,0 +1,108 @@
+//! A bounded in-memory cache of served metadata, keyed by GUN, role and
+//! version or checksum (never checksum alone: PROTOCOL.md §11.3).
+//!
+//! Files by checksum or version never change. "Current" entries are dropped
+//! whenever this process writes to the GUN; the cache therefore assumes one
+//! notarium process per database, which is how SQLite is deployed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use time::OffsetDateTime;
+
+use super::Served;
+
+/// At most this many bytes of metadata are cached; past it the cache starts
+/// over (simple, bounded, and refilled by the next reads).
+const MAX_CACHED_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Current(String),
+    Version(String, i64),
+    Checksum(String, String),
+}
+
+/// The current timestamp and the snapshot it names, with their expiries.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    pub timestamp: Served,
+    pub snapshot: Served,
+    pub timestamp_expires: OffsetDateTime,
+    pub snapshot_expires: OffsetDateTime,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_gun: HashMap<String, GunEntries>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct GunEntries {
+    files: HashMap<Key, Served>,
+    fresh: Option<Fresh>,
+}
+
+#[derive(Default)]
+pub struct Cache {
+    inner: Mutex<Inner>,
+}
+
+impl Cache {
+    pub fn get(&self, gun: &str, key: &Key) -> Option<Served> {
+        let inner = self.inner.lock().ok()?;
+        inner.by_gun.get(gun)?.files.get(key).cloned()
+    }
+
+    pub fn put(&self, gun: &str, key: Key, served: &Served) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.bytes + served.data.len() > MAX_CACHED_BYTES {
+            *inner = Inner::default();
+        }
+        inner.bytes += served.data.len();
+        inner
+            .by_gun
+            .entry(gun.to_string())
+            .or_default()
+            .files
+            .insert(key, served.clone());
+    }
+
+    pub fn fresh(&self, gun: &str) -> Option<Fresh> {
+        let inner = self.inner.lock().ok()?;
+        inner.by_gun.get(gun)?.fresh.clone()
+    }
+
+    pub fn put_fresh(&self, gun: &str, fresh: Fresh) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let size = fresh.timestamp.data.len() + fresh.snapshot.data.len();
+        if inner.bytes + size > MAX_CACHED_BYTES {
+            *inner = Inner::default();
+        }
+        inner.bytes += size;
+        inner.by_gun.entry(gun.to_string()).or_default().fresh = Some(fresh);
+    }
+
+    /// Forgets what may have changed for `gun`: its current files (the
+    /// immutable ones stay unless the GUN was deleted).
+    pub fn invalidate(&self, gun: &str, deleted: bool) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if deleted {
+            inner.by_gun.remove(gun);
+            return;
+        }
+        if let Some(entries) = inner.by_gun.get_mut(gun) {
+            entries.fresh = None;
+            entries
+                .files
+                .retain(|key, _| !matches!(key, Key::Current(_)));
+        }
+    }
+}
