@@ -1,0 +1,246 @@
+//! What a signed digest points to (PROTOCOL.md §10): a single-platform image
+//! manifest can be signed; an OCI image index or a Docker manifest list — a
+//! multi-arch image, or an application bundle — cannot ("Docker Content
+//! Trust (DCT) does not work for applications and multi-arch images, which
+//! are the same under the hood").
+
+use serde_json::Value;
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_MANIFEST_V1_UNSIGNED: &str =
+    "application/vnd.docker.distribution.manifest.v1+json";
+
+/// Every manifest media type, for the registry's `Accept` header.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// Annotation cnab-to-oci puts on a bundle's index.
+const CNAB_RUNTIME: &str = "io.cnab.runtime_version";
+const ARTIFACT_TYPE: &str = "org.opencontainers.artifactType";
+const CNAB_ARTIFACT: &str = "application/vnd.cnab.manifest.v1";
+const CNAB_MANIFEST_TYPE: &str = "io.cnab.manifest.type";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// A single-platform image manifest (OCI or Docker schema 2 or 1).
+    Image,
+    Index(IndexKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// A CNAB / Docker App bundle pushed as an OCI index or manifest list.
+    Application,
+    /// A multi-platform image as an OCI image index.
+    OciIndex,
+    /// A multi-platform image as a Docker manifest list.
+    ManifestList,
+}
+
+/// Classifies by declared media type alone (a registry's `Content-Type`, or
+/// a target's `custom` media type). `None` when the type says nothing.
+pub fn kind_from_media_type(media_type: &str) -> Option<ManifestKind> {
+    let media_type = media_type.split(';').next().unwrap_or("").trim();
+    match media_type {
+        OCI_INDEX => Some(ManifestKind::Index(IndexKind::OciIndex)),
+        DOCKER_MANIFEST_LIST => Some(ManifestKind::Index(IndexKind::ManifestList)),
+        OCI_MANIFEST | DOCKER_MANIFEST | DOCKER_MANIFEST_V1 | DOCKER_MANIFEST_V1_UNSIGNED => {
+            Some(ManifestKind::Image)
+        }
+        _ => None,
+    }
+}
+
+/// Classifies a manifest body: the declared type (header or `mediaType`
+/// field) first, the shape as a fallback, and application bundles told
+/// apart from multi-arch images by their CNAB annotations.
+pub fn classify(declared: Option<&str>, body: &[u8]) -> Option<ManifestKind> {
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let from_body = json
+        .as_ref()
+        .and_then(|j| j.get("mediaType"))
+        .and_then(Value::as_str)
+        .and_then(kind_from_media_type);
+    let from_shape = json.as_ref().and_then(|j| {
+        if j.get("manifests").is_some_and(Value::is_array) {
+            Some(ManifestKind::Index(IndexKind::OciIndex))
+        } else if j.get("config").is_some() && j.get("layers").is_some()
+            || j.get("fsLayers").is_some()
+        {
+            Some(ManifestKind::Image)
+        } else {
+            None
+        }
+    });
+    let kind = declared
+        .and_then(kind_from_media_type)
+        .or(from_body)
+        .or(from_shape)?;
+    match (kind, json) {
+        (ManifestKind::Index(_), Some(json)) if is_application(&json) => {
+            Some(ManifestKind::Index(IndexKind::Application))
+        }
+        _ => Some(kind),
+    }
+}
+
+/// cnab-to-oci marks a bundle's index with `io.cnab.runtime_version` or an
+/// artifact type of `application/vnd.cnab.manifest.v1`, and each descriptor
+/// with `io.cnab.manifest.type`.
+pub fn is_application(index: &Value) -> bool {
+    let annotations = index.get("annotations");
+    let top = annotations.is_some_and(|a| {
+        a.get(CNAB_RUNTIME).is_some()
+            || a.get(ARTIFACT_TYPE).and_then(Value::as_str) == Some(CNAB_ARTIFACT)
+    });
+    let descriptors = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .is_some_and(|list| {
+            !list.is_empty()
+                && list.iter().all(|d| {
+                    d.get("annotations")
+                        .and_then(|a| a.get(CNAB_MANIFEST_TYPE))
+                        .is_some()
+                })
+        });
+    top || descriptors
+}
+
+/// The media type a target declares in its `custom` data, if any.
+pub fn custom_media_type(custom: Option<&Value>) -> Option<&str> {
+    let custom = custom?;
+    ["mediaType", "mediatype", "media_type"]
+        .iter()
+        .find_map(|key| custom.get(*key).and_then(Value::as_str))
+}
+
+/// The refusal, in the documents' words, reason first and short: the
+/// client shows only the first KiB. It also says how to drop the refused
+/// tag from docker's changelist, which docker would otherwise re-send on
+/// every signed push.
+pub fn refusal_message(gun: &str, tag: &str, digest: &str, kind: &IndexKind) -> String {
+    let short: String = digest.chars().take(19).collect();
+    let reset = format!(
+        "Nothing was stored. To drop it from docker's pending changes run: notary -d ~/.docker/trust reset {gun} --all"
+    );
+    match kind {
+        IndexKind::Application => format!(
+            "tag {tag} is an application (an OCI index, {short}…): you cannot sign an application \
+             since the Notary signer cannot sign OCI (Open Container Initiative) indices. Sign its \
+             invocation image {tag}-invoc instead. {reset}"
+        ),
+        IndexKind::OciIndex | IndexKind::ManifestList => {
+            let what = if *kind == IndexKind::OciIndex {
+                "an OCI image index"
+            } else {
+                "a Docker manifest list"
+            };
+            format!(
+                "tag {tag} is a multi-platform image ({what}, {short}…): Docker Content Trust \
+                 does not support multi-arch images (OCI indexes or manifest lists); sign each \
+                 platform's image under its own tag. (Docker's containerd image store may push an \
+                 index even for one platform: push with the classic store, or sign the platform \
+                 manifest.) {reset}"
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn declared_types_win_and_shapes_are_the_fallback() {
+        assert_eq!(
+            classify(Some(OCI_INDEX), b"{}"),
+            Some(ManifestKind::Index(IndexKind::OciIndex))
+        );
+        assert_eq!(
+            classify(
+                Some("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8"),
+                b"{}"
+            ),
+            Some(ManifestKind::Image)
+        );
+        let list = json!({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": []});
+        assert_eq!(
+            classify(None, list.to_string().as_bytes()),
+            Some(ManifestKind::Index(IndexKind::ManifestList))
+        );
+        let shaped = json!({"schemaVersion": 2, "manifests": [{"digest": "sha256:00"}]});
+        assert_eq!(
+            classify(
+                Some("application/octet-stream"),
+                shaped.to_string().as_bytes()
+            ),
+            Some(ManifestKind::Index(IndexKind::OciIndex))
+        );
+        let image = json!({"schemaVersion": 2, "config": {}, "layers": []});
+        assert_eq!(
+            classify(None, image.to_string().as_bytes()),
+            Some(ManifestKind::Image)
+        );
+        assert_eq!(classify(None, b"not json"), None);
+    }
+
+    #[test]
+    fn cnab_bundles_are_applications() {
+        let bundle = json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "annotations": {"io.cnab.runtime_version": "v1.0.0", "org.opencontainers.artifactType": CNAB_ARTIFACT},
+            "manifests": [
+                {"digest": "sha256:01", "annotations": {"io.cnab.manifest.type": "config"}},
+                {"digest": "sha256:02", "annotations": {"io.cnab.manifest.type": "invocation"}},
+            ]
+        });
+        assert_eq!(
+            classify(Some(OCI_INDEX), bundle.to_string().as_bytes()),
+            Some(ManifestKind::Index(IndexKind::Application))
+        );
+        let multiarch = json!({"schemaVersion": 2, "manifests": [
+            {"digest": "sha256:01", "platform": {"architecture": "amd64", "os": "linux"}}]});
+        assert!(!is_application(&multiarch));
+    }
+
+    #[test]
+    fn refusals_state_the_limitation_and_fit_in_a_client_error() {
+        // A long but realistic GUN and the longest tag; longer ones are cut by
+        // the error body limit, which keeps the reason (it comes first).
+        let gun = format!("registry.example.com/{}", "a".repeat(40));
+        for kind in [
+            IndexKind::Application,
+            IndexKind::OciIndex,
+            IndexKind::ManifestList,
+        ] {
+            let message = refusal_message(
+                &gun,
+                &"t".repeat(128),
+                &format!("sha256:{}", "f".repeat(64)),
+                &kind,
+            );
+            assert!(message.len() < 800, "{kind:?}: {} bytes", message.len());
+            assert!(message.contains("reset"));
+        }
+        let app = refusal_message("r/a", "0.1.0", "sha256:abc", &IndexKind::Application);
+        assert!(app.contains("cannot sign an application") && app.contains("0.1.0-invoc"));
+        let multi = refusal_message("r/a", "1.0", "sha256:abc", &IndexKind::OciIndex);
+        assert!(multi.contains("does not support multi-arch images"));
+    }
+
+    #[test]
+    fn custom_media_types_are_read() {
+        let custom = json!({"mediaType": OCI_INDEX});
+        assert_eq!(custom_media_type(Some(&custom)), Some(OCI_INDEX));
+        assert_eq!(custom_media_type(None), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Server rules beyond TUF validity, pure: repository and tag names, immutable
+//! tags, the single-platform-image limitation (what a signed digest points
+//! to), and the trust anchor for delegation certificates. The registry is
+//! reached only through [`ManifestSource`].
+
+pub mod manifest;
+pub mod names;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use thiserror::Error;
+
+pub use manifest::{IndexKind, ManifestKind};
+
+/// Why an upload breaks a server rule. Messages are written for users: the
+/// reason first, then what to do.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Violation {
+    #[error("{0}")]
+    Name(#[from] names::NameError),
+
+    #[error("tag {tag} in {gun} is immutable: it is already signed with a different digest")]
+    ImmutableTagChanged { gun: String, tag: String },
+
+    #[error("tag {tag} in {gun} is immutable: a signed tag cannot be removed")]
+    ImmutableTagRemoved { gun: String, tag: String },
+
+    #[error("repository {gun} is immutable: its trust data cannot be deleted")]
+    ImmutableRepository { gun: String },
+
+    /// The target is an OCI image index or a Docker manifest list.
+    #[error("{}", manifest::refusal_message(gun, tag, digest, kind))]
+    Index {
+        gun: String,
+        tag: String,
+        digest: String,
+        kind: IndexKind,
+    },
+
+    #[error(
+        "cannot check manifest type of tag {tag} ({digest}) at {registry}: {reason}; nothing was \
+         stored: publish again once the registry answers"
+    )]
+    ManifestUnreachable {
+        tag: String,
+        digest: String,
+        registry: String,
+        reason: String,
+    },
+
+    #[error(
+        "tag {tag} ({digest}) is not in the registry {registry}; this repository only signs \
+         pushed image manifests: push the image first"
+    )]
+    UnknownDigest {
+        tag: String,
+        digest: String,
+        registry: String,
+    },
+
+    #[error(
+        "the certificate of delegation {role} (subject {subject:?}) is not issued by a trusted \
+         certificate authority: {reason}"
+    )]
+    UntrustedDelegation {
+        role: String,
+        subject: String,
+        reason: String,
+    },
+}
+
+/// What a registry says a digest is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The registry has this manifest (or index) and it is of this kind.
+    Found(ManifestKind),
+    /// The registry does not know the digest (e.g. a file signed with
+    /// `notary addhash`, or a tag signed before the push).
+    Unknown,
+}
+
+/// A failure to ask the registry (unreachable, refused, garbled answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupError {
+    pub registry: String,
+    pub reason: String,
+}
+
+/// Where the server learns what a signed digest is: a registry holding the
+/// repository. Implemented over HTTP in `server::registry`.
+pub trait ManifestSource: Send + Sync {
+    /// Whether this source knows the registry for `gun`; GUNs it does not
+    /// cover are not image repositories as far as the server is concerned
+    /// (their targets are files, not tags).
+    fn covers(&self, gun: &str) -> bool;
+
+    /// Whether unknown digests are refused for `gun`.
+    fn requires_image_manifests(&self, gun: &str) -> bool;
+
+    /// Looks up `digest` (`sha256:<hex>`) of `length` bytes in the
+    /// repository of `gun`.
+    fn lookup<'a>(
+        &'a self,
+        gun: &'a str,
+        digest: &'a str,
+        length: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<Lookup, LookupError>> + Send + 'a>>;
+}
+
+/// A source that covers no repository: every target is a plain file.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRegistry;
+
+impl ManifestSource for NoRegistry {
+    fn covers(&self, _gun: &str) -> bool {
+        false
+    }
+
+    fn requires_image_manifests(&self, _gun: &str) -> bool {
+        false
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        _gun: &'a str,
+        _digest: &'a str,
+        _length: i64,
+    ) -> Pin<Box<dyn Future<Output = Result<Lookup, LookupError>> + Send + 'a>> {
+        Box::pin(async { Ok(Lookup::Unknown) })
+    }
+}
