@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 use thiserror::Error;
@@ -36,6 +37,10 @@ pub const MAX_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:4443";
 pub const DEFAULT_DB_PATH: &str = "data/notarium.db";
 pub const DEFAULT_KEYS_DIR: &str = "keys";
+/// Bounds and default for `registries[].timeout_seconds`.
+pub const DEFAULT_REGISTRY_TIMEOUT_SECONDS: u64 = 10;
+pub const MIN_REGISTRY_TIMEOUT_SECONDS: u64 = 1;
+pub const MAX_REGISTRY_TIMEOUT_SECONDS: u64 = 120;
 
 /// Environment variables, mapped one by one to known keys (STYLE.md §3: splitting on `_` is
 /// ambiguous for keys such as `db_url`).
@@ -63,6 +68,9 @@ pub struct Config {
     pub caching: CachingConfig,
     pub repositories: RepositoriesConfig,
     pub keys: KeysConfig,
+    /// `registries`: where the images of some GUNs live. From the config file only.
+    pub registries: Vec<RegistryConfig>,
+    pub delegations: DelegationsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +182,48 @@ pub struct CachingConfig {
 pub struct RepositoriesConfig {
     /// When non-empty, only GUNs starting with one of these prefixes are accepted.
     pub gun_prefixes: Vec<String>,
+    /// `repositories.immutable`: GUNs whose signed tags cannot be changed or removed. An entry
+    /// ending in `/` is a prefix (every GUN starting with it); any other entry is one exact GUN.
+    pub immutable: Vec<String>,
+}
+
+impl RepositoriesConfig {
+    /// Whether `gun` is listed in `repositories.immutable`, exactly or under a prefix.
+    pub fn is_immutable(&self, gun: &str) -> bool {
+        self.immutable.iter().any(|entry| {
+            if entry.ends_with('/') {
+                gun.starts_with(entry.as_str())
+            } else {
+                gun == entry
+            }
+        })
+    }
+}
+
+/// One entry of `registries`: the registry holding the images whose GUNs start with
+/// `gun_prefix`. `Debug` never shows the password.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Non-empty, path-clean, ends in `/` (e.g. `registry.example.com/`); unique across entries.
+    pub gun_prefix: String,
+    /// `http://` or `https://` with a host and optional port, no path, query, fragment or
+    /// credentials, and no trailing `/` (e.g. `https://registry.example.com`).
+    pub url: String,
+    pub username: Option<String>,
+    /// From `password` (inline, discouraged) or the contents of `password_file` (trailing line
+    /// breaks removed). Never set without `username`.
+    pub password: Option<Secret>,
+    /// Refuse to sign digests this registry does not know. Default `false`.
+    pub require_image_manifests: bool,
+    /// `timeout_seconds`: 1 to 120, default 10.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DelegationsConfig {
+    /// `delegations.trusted_ca_file`, resolved against the config file's folder. Checked at load
+    /// time to exist and hold at least one PEM `CERTIFICATE` block.
+    pub trusted_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -310,6 +360,8 @@ impl Default for Config {
             },
             repositories: RepositoriesConfig::default(),
             keys: KeysConfig::default(),
+            registries: Vec::new(),
+            delegations: DelegationsConfig::default(),
         }
     }
 }
@@ -424,6 +476,46 @@ pub enum ConfigError {
 
     #[error("{key} appears more than once in {} (keys are case-insensitive)", path.display())]
     DuplicateKey { key: String, path: PathBuf },
+
+    #[error("{key} is required ({origin}): {hint}")]
+    Missing {
+        key: String,
+        hint: &'static str,
+        origin: Origin,
+    },
+
+    #[error("{key} and {other} are both set ({origin}); set only one")]
+    Conflict {
+        key: String,
+        other: String,
+        origin: Origin,
+    },
+
+    #[error("{key} is set but {missing} is not ({origin}); {hint}")]
+    Requires {
+        key: String,
+        missing: String,
+        hint: &'static str,
+        origin: Origin,
+    },
+
+    #[error("{key} = {value:?} is already used by {first} ({origin}); each entry needs its own")]
+    Duplicate {
+        key: String,
+        value: String,
+        first: String,
+        origin: Origin,
+    },
+
+    /// A file a key names (a password file, a CA bundle) cannot be read.
+    #[error("{key}: cannot read {} ({origin}): {source}", path.display())]
+    ReadReferencedFile {
+        key: String,
+        path: PathBuf,
+        origin: Origin,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Something worth telling the operator that does not stop the server.
@@ -434,13 +526,17 @@ pub enum Warning {
     UnknownKey { key: String, path: PathBuf },
     /// A key notary-server knows that has no effect in notarium.
     Ignored { key: String, reason: &'static str },
+    /// A setting that works but should be written another way (e.g. an inline secret).
+    Discouraged { key: String, advice: &'static str },
 }
 
 impl Warning {
     /// The dotted key the warning is about.
     pub fn key(&self) -> &str {
         match self {
-            Self::UnknownKey { key, .. } | Self::Ignored { key, .. } => key,
+            Self::UnknownKey { key, .. }
+            | Self::Ignored { key, .. }
+            | Self::Discouraged { key, .. } => key,
         }
     }
 }
@@ -452,6 +548,7 @@ impl fmt::Display for Warning {
                 write!(f, "unknown key {key} in {} (ignored)", path.display())
             }
             Self::Ignored { key, reason } => write!(f, "{key} is ignored: {reason}"),
+            Self::Discouraged { key, advice } => write!(f, "{key} is discouraged: {advice}"),
         }
     }
 }
@@ -513,6 +610,23 @@ struct Layer {
     gun_prefixes: Option<Val<Vec<String>>>,
     auth_type: Option<Val<String>>,
     passphrase: Option<Secret>,
+    immutable: Option<Val<Vec<String>>>,
+    trusted_ca_file: Option<Val<PathBuf>>,
+    /// Only the file sets it; the list replaces lower layers' as a whole.
+    registries: Option<Val<Vec<RawRegistry>>>,
+}
+
+/// One `registries[]` entry as written; checked in [`validate`].
+#[derive(Debug, Clone, Default)]
+struct RawRegistry {
+    gun_prefix: Option<Val<String>>,
+    url: Option<Val<String>>,
+    username: Option<Val<String>>,
+    /// Inline `password`; the value is never echoed.
+    password: Option<Secret>,
+    password_file: Option<Val<PathBuf>>,
+    require_image_manifests: Option<Val<bool>>,
+    timeout_seconds: Option<Val<u64>>,
 }
 
 fn normalized_backend(name: &str) -> &str {
@@ -560,7 +674,10 @@ impl Layer {
             consistent_max_age,
             gun_prefixes,
             auth_type,
-            passphrase
+            passphrase,
+            immutable,
+            trusted_ca_file,
+            registries
         );
     }
 }
@@ -685,6 +802,55 @@ impl FileReader<'_> {
         Ok(Some(Val::new(list, &self.origin)))
     }
 
+    fn boolean(&self, key: &str, v: &Value) -> Result<Option<Val<bool>>, ConfigError> {
+        match v {
+            Value::Bool(b) => Ok(Some(Val::new(*b, &self.origin))),
+            _ => Err(self.wrong_type(key, "a boolean (true or false)", v)),
+        }
+    }
+
+    /// `registries`: an array of objects. Meaning is checked in [`validate`]; here only types,
+    /// unknown keys, and the warning for an inline password.
+    fn registries(
+        &mut self,
+        list_key: &str,
+        v: &Value,
+    ) -> Result<Option<Val<Vec<RawRegistry>>>, ConfigError> {
+        let Value::Array(items) = v else {
+            return Err(self.wrong_type(list_key, "an array of objects", v));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let mut r = RawRegistry::default();
+            let entry_key = format!("{list_key}[{i}]");
+            for (k, key, v) in self.entries(&entry_key, item)? {
+                match k.as_str() {
+                    "gun_prefix" => r.gun_prefix = self.string(&key, v)?,
+                    "url" => r.url = self.string(&key, v)?,
+                    "username" => r.username = self.string(&key, v)?,
+                    "password" => {
+                        r.password = self.string(&key, v)?.map(|s| Secret::new(s.value));
+                        if r.password.is_some() {
+                            self.warnings.push(Warning::Discouraged {
+                                key,
+                                advice: "a password written in the config file ends up in backups \
+                                         and bug reports; put it in a file named by password_file",
+                            });
+                        }
+                    }
+                    "password_file" => r.password_file = self.path(&key, v)?,
+                    "require_image_manifests" => {
+                        r.require_image_manifests = self.boolean(&key, v)?;
+                    }
+                    "timeout_seconds" => r.timeout_seconds = self.integer(&key, v)?,
+                    _ => self.unknown(key),
+                }
+            }
+            out.push(r);
+        }
+        Ok(Some(Val::new(out, &self.origin)))
+    }
+
     fn unknown(&mut self, key: String) {
         self.warnings.push(Warning::UnknownKey {
             key,
@@ -737,6 +903,16 @@ impl FileReader<'_> {
                     for (k, key, v) in self.entries(&dotted, section)? {
                         match k.as_str() {
                             "gun_prefixes" => layer.gun_prefixes = self.string_list(&key, v)?,
+                            "immutable" => layer.immutable = self.string_list(&key, v)?,
+                            _ => self.unknown(key),
+                        }
+                    }
+                }
+                "registries" => layer.registries = self.registries(&dotted, section)?,
+                "delegations" => {
+                    for (k, key, v) in self.entries(&dotted, section)? {
+                        match k.as_str() {
+                            "trusted_ca_file" => layer.trusted_ca_file = self.path(&key, v)?,
                             _ => self.unknown(key),
                         }
                     }
@@ -1063,16 +1239,254 @@ fn max_age(key: &str, v: Option<&Val<u64>>, default: u32) -> Result<u32, ConfigE
 /// notary's `getRequiredGunPrefixes`: `path.Clean(strings.TrimSpace(p)) + "/" == p`, and no leading
 /// `/` or `..`. We are a little stricter (`./` is refused; it could never match a GUN anyway).
 fn gun_prefix_ok(p: &str) -> bool {
-    let Some(body) = p.strip_suffix('/') else {
-        return false;
-    };
-    !body.is_empty()
+    p.strip_suffix('/').is_some_and(gun_path_ok)
+}
+
+/// A GUN, or a prefix without its final `/`: non-empty, no leading `/` or `..`, no whitespace,
+/// no empty, `.` or `..` segments.
+fn gun_path_ok(p: &str) -> bool {
+    !p.is_empty()
         && !p.starts_with('/')
         && !p.starts_with("..")
         && !p.chars().any(char::is_whitespace)
-        && body
-            .split('/')
+        && p.split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// `repositories.immutable`: a prefix (ending in `/`) or an exact GUN.
+fn gun_or_prefix_ok(p: &str) -> bool {
+    gun_prefix_ok(p) || gun_path_ok(p)
+}
+
+/// `registries[].url`: `http(s)://host[:port]` with an optional trailing `/`, which is removed.
+fn registry_url(key: &str, v: &Val<String>) -> Result<String, ConfigError> {
+    const ALLOWED: &str = "an http:// or https:// URL of the registry's root: a host and optional \
+                           port, no path, query, fragment or credentials (set username and \
+                           password_file instead), e.g. \"https://registry.example.com\"";
+    let bad = || invalid(key, v, redact_userinfo(&v.value), ALLOWED);
+    let (scheme, rest) = v.value.split_once("://").ok_or_else(bad)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(bad());
+    }
+    let authority = match rest.split_once('/') {
+        None => rest,
+        Some((authority, "")) => authority,
+        Some(_) => return Err(bad()),
+    };
+    if !authority_ok(authority) {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{authority}"))
+}
+
+/// `host`, `host:port`, `[ipv6]` or `[ipv6]:port`, with a port from 1 to 65535.
+fn authority_ok(a: &str) -> bool {
+    let (host_ok, port) = if let Some(rest) = a.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None if after.is_empty() => None,
+            None => return false,
+        };
+        (ip.parse::<Ipv6Addr>().is_ok(), port)
+    } else {
+        match a.split_once(':') {
+            Some((host, port)) => (is_host_name(host), Some(port)),
+            None => (is_host_name(a), None),
+        }
+    };
+    host_ok
+        && port.is_none_or(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok_and(|n| n != 0)
+        })
+}
+
+/// A URL for an error message, without any `user:password@` it carries.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// A password from a file: read now, as UTF-8, with trailing line breaks removed.
+fn read_password_file(key: &str, v: &Val<PathBuf>) -> Result<Secret, ConfigError> {
+    const ALLOWED: &str =
+        "a UTF-8 text file holding the password (trailing line breaks are removed)";
+    let path = v.resolved();
+    let bytes = std::fs::read(&path).map_err(|source| ConfigError::ReadReferencedFile {
+        key: key.to_string(),
+        path: path.clone(),
+        origin: v.origin.clone(),
+        source,
+    })?;
+    let shown = path.display().to_string();
+    let mut text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            return Err(invalid(key, v, shown, ALLOWED));
+        }
+    };
+    let len = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(len);
+    let secret = Secret::new(text);
+    if secret.expose().is_empty() {
+        return Err(invalid(
+            key,
+            v,
+            shown,
+            "a file holding the password; this one is empty",
+        ));
+    }
+    Ok(secret)
+}
+
+/// `delegations.trusted_ca_file`: must be readable and hold at least one PEM certificate.
+fn trusted_ca_file(v: &Val<PathBuf>) -> Result<PathBuf, ConfigError> {
+    const KEY: &str = "delegations.trusted_ca_file";
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let path = v.resolved();
+    let pem = std::fs::read(&path).map_err(|source| ConfigError::ReadReferencedFile {
+        key: KEY.to_string(),
+        path: path.clone(),
+        origin: v.origin.clone(),
+        source,
+    })?;
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let has_block =
+        find(&pem, BEGIN).is_some_and(|start| find(&pem[start + BEGIN.len()..], END).is_some());
+    if !has_block {
+        return Err(invalid(
+            KEY,
+            v,
+            path.display().to_string(),
+            "a PEM file with at least one -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE----- block",
+        ));
+    }
+    Ok(path)
+}
+
+fn registries(list: &Val<Vec<RawRegistry>>) -> Result<Vec<RegistryConfig>, ConfigError> {
+    let mut out: Vec<RegistryConfig> = Vec::with_capacity(list.value.len());
+    for (i, raw) in list.value.iter().enumerate() {
+        let key = |field: &str| format!("registries[{i}].{field}");
+
+        let gun_prefix = raw
+            .gun_prefix
+            .as_ref()
+            .ok_or_else(|| ConfigError::Missing {
+                key: key("gun_prefix"),
+                hint: "the GUN prefix whose images this registry holds, ending in \"/\" \
+                   (e.g. \"registry.example.com/\")",
+                origin: list.origin.clone(),
+            })?;
+        if !gun_prefix_ok(&gun_prefix.value) {
+            return Err(invalid(
+                &key("gun_prefix"),
+                gun_prefix,
+                gun_prefix.value.clone(),
+                "a prefix that ends in \"/\", is path-clean and does not start with \"/\" or \"..\" \
+                 (e.g. \"registry.example.com/\")",
+            ));
+        }
+        if let Some(j) = out.iter().position(|r| r.gun_prefix == gun_prefix.value) {
+            return Err(ConfigError::Duplicate {
+                key: key("gun_prefix"),
+                value: gun_prefix.value.clone(),
+                first: format!("registries[{j}].gun_prefix"),
+                origin: gun_prefix.origin.clone(),
+            });
+        }
+
+        let url = raw.url.as_ref().ok_or_else(|| ConfigError::Missing {
+            key: key("url"),
+            hint: "the registry's base URL, e.g. \"https://registry.example.com\"",
+            origin: list.origin.clone(),
+        })?;
+        let url = registry_url(&key("url"), url)?;
+
+        let username = match &raw.username {
+            Some(v) if v.value.contains(':') || v.value.chars().any(char::is_control) => {
+                return Err(invalid(
+                    &key("username"),
+                    v,
+                    v.value.clone(),
+                    "a user name without \":\" or control characters",
+                ));
+            }
+            Some(v) => Some(v.value.clone()),
+            None => None,
+        };
+
+        // Checked before reading the file: a password without a user name is never used.
+        let given = match (&raw.password, &raw.password_file) {
+            (Some(_), Some(file)) => {
+                return Err(ConfigError::Conflict {
+                    key: key("password"),
+                    other: key("password_file"),
+                    origin: file.origin.clone(),
+                });
+            }
+            (Some(_), None) => Some("password"),
+            (None, Some(_)) => Some("password_file"),
+            (None, None) => None,
+        };
+        if let (Some(given), None) = (given, &username) {
+            return Err(ConfigError::Requires {
+                key: key(given),
+                missing: key("username"),
+                hint: "registries authenticate a user name and password together",
+                origin: list.origin.clone(),
+            });
+        }
+        let password = match (&raw.password, &raw.password_file) {
+            (Some(inline), _) => Some(inline.clone()),
+            (None, Some(file)) => Some(read_password_file(&key("password_file"), file)?),
+            (None, None) => None,
+        };
+
+        let timeout = match &raw.timeout_seconds {
+            None => DEFAULT_REGISTRY_TIMEOUT_SECONDS,
+            Some(v)
+                if (MIN_REGISTRY_TIMEOUT_SECONDS..=MAX_REGISTRY_TIMEOUT_SECONDS)
+                    .contains(&v.value) =>
+            {
+                v.value
+            }
+            Some(v) => {
+                return Err(invalid(
+                    &key("timeout_seconds"),
+                    v,
+                    v.value.to_string(),
+                    "an integer number of seconds from 1 to 120",
+                ));
+            }
+        };
+
+        out.push(RegistryConfig {
+            gun_prefix: gun_prefix.value.clone(),
+            url,
+            username,
+            password,
+            require_image_manifests: raw
+                .require_image_manifests
+                .as_ref()
+                .is_some_and(|v| v.value),
+            timeout: Duration::from_secs(timeout),
+        });
+    }
+    Ok(out)
 }
 
 fn non_empty_path(key: &str, v: &Val<PathBuf>) -> Result<PathBuf, ConfigError> {
@@ -1178,6 +1592,25 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         }
         config.repositories.gun_prefixes = v.value.clone();
     }
+    if let Some(v) = &layer.immutable {
+        if let Some(bad) = v.value.iter().find(|p| !gun_or_prefix_ok(p)) {
+            return Err(invalid(
+                "repositories.immutable",
+                v,
+                bad.clone(),
+                "GUNs (e.g. \"docker.io/library/alpine\") or prefixes ending in \"/\" (e.g. \"docker.io/library/\"), \
+                 path-clean and not starting with \"/\" or \"..\"",
+            ));
+        }
+        config.repositories.immutable = v.value.clone();
+    }
+
+    if let Some(v) = &layer.registries {
+        config.registries = registries(v)?;
+    }
+    if let Some(v) = &layer.trusted_ca_file {
+        config.delegations.trusted_ca_file = Some(trusted_ca_file(v)?);
+    }
 
     if let Some(v) = &layer.auth_type {
         // Running without the authentication the operator configured would be unsafe.
@@ -1219,7 +1652,10 @@ pub fn example_json() -> &'static str {
 }
 
 const EXAMPLE_JSON: &str = r#"{
-  "//": "notarium configuration. notary-server's JSON config works as is. Relative paths are relative to this file. Later sources win: this file < NOTARIUM_* environment variables < command-line flags.",
+  "//": [
+    "notarium configuration. notary-server's JSON config works as is. Relative paths are relative to this file. Later sources win: this file < NOTARIUM_* environment variables < command-line flags.",
+    "registries (set in this file only): the registries holding the images of some GUNs, asked what each signed digest is. Each entry is an object with gun_prefix (required; ends in /, e.g. registry.example.com/; one entry per prefix), url (required; http:// or https:// and a host, no path, e.g. https://registry.example.com), username, password_file (a file holding the password, read at startup, trailing newline removed; an inline password also works but is discouraged; a password needs a username), require_image_manifests (true: refuse to sign a digest the registry does not know; default false) and timeout_seconds (1 to 120, default 10)."
+  ],
   "server": {
     "//": "http_addr: host:port, or :port for all interfaces (env NOTARIUM_HTTP_ADDR). TLS is always on: set tls_cert_file and tls_key_file (NOTARIUM_TLS_CERT_FILE, NOTARIUM_TLS_KEY_FILE), or neither to generate a development CA and certificate into keys_dir (NOTARIUM_KEYS_DIR), which also holds the generated key passphrase unless NOTARIUM_KEY_PASSPHRASE is set. max_body_bytes caps request bodies.",
     "http_addr": "127.0.0.1:4443",
@@ -1248,9 +1684,15 @@ const EXAMPLE_JSON: &str = r#"{
     }
   },
   "repositories": {
-    "//": "If not empty, only GUNs starting with one of these prefixes are accepted. Each ends in /.",
-    "gun_prefixes": []
-  }
+    "//": "gun_prefixes: if not empty, only GUNs starting with one of these prefixes are accepted; each ends in /. immutable: GUNs (e.g. docker.io/library/alpine) or GUN prefixes ending in / (e.g. registry.example.com/releases/) whose signed tags can never be changed or removed and whose trust data cannot be deleted.",
+    "gun_prefixes": [],
+    "immutable": []
+  },
+  "delegations": {
+    "//": "trusted_ca_file: a PEM file of CA certificates, checked at startup; when set, delegation certificates must be issued by one of these CAs. Empty: no such check.",
+    "trusted_ca_file": ""
+  },
+  "registries": []
 }
 "#;
 
@@ -1322,6 +1764,407 @@ mod tests {
         // The example's relative paths resolve against the file's folder.
         assert!(c.server.keys_dir.is_absolute());
         assert!(c.server.keys_dir.ends_with("keys"));
+        // The policy sections are documented but off.
+        assert!(c.registries.is_empty());
+        assert!(c.repositories.immutable.is_empty());
+        assert_eq!(c.delegations.trusted_ca_file, None);
+        for key in [
+            "\"registries\"",
+            "gun_prefix",
+            "url",
+            "username",
+            "password_file",
+            "require_image_manifests",
+            "timeout_seconds",
+            "\"immutable\"",
+            "\"delegations\"",
+            "\"trusted_ca_file\"",
+        ] {
+            assert!(example_json().contains(key), "{key}");
+        }
+    }
+
+    const PEM: &str = "Example CA\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn registries_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        write(&etc, "registry-password.txt", "s3cr3t-pw\r\n");
+        let p = write(
+            &etc,
+            "c.json",
+            r#"{"registries": [
+                 {"gun_prefix": "registry.example.com/", "url": "https://registry.example.com/",
+                  "username": "notarium", "password_file": "registry-password.txt",
+                  "require_image_manifests": true, "timeout_seconds": 120},
+                 {"GUN_Prefix": "127.0.0.1:5000/", "url": "HTTP://127.0.0.1:5000", "username": "anon"},
+                 {"gun_prefix": "v6.example/", "url": "http://[::1]:5000"}
+               ]}"#,
+        );
+        // Env and flags have no registries; the file's list comes through the merge.
+        let env = env_of(&[(ENV_LOG_LEVEL, "debug")]);
+        let flags = ConfigOverrides {
+            http_addr: Some(":1".into()),
+            ..ConfigOverrides::default()
+        };
+        let (c, w) = Config::load(Some(&p), &env, flags).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.registries.len(), 3);
+
+        let r = &c.registries[0];
+        assert_eq!(r.gun_prefix, "registry.example.com/");
+        assert_eq!(r.url, "https://registry.example.com");
+        assert_eq!(r.username.as_deref(), Some("notarium"));
+        // Resolved against the config file's folder, not the working directory; the line break
+        // is removed.
+        assert_eq!(r.password.as_ref().unwrap().expose(), "s3cr3t-pw");
+        assert!(r.require_image_manifests);
+        assert_eq!(r.timeout, Duration::from_secs(120));
+
+        // Defaults; a username without a password is allowed.
+        let r = &c.registries[1];
+        assert_eq!(r.gun_prefix, "127.0.0.1:5000/");
+        assert_eq!(r.url, "http://127.0.0.1:5000");
+        assert_eq!(r.username.as_deref(), Some("anon"));
+        assert!(r.password.is_none());
+        assert!(!r.require_image_manifests);
+        assert_eq!(r.timeout, Duration::from_secs(10));
+        assert_eq!(c.registries[2].url, "http://[::1]:5000");
+
+        // No password anywhere in Debug.
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+        assert!(dbg.contains("registry.example.com"), "{dbg}");
+
+        // TOML's array of tables, with the timeout as a string of digits.
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "[[registries]]\ngun_prefix = \"r.example/\"\nurl = \"https://r.example:8443\"\ntimeout_seconds = \"1\"\n",
+        );
+        let (c, w) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.registries[0].url, "https://r.example:8443");
+        assert_eq!(c.registries[0].timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn inline_registry_password_warns_and_is_redacted() {
+        let (c, w) = load_str(
+            r#"{"registries": [{"gun_prefix": "r.example/", "url": "https://r.example",
+                                "username": "u", "password": "hunter2-inline"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.registries[0].password.as_ref().unwrap().expose(),
+            "hunter2-inline"
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(matches!(w[0], Warning::Discouraged { .. }));
+        assert_eq!(w[0].key(), "registries[0].password");
+        assert!(w[0].to_string().contains("password_file"));
+        assert!(!w[0].to_string().contains("hunter2"));
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("redacted"), "{dbg}");
+    }
+
+    #[test]
+    fn immutable_and_delegations_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(etc.join("ca")).unwrap();
+        write(&etc.join("ca"), "root.pem", PEM);
+        let p = write(
+            &etc,
+            "c.json",
+            r#"{"repositories": {"immutable": ["docker.io/library/alpine", "registry.example.com/releases/"]},
+                "delegations": {"trusted_ca_file": "ca/root.pem"}}"#,
+        );
+        let (c, w) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.repositories.immutable,
+            ["docker.io/library/alpine", "registry.example.com/releases/"]
+        );
+        assert!(c.repositories.is_immutable("docker.io/library/alpine"));
+        assert!(!c.repositories.is_immutable("docker.io/library/alpine2"));
+        assert!(!c.repositories.is_immutable("docker.io/library"));
+        assert!(
+            c.repositories
+                .is_immutable("registry.example.com/releases/app")
+        );
+        assert!(
+            !c.repositories
+                .is_immutable("registry.example.com/releasesx")
+        );
+        // Resolved against the config file's folder.
+        assert_eq!(
+            c.delegations.trusted_ca_file,
+            Some(etc.join("ca").join("root.pem"))
+        );
+
+        // Absolute paths stay; a single string is split on whitespace like gun_prefixes.
+        let abs = etc.join("ca").join("root.pem");
+        let p = write(
+            dir.path(),
+            "d.json",
+            &format!(
+                r#"{{"repositories": {{"immutable": "a/b c/"}}, "delegations": {{"trusted_ca_file": {:?}}}}}"#,
+                abs.display().to_string()
+            ),
+        );
+        let (c, _) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.repositories.immutable, ["a/b", "c/"]);
+        assert_eq!(c.delegations.trusted_ca_file, Some(abs));
+        // Empty means unset, as for every other string.
+        let (c, _) = load_str(r#"{"delegations": {"trusted_ca_file": ""}}"#).unwrap();
+        assert_eq!(c.delegations.trusted_ca_file, None);
+    }
+
+    #[test]
+    fn new_sections_warn_on_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "ca.pem", PEM);
+        let p = write(
+            dir.path(),
+            "c.json",
+            r#"{"registries": [{"gun_prefix": "a/", "url": "https://a.example", "//": "comment"},
+                               {"gun_prefix": "b/", "url": "https://b.example", "foo": 1}],
+                "repositories": {"immutables": []},
+                "delegations": {"trusted_ca_file": "ca.pem", "trusted_ca": "x"}}"#,
+        );
+        let (_, w) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
+        let mut keys: Vec<&str> = w.iter().map(Warning::key).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "delegations.trusted_ca",
+                "registries[1].foo",
+                "repositories.immutables"
+            ]
+        );
+        assert!(w.iter().all(|w| matches!(w, Warning::UnknownKey { .. })));
+    }
+
+    /// Every error in the new sections names its key (with the entry's index).
+    #[test]
+    fn new_sections_errors_name_their_keys() {
+        let reg = |entries: &str| format!(r#"{{"registries": [{entries}]}}"#);
+        let ok = r#"{"gun_prefix": "a.example/", "url": "https://a.example"}"#;
+        let cases: Vec<(String, &str)> = vec![
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": "ftp://r.example"}"#),
+                "registries[0].url = \"ftp://r.example\" is invalid",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": "https://r.example/v2/"}"#),
+                "registries[0].url = \"https://r.example/v2/\" is invalid",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": "https://r.example?x=1"}"#),
+                "registries[0].url = ",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": "https://r.example:0"}"#),
+                "registries[0].url = ",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": "https://"}"#),
+                "registries[0].url = ",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": "r.example"}"#),
+                "registries[0].url = ",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": "https://bob:s3cret@r.example"}"#),
+                "registries[0].url = \"https://<redacted>@r.example\" is invalid",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/"}"#),
+                "registries[0].url is required",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r.example/", "url": 5}"#),
+                "registries[0].url must be a string, found a number",
+            ),
+            (
+                reg(r#"{"url": "https://r.example"}"#),
+                "registries[0].gun_prefix is required",
+            ),
+            (
+                reg(r#"{"gun_prefix": "", "url": "https://r.example"}"#),
+                "registries[0].gun_prefix is required",
+            ),
+            (
+                reg(&format!(
+                    r#"{ok}, {{"gun_prefix": "r.example", "url": "https://r.example"}}"#
+                )),
+                "registries[1].gun_prefix = \"r.example\" is invalid",
+            ),
+            (
+                reg(&format!(
+                    r#"{ok}, {{"gun_prefix": "/r/", "url": "https://r.example"}}"#
+                )),
+                "registries[1].gun_prefix = \"/r/\" is invalid",
+            ),
+            (
+                reg(&format!(
+                    r#"{ok}, {{"gun_prefix": "a.example/", "url": "https://b.example"}}"#
+                )),
+                "registries[1].gun_prefix = \"a.example/\" is already used by registries[0].gun_prefix",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r/", "url": "https://r.example", "timeout_seconds": 0}"#),
+                "registries[0].timeout_seconds = \"0\" is invalid",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r/", "url": "https://r.example", "timeout_seconds": 121}"#),
+                "registries[0].timeout_seconds = \"121\" is invalid",
+            ),
+            (
+                reg(
+                    r#"{"gun_prefix": "r/", "url": "https://r.example", "require_image_manifests": "yes"}"#,
+                ),
+                "registries[0].require_image_manifests must be a boolean",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r/", "url": "https://r.example", "username": "a:b"}"#),
+                "registries[0].username = \"a:b\" is invalid",
+            ),
+            (
+                reg(
+                    r#"{"gun_prefix": "r/", "url": "https://r.example", "username": "u",
+                        "password": "s3cret", "password_file": "pw.txt"}"#,
+                ),
+                "registries[0].password and registries[0].password_file are both set",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r/", "url": "https://r.example", "password": "s3cret"}"#),
+                "registries[0].password is set but registries[0].username is not",
+            ),
+            (
+                // Refused before the (missing) file is read.
+                reg(
+                    r#"{"gun_prefix": "r/", "url": "https://r.example", "password_file": "missing.txt"}"#,
+                ),
+                "registries[0].password_file is set but registries[0].username is not",
+            ),
+            (
+                reg(
+                    r#"{"gun_prefix": "r/", "url": "https://r.example", "username": "u",
+                        "password_file": "missing.txt"}"#,
+                ),
+                "registries[0].password_file: cannot read ",
+            ),
+            (
+                reg(r#"{"gun_prefix": "r/", "url": "https://r.example", "password": ["s3cret"]}"#),
+                "registries[0].password must be a string, found an array",
+            ),
+            (
+                reg(r#""x""#),
+                "registries[0] must be an object, found a string",
+            ),
+            (
+                r#"{"registries": {"gun_prefix": "r/"}}"#.to_string(),
+                "registries must be an array of objects, found an object",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["ok/", "/abs"]}}"#.to_string(),
+                "repositories.immutable = \"/abs\" is invalid",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["../up"]}}"#.to_string(),
+                "repositories.immutable = \"../up\"",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["a//b"]}}"#.to_string(),
+                "repositories.immutable = \"a//b\"",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["a", ""]}}"#.to_string(),
+                "repositories.immutable = \"\"",
+            ),
+            (
+                r#"{"repositories": {"immutable": [3]}}"#.to_string(),
+                "repositories.immutable must be an array of strings",
+            ),
+            (
+                r#"{"delegations": {"trusted_ca_file": "missing.pem"}}"#.to_string(),
+                "delegations.trusted_ca_file: cannot read ",
+            ),
+            (
+                r#"{"delegations": {"trusted_ca_file": 1}}"#.to_string(),
+                "delegations.trusted_ca_file must be a string",
+            ),
+            (
+                r#"{"delegations": "ca.pem"}"#.to_string(),
+                "delegations must be an object",
+            ),
+        ];
+        for (json, want) in &cases {
+            let e = err_str(json);
+            assert!(
+                e.starts_with(want),
+                "for {json}: got {e:?}, want prefix {want:?}"
+            );
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("config file"), "{e}");
+        }
+
+        // Files that exist but do not hold what the key needs.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "empty.txt", "\n");
+        write(
+            dir.path(),
+            "not-a-ca.pem",
+            "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n",
+        );
+        std::fs::write(dir.path().join("binary.txt"), [0xff, 0xfe]).unwrap();
+        let cases = [
+            (
+                reg(
+                    r#"{"gun_prefix": "r/", "url": "https://r.example", "username": "u", "password_file": "empty.txt"}"#,
+                ),
+                "registries[0].password_file = ",
+            ),
+            (
+                reg(
+                    r#"{"gun_prefix": "r/", "url": "https://r.example", "username": "u", "password_file": "binary.txt"}"#,
+                ),
+                "registries[0].password_file = ",
+            ),
+            (
+                reg(
+                    r#"{"gun_prefix": "r/", "url": "https://r.example", "username": "u", "password_file": "."}"#,
+                ),
+                "registries[0].password_file: cannot read ",
+            ),
+            (
+                r#"{"delegations": {"trusted_ca_file": "not-a-ca.pem"}}"#.to_string(),
+                "delegations.trusted_ca_file = ",
+            ),
+            (
+                r#"{"delegations": {"trusted_ca_file": "empty.txt"}}"#.to_string(),
+                "delegations.trusted_ca_file = ",
+            ),
+        ];
+        for (json, want) in &cases {
+            let p = write(dir.path(), "c.json", json);
+            let e = Config::load(Some(&p), &no_env, ConfigOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(want),
+                "for {json}: got {e:?}, want prefix {want:?}"
+            );
+            // The message shows where the file was looked for.
+            assert!(e.contains(&dir.path().display().to_string()), "{e}");
+        }
     }
 
     /// Every server config shipped with notary 0.7: each fails on `remote` exactly as documented;
