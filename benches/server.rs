@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
             caching: Caching::default(),
             max_body_bytes: 10 << 20,
             metrics: metrics_handle(),
+            gun_prefixes: Vec::new(),
         }))
     });
     for role in ["timestamp", "targets", "root"] {

@@ -17,23 +17,13 @@ use crate::tuf::KeyAlgorithm;
 
 #[derive(Debug, Error)]
 pub enum StartError {
-    #[error("cannot open the database {path}: {source}")]
-    Store {
-        path: PathBuf,
-        #[source]
-        source: crate::store::Error,
-    },
+    #[error("{0}")]
+    Store(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot create {path}: {source}")]
-    Directory {
-        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -69,6 +59,18 @@ fn bind(config: &Config) -> Result<TcpListener, StartError> {
     })))
 }
 
+/// Opens the configured database (creating its folder), for the server and
+/// the admin subcommands.
+pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
+    let StorageConfig::Sqlite { path } = &config.storage;
+    let data_dir = config.storage.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    SqliteStore::open(&path.to_string_lossy())
+        .await
+        .map_err(|e| format!("cannot open the database {}: {e}", path.display()))
+}
+
 /// Starts serving; `on_start` is told the address before requests are
 /// accepted. Returns when `shutdown` completes.
 pub async fn run(
@@ -76,18 +78,7 @@ pub async fn run(
     on_start: impl FnOnce(&Started),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let StorageConfig::Sqlite { path } = &config.storage;
-    let data_dir = config.storage.data_dir();
-    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::Directory {
-        path: data_dir.clone(),
-        source,
-    })?;
-    let store = SqliteStore::open(&path.to_string_lossy())
-        .await
-        .map_err(|source| StartError::Store {
-            path: path.clone(),
-            source,
-        })?;
+    let store = open_store(&config).await.map_err(StartError::Store)?;
     let passphrase = match &config.keys.passphrase {
         Some(secret) => Passphrase::new(secret.expose()),
         None => Passphrase::new(tls::ensure_passphrase(&config.server.keys_dir)?.as_str()),
@@ -121,6 +112,7 @@ pub async fn run(
         },
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         metrics: metrics_handle(),
+        gun_prefixes: config.repositories.gun_prefixes.clone(),
     });
     let shown_host = if addr.ip().is_unspecified() {
         "localhost".to_string()

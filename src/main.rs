@@ -1,12 +1,13 @@
 //! The `notarium` command: `serve` runs the trust server; `default-config`
 //! prints an annotated configuration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use notarium::app::{Started, run};
 use notarium::config::{Config, ConfigOverrides};
+use notarium::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,28 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print an example configuration file (notary-server's JSON format).
     DefaultConfig,
+    /// Mark repositories immutable: their signed tags cannot be re-pointed
+    /// or removed and their trust data cannot be deleted.
+    Immutable {
+        #[command(subcommand)]
+        action: ImmutableAction,
+        /// The server's configuration file (for its database).
+        #[arg(long, short = 'c', global = true)]
+        config: Option<PathBuf>,
+        /// Database file or sqlite: URL (overrides the configuration).
+        #[arg(long, global = true)]
+        db_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImmutableAction {
+    /// Make a repository (GUN) immutable.
+    Set { gun: String },
+    /// Make a repository mutable again.
+    Clear { gun: String },
+    /// List the repositories marked immutable in the database.
+    List,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +93,76 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(*args),
+        Command::Immutable {
+            action,
+            config,
+            db_url,
+        } => immutable(action, config.as_deref(), db_url),
+    }
+}
+
+fn immutable(action: ImmutableAction, config: Option<&Path>, db_url: Option<String>) -> ExitCode {
+    let overrides = ConfigOverrides {
+        db_url,
+        ..ConfigOverrides::default()
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match Config::load(config, &env, overrides) {
+        Ok((config, _)) => config,
+        Err(error) => {
+            eprintln!("notarium: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("notarium: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let store = notarium::app::open_store(&config).await?;
+        let outcome = match action {
+            ImmutableAction::Set { gun } => {
+                notarium::repo::check_gun(&gun).map_err(|e| e.to_string())?;
+                let changed = store
+                    .set_immutable(&gun, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let already = if changed { "" } else { " (it already was)" };
+                format!("{gun} is now immutable{already}")
+            }
+            ImmutableAction::Clear { gun } => {
+                let changed = store
+                    .set_immutable(&gun, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let already = if changed { "" } else { " (it was not marked)" };
+                format!("{gun} is no longer marked immutable{already}")
+            }
+            ImmutableAction::List => store
+                .immutable_repositories()
+                .await
+                .map_err(|e| e.to_string())?
+                .join("\n"),
+        };
+        Ok::<String, String>(outcome)
+    });
+    match result {
+        Ok(text) => {
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("notarium: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

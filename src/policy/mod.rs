@@ -3,6 +3,7 @@
 //! to), and the trust anchor for delegation certificates. The registry is
 //! reached only through [`ManifestSource`].
 
+pub mod delegation_ca;
 pub mod manifest;
 pub mod names;
 

@@ -93,6 +93,11 @@ pub enum Error {
     #[error("invalid parameters: {reason}")]
     InvalidParameters { reason: String },
 
+    /// A server rule (names, immutability, image manifests only, trusted
+    /// delegation certificates) refuses the update.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::Violation),
+
     #[error("storage failure")]
     Store(#[from] crate::store::Error),
 

@@ -14,10 +14,13 @@ use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
+use crate::policy::delegation_ca::TrustAnchors;
+use crate::policy::manifest::{custom_media_type, kind_from_media_type};
+use crate::policy::{Lookup, ManifestKind, ManifestSource, NoRegistry, Violation, names};
 use crate::signer::KeyService;
 use crate::store::{self, Change, NewFile, Store, StoredFile};
 use crate::tuf::encoding::format_time;
-use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Timestamp, canonical};
+use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Targets, Timestamp, canonical};
 
 pub use error::{Error, Rejection};
 use validate::{StoredState, Upload, ValidatedUpdate, describe, validate_update};
@@ -30,10 +33,6 @@ pub const TIMESTAMP_LIFETIME: Duration = Duration::days(14);
 pub const TIMESTAMP_REFRESH: Duration = Duration::days(7);
 /// Likewise for a server-managed snapshot.
 pub const SNAPSHOT_REFRESH: Duration = Duration::days(30);
-
-/// Longest GUN accepted (the width of Notary's SQL column and docker's
-/// reference limit).
-pub const MAX_GUN_LEN: usize = 255;
 
 /// Where the current time comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -58,6 +57,28 @@ impl From<StoredFile> for Served {
     }
 }
 
+/// Server rules applied on top of TUF validation.
+pub struct Policy {
+    /// Where image digests are looked up; GUNs it covers are image
+    /// repositories, whose targets are tags.
+    pub manifests: Arc<dyn ManifestSource>,
+    /// Immutable repositories from the configuration: exact GUNs, or
+    /// prefixes ending in `/`. The store holds more.
+    pub immutable: Vec<String>,
+    /// When set, delegation keys must be certificates from these authorities.
+    pub delegation_anchors: Option<TrustAnchors>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            manifests: Arc::new(NoRegistry),
+            immutable: Vec::new(),
+            delegation_anchors: None,
+        }
+    }
+}
+
 /// How many stripes the per-GUN publish locks are spread over.
 const LOCK_STRIPES: usize = 64;
 
@@ -69,30 +90,16 @@ pub struct Repo<S: Store> {
     /// checks guard against other processes.
     locks: Vec<Mutex<()>>,
     cache: cache::Cache,
+    policy: Policy,
 }
 
-/// Checks a GUN for the routes: non-empty, bounded, no `*` (the route
-/// pattern excludes it), no whitespace or control characters.
+/// Checks a GUN for the routes (PROTOCOL.md §1.1 and the product's name
+/// rules in `policy::names`).
 pub fn check_gun(gun: &str) -> Result<(), Error> {
-    let reason = if gun.is_empty() {
-        Some("it is empty".to_string())
-    } else if gun.len() > MAX_GUN_LEN {
-        Some(format!(
-            "it is {} characters long; at most {MAX_GUN_LEN} are allowed",
-            gun.len()
-        ))
-    } else if gun.contains('*') || gun.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some("it contains '*', whitespace or control characters".to_string())
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(Error::InvalidGun {
-            gun: gun.chars().take(80).collect(),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    names::check_gun(gun).map_err(|e| Error::InvalidGun {
+        gun: gun.chars().take(80).collect(),
+        reason: e.to_string(),
+    })
 }
 
 impl<S: Store> Repo<S> {
@@ -103,7 +110,14 @@ impl<S: Store> Repo<S> {
             clock,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             cache: cache::Cache::default(),
+            policy: Policy::default(),
         }
+    }
+
+    /// Applies `policy` to every later update.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -131,6 +145,7 @@ impl<S: Store> Repo<S> {
         let state = self.load_state(gun, &uploads).await?;
         let now = self.now();
         let update = validate_update(gun, &state, uploads, now)?;
+        self.enforce_policy(gun, &update, &state, now).await?;
 
         let mut files: Vec<NewFile> = Vec::new();
         if update.new_root {
@@ -168,6 +183,130 @@ impl<S: Store> Repo<S> {
         Ok(())
     }
 
+    /// Whether `gun` is immutable, by configuration or by a stored mark.
+    pub async fn is_immutable(&self, gun: &str) -> Result<bool, Error> {
+        let configured = self.policy.immutable.iter().any(|entry| {
+            if entry.ends_with('/') {
+                gun.starts_with(entry.as_str())
+            } else {
+                gun == entry
+            }
+        });
+        Ok(configured || self.store.is_immutable(gun).await?)
+    }
+
+    /// The server rules, over what this update adds or changes in each
+    /// uploaded targets file compared with its stored version.
+    async fn enforce_policy(
+        &self,
+        gun: &str,
+        update: &ValidatedUpdate,
+        state: &StoredState,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        let immutable = self.is_immutable(gun).await?;
+        let image_repository = self.policy.manifests.covers(gun);
+        for (role, file) in &update.targets {
+            let Ok(new) = file.body::<Targets>(role.as_str()) else {
+                continue;
+            };
+            let old = state
+                .targets
+                .get(role)
+                .and_then(|stored| stored.body::<Targets>(role.as_str()).ok());
+            if immutable {
+                if let Some(old) = &old {
+                    check_immutable(gun, old, &new)?;
+                }
+            }
+            if let Some(anchors) = &self.policy.delegation_anchors {
+                for (keyid, key) in &new.delegations.keys {
+                    let known = old
+                        .as_ref()
+                        .is_some_and(|o| o.delegations.keys.contains_key(keyid));
+                    if known {
+                        continue;
+                    }
+                    let delegated = new
+                        .delegations
+                        .roles
+                        .iter()
+                        .find(|r| r.keyids.contains(keyid))
+                        .map_or("a delegation", |r| r.name.as_str());
+                    anchors.check(delegated, key, now)?;
+                }
+            }
+            for (tag, meta) in &new.targets {
+                let unchanged = old
+                    .as_ref()
+                    .is_some_and(|o| o.targets.get(tag) == Some(meta));
+                if unchanged {
+                    continue;
+                }
+                if image_repository {
+                    names::check_tag(tag).map_err(Violation::from)?;
+                }
+                self.check_manifest(gun, tag, meta, image_repository)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a tag that points to an OCI index or a manifest list, going
+    /// by the target's declared media type, else by the registry's answer.
+    async fn check_manifest(
+        &self,
+        gun: &str,
+        tag: &str,
+        meta: &FileMeta,
+        ask_registry: bool,
+    ) -> Result<(), Error> {
+        let digest = format!("sha256:{}", hex::encode(meta.sha256().unwrap_or_default()));
+        let index = |kind| {
+            Error::from(Violation::Index {
+                gun: gun.to_string(),
+                tag: tag.to_string(),
+                digest: digest.clone(),
+                kind,
+            })
+        };
+        let declared = custom_media_type(meta.custom.as_ref()).and_then(kind_from_media_type);
+        match declared {
+            Some(ManifestKind::Index(kind)) => return Err(index(kind)),
+            Some(ManifestKind::Image) => return Ok(()),
+            None => {}
+        }
+        if !ask_registry || meta.sha256().is_none() {
+            return Ok(());
+        }
+        match self
+            .policy
+            .manifests
+            .lookup(gun, &digest, meta.length)
+            .await
+        {
+            Ok(Lookup::Found(ManifestKind::Image)) => Ok(()),
+            Ok(Lookup::Found(ManifestKind::Index(kind))) => Err(index(kind)),
+            Ok(Lookup::Unknown) if self.policy.manifests.requires_image_manifests(gun) => {
+                Err(Violation::UnknownDigest {
+                    tag: tag.to_string(),
+                    digest,
+                    registry: gun.split('/').next().unwrap_or(gun).to_string(),
+                }
+                .into())
+            }
+            Ok(Lookup::Unknown) => Ok(()),
+            Err(error) => Err(Violation::ManifestUnreachable {
+                tag: tag.to_string(),
+                digest,
+                registry: error.registry,
+                reason: error.reason,
+            }
+            .into()),
+        }
+    }
+
     /// Loads what validation needs: root, snapshot, versions, and the stored
     /// `targets` plus every ancestor of an uploaded delegation.
     async fn load_state(&self, gun: &str, uploads: &[Upload]) -> Result<StoredState, Error> {
@@ -181,6 +320,11 @@ impl<S: Store> Repo<S> {
         state.snapshot = self.stored_file(gun, "snapshot", &state).await?;
         let mut wanted = vec![RoleName::Targets];
         for upload in uploads {
+            // The stored version of an uploaded role is what the policy
+            // diffs against.
+            if upload.role.is_targets_like() {
+                wanted.push(upload.role.clone());
+            }
             let mut parent = upload.role.parent();
             while let Some(role) = parent {
                 parent = role.parent();
@@ -590,6 +734,12 @@ impl<S: Store> Repo<S> {
     /// Deletes all metadata of exactly this GUN.
     #[tracing::instrument(skip_all, fields(gun = %gun))]
     pub async fn delete(&self, gun: &str) -> Result<bool, Error> {
+        if self.is_immutable(gun).await? {
+            return Err(Violation::ImmutableRepository {
+                gun: gun.to_string(),
+            }
+            .into());
+        }
         let _writer = self.lock_for(gun).lock().await;
         let deleted = self.store.delete(gun).await;
         self.cache.invalidate(gun, true);
@@ -628,6 +778,28 @@ impl<S: Store> Repo<S> {
         };
         Ok(self.store.changes(gun, change_id, records).await?)
     }
+}
+
+/// In an immutable repository a signed tag keeps its digest and stays.
+fn check_immutable(gun: &str, old: &Targets, new: &Targets) -> Result<(), Violation> {
+    for (tag, meta) in &old.targets {
+        match new.targets.get(tag) {
+            None => {
+                return Err(Violation::ImmutableTagRemoved {
+                    gun: gun.to_string(),
+                    tag: tag.clone(),
+                });
+            }
+            Some(now) if now.hashes != meta.hashes || now.length != meta.length => {
+                return Err(Violation::ImmutableTagChanged {
+                    gun: gun.to_string(),
+                    tag: tag.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether the metadata in `data` expires within `margin` of `now`

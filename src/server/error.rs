@@ -7,6 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::policy::Violation;
+use crate::policy::names::NameError;
 use crate::repo::{Error as RepoError, Rejection};
 
 /// Clients read at most this many bytes of an error body.
@@ -132,6 +134,7 @@ impl ApiError {
             RepoError::StaleVersion { .. } => Self::client(Code::Version, &message, "old_version"),
             RepoError::Conflict { .. } => Self::client(Code::Version, &message, "conflict"),
             RepoError::NotFound { .. } => Self::not_found(),
+            RepoError::Policy(violation) => Self::policy(violation),
             RepoError::InvalidParameters { reason } => Self::new(
                 Code::InvalidParameters,
                 Some(json!(reason)),
@@ -147,6 +150,31 @@ impl ApiError {
                 Self::new(code, None, "")
             }
         }
+    }
+
+    /// Server-rule refusals: reported as invalid targets (the client prints
+    /// "The targets metadata is invalid: …") except for a refused delete.
+    fn policy(violation: &Violation) -> Self {
+        let message = violation.to_string();
+        let (kind, reason) = match violation {
+            Violation::Name(NameError::TagTooLong { .. } | NameError::TagGrammar { .. }) => {
+                (Rejection::BadTargets, "invalid_tag")
+            }
+            Violation::Name(_) => return Self::client(Code::InvalidGun, &message, "invalid_gun"),
+            Violation::ImmutableTagChanged { .. } | Violation::ImmutableTagRemoved { .. } => {
+                (Rejection::BadTargets, "immutable")
+            }
+            Violation::ImmutableRepository { .. } => (Rejection::Validation, "immutable"),
+            Violation::Index { .. } => (Rejection::BadTargets, "manifest_index"),
+            Violation::ManifestUnreachable { .. } => {
+                (Rejection::Validation, "registry_unreachable")
+            }
+            Violation::UnknownDigest { .. } => (Rejection::BadTargets, "unknown_digest"),
+            Violation::UntrustedDelegation { .. } => {
+                (Rejection::BadTargets, "untrusted_delegation")
+            }
+        };
+        Self::new(Code::InvalidUpdate, Some(readable(kind, &message)), reason)
     }
 
     /// The JSON body, kept under the size clients read by shortening the

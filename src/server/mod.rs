@@ -45,6 +45,8 @@ pub struct AppState<S: Store> {
     pub caching: Caching,
     pub max_body_bytes: usize,
     pub metrics: PrometheusHandle,
+    /// `repositories.gun_prefixes`: when set, only GUNs under these.
+    pub gun_prefixes: Vec<String>,
 }
 
 /// The process-wide Prometheus recorder, installed once so one process

@@ -13,7 +13,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use crate::repo::{Error as RepoError, Served, check_gun};
 use crate::store::Store;
 use crate::tuf::RoleName;
@@ -131,6 +131,18 @@ pub async fn dispatch<S: Store>(
         return not_found_or_405(&method);
     };
     let gun = gun.to_string();
+    // notary-server's prefix filter: 400 on update, 404 elsewhere (§1.1).
+    let prefixes = &state.gun_prefixes;
+    if !prefixes.is_empty() && !prefixes.iter().any(|p| gun.starts_with(p.as_str())) {
+        if method == Method::POST && file.is_empty() {
+            let message = format!("Require GUNs with prefix: [{}]", prefixes.join(" "));
+            return with_operation(
+                ApiError::client(Code::InvalidGun, &message, "gun_prefix").into_response(),
+                "UpdateTUF",
+            );
+        }
+        return not_found_or_405(&method);
+    }
     if file.is_empty() {
         return match method {
             Method::POST => {

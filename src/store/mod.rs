@@ -272,6 +272,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that the key has signed (sets `last_used` to now).
     fn mark_key_used(&self, key_id: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Marks `gun` immutable (`true`) or not; returns whether it changed.
+    fn set_immutable(
+        &self,
+        gun: &str,
+        immutable: bool,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether `gun` was marked immutable.
+    fn is_immutable(&self, gun: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Every GUN marked immutable, sorted.
+    fn immutable_repositories(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
 /// Lowercase hex SHA-256, the form stored and served.

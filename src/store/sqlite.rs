@@ -376,6 +376,37 @@ impl Store for SqliteStore {
         Ok(changes)
     }
 
+    async fn set_immutable(&self, gun: &str, immutable: bool) -> Result<bool> {
+        let query = if immutable {
+            "INSERT OR IGNORE INTO immutable_repositories (gun) VALUES (?)"
+        } else {
+            "DELETE FROM immutable_repositories WHERE gun = ?"
+        };
+        let changed = sqlx::query(query)
+            .bind(gun)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn is_immutable(&self, gun: &str) -> Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM immutable_repositories WHERE gun = ?")
+                .bind(gun)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn immutable_repositories(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT gun FROM immutable_repositories ORDER BY gun")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1 FROM tuf_files LIMIT 1")
             .fetch_optional(&self.pool)
@@ -460,6 +491,26 @@ mod tests {
         let (_dir, db) = temp_db();
         let store = SqliteStore::open(&db).await.unwrap();
         story(&store).await;
+    }
+
+    #[tokio::test]
+    async fn immutable_marks_are_exact_and_persist() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        assert!(!store.is_immutable("r/team/app").await.unwrap());
+        assert!(store.set_immutable("r/team/app", true).await.unwrap());
+        assert!(!store.set_immutable("r/team/app", true).await.unwrap());
+        assert!(store.is_immutable("r/team/app").await.unwrap());
+        assert!(!store.is_immutable("r/team/app2").await.unwrap());
+        assert!(!store.is_immutable("r/team").await.unwrap());
+        store.close().await;
+        let store = SqliteStore::open(&db).await.unwrap();
+        assert_eq!(
+            store.immutable_repositories().await.unwrap(),
+            vec!["r/team/app".to_string()]
+        );
+        assert!(store.set_immutable("r/team/app", false).await.unwrap());
+        assert!(!store.is_immutable("r/team/app").await.unwrap());
     }
 
     #[tokio::test]
