@@ -8,7 +8,12 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::config::{Config, KeyAlgorithm as ConfigAlgorithm, StorageConfig, TlsSource};
-use crate::repo::{Repo, system_clock};
+use zeroize::Zeroizing;
+
+use crate::policy::delegation_ca::TrustAnchors;
+use crate::policy::{ManifestSource, NoRegistry};
+use crate::repo::{Policy, Repo, system_clock};
+use crate::server::registry::{RegistryClient, RegistrySettings};
 use crate::server::tls::{self, TlsError};
 use crate::server::{AppState, Caching, metrics_handle, router, serve_tls};
 use crate::signer::{KeyService, Passphrase};
@@ -19,6 +24,8 @@ use crate::tuf::KeyAlgorithm;
 pub enum StartError {
     #[error("{0}")]
     Store(String),
+    #[error("{0}")]
+    Policy(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -59,6 +66,56 @@ fn bind(config: &Config) -> Result<TcpListener, StartError> {
     })))
 }
 
+/// The server rules from the configuration: registries for the image
+/// manifest check, immutable repositories, the delegation CA.
+fn policy(config: &Config) -> Result<Policy, StartError> {
+    let manifests: Arc<dyn ManifestSource> = if config.registries.is_empty() {
+        Arc::new(NoRegistry)
+    } else {
+        let settings = config
+            .registries
+            .iter()
+            .map(|registry| RegistrySettings {
+                gun_prefix: registry.gun_prefix.clone(),
+                url: registry.url.clone(),
+                username: registry.username.clone(),
+                password: registry
+                    .password
+                    .as_ref()
+                    .map(|secret| Zeroizing::new(secret.expose().to_owned())),
+                require_image_manifests: registry.require_image_manifests,
+                timeout: registry.timeout,
+            })
+            .collect();
+        Arc::new(
+            RegistryClient::new(settings)
+                .map_err(|e| StartError::Policy(format!("registries: {e}")))?,
+        )
+    };
+    let delegation_anchors = match &config.delegations.trusted_ca_file {
+        Some(path) => {
+            let bundle = std::fs::read(path).map_err(|e| {
+                StartError::Policy(format!(
+                    "delegations.trusted_ca_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(TrustAnchors::from_pem(&bundle).map_err(|e| {
+                StartError::Policy(format!(
+                    "delegations.trusted_ca_file {}: {e}",
+                    path.display()
+                ))
+            })?)
+        }
+        None => None,
+    };
+    Ok(Policy {
+        manifests,
+        immutable: config.repositories.immutable.clone(),
+        delegation_anchors,
+    })
+}
+
 /// Opens the configured database (creating its folder), for the server and
 /// the admin subcommands.
 pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
@@ -89,7 +146,7 @@ pub async fn run(
     };
     let store = Arc::new(store);
     let keys = KeyService::new(store.clone(), passphrase, algorithm);
-    let repo = Repo::new(store, keys, system_clock());
+    let repo = Repo::new(store, keys, system_clock()).with_policy(policy(&config)?);
 
     let (cert, key, dev_ca) = match &config.server.tls {
         TlsSource::Files {
