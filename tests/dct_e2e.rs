@@ -19,11 +19,11 @@ mod dockercli;
 mod registry;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use base64::Engine;
-use common::{Notarium, require, run_ok};
+use common::Notarium;
 use dockercli::DockerCli;
 use registry::Registry;
 use serde_json::{Value, json};
@@ -328,90 +328,6 @@ fn inspect(docker: &DockerCli, gun: &str) -> Value {
     assert_eq!(list.as_array().unwrap().len(), 1, "{out}");
     assert_eq!(list[0]["Name"], gun);
     list[0].clone()
-}
-
-/// A UCP-style client bundle for `user`, made with openssl: a cluster CA
-/// (`ca.pem`) and the user's ECDSA P-256 certificate (`cert.pem`, CN = user,
-/// valid one year, client auth) with its key (`key.pem`, SEC1 `EC PRIVATE
-/// KEY`). Returns (ca.pem, cert.pem, key.pem).
-fn make_client_bundle(dir: &Path, user: &str) -> (PathBuf, PathBuf, PathBuf) {
-    require("openssl", "openssl");
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("user.ext"),
-        "basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(dir));
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca-key.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-x509",
-        "-key",
-        "ca-key.pem",
-        "-subj",
-        "/CN=UCP Client Root CA",
-        "-days",
-        "365",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "key.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        "key.pem",
-        "-subj",
-        &format!("/CN={user}"),
-        "-out",
-        "user.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "user.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "365",
-        "-extfile",
-        "user.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    let verified = openssl(&["verify", "-CAfile", "ca.pem", "cert.pem"]);
-    assert_eq!(verified.trim(), "cert.pem: OK");
-    let subject = openssl(&["x509", "-in", "cert.pem", "-noout", "-subject"]);
-    assert_eq!(subject.trim(), format!("subject=CN = {user}"));
-    (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    )
 }
 
 // ---------------------------------------------------------------------------
@@ -749,7 +665,7 @@ fn client_bundle_delegation_signs_with_docker_trust_sign_and_notary_and_pull_ver
     let docker = &setup.docker;
     let user = "alice";
     let gun = setup.gun("dev/web");
-    let (_ca, cert, key) = make_client_bundle(&setup.tmp.path().join("bundle"), user);
+    let (_ca, cert, key) = common::make_client_bundle(&setup.tmp.path().join("bundle"), user);
     let cert = cert.to_str().unwrap();
 
     // The notary client configured for notarium, on docker's trust dir.

@@ -342,77 +342,11 @@ fn immutable_repositories_keep_their_signed_tags() {
     client.ok(&["add", marked, "v1", b, "-p"]);
 }
 
-/// A cluster CA and a user certificate + key signed by it, as a UCP client
-/// bundle holds them (`ca.pem`, `cert.pem`, `key.pem`).
-fn client_bundle(dir: &Path, user: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let openssl = |args: &[&str]| {
-        run_ok(Command::new("openssl").args(args).current_dir(dir));
-    };
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca-key.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-x509",
-        "-key",
-        "ca-key.pem",
-        "-subj",
-        "/CN=UCP Client Root CA",
-        "-days",
-        "365",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "key.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        "key.pem",
-        "-subj",
-        &format!("/CN={user}"),
-        "-out",
-        "cert.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "cert.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "365",
-        "-out",
-        "cert.pem",
-    ]);
-    (dir.join("ca.pem"), dir.join("cert.pem"))
-}
-
 #[test]
 fn delegation_certificates_can_be_required_to_come_from_the_cluster_ca() {
     let work = tempfile::tempdir().unwrap();
-    let (ca, alice_cert) = client_bundle(&work.path().join("bundle"), "alice");
-    let (_, mallory_cert) = client_bundle(&work.path().join("other"), "mallory");
+    let (ca, alice_cert, _) = common::make_client_bundle(&work.path().join("bundle"), "alice");
+    let (_, mallory_cert, _) = common::make_client_bundle(&work.path().join("other"), "mallory");
     let notarium = Notarium::start(
         &work.path().join("notarium"),
         json!({"delegations": {"trusted_ca_file": ca}}),

@@ -19,10 +19,9 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::Engine;
 use common::{Notarium, NotaryClient, require, run};
@@ -48,30 +47,6 @@ fn stderr(output: &Output) -> String {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
-}
-
-/// Runs `command` feeding `input` on stdin (confirmation prompts).
-fn run_with_stdin(command: &mut Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    eprintln!(
-        "$ {command:?} <<< {input:?}\n[exit {}]\n{}{}",
-        output.status,
-        stdout(&output),
-        stderr(&output)
-    );
-    output
 }
 
 /// A TCP port standing in for the registry in GUNs (`127.0.0.1:PORT/…`):
@@ -166,7 +141,7 @@ impl DockerUser {
     }
 
     fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        run_with_stdin(&mut self.command(args), input)
+        common::run_with_stdin(&mut self.command(args), input)
     }
 
     /// Runs a command that must succeed; returns stdout.

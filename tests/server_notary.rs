@@ -7,9 +7,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::{Curl, Notarium, NotaryClient};
 use serde_json::{Value, json};
@@ -40,29 +39,6 @@ fn all_output(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// Runs a notary command feeding `input` on stdin (confirmation prompts).
-fn run_with_stdin(mut command: Command, input: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    eprintln!(
-        "$ {command:?} <<< {input:?}\n[exit {}]\n{}",
-        output.status,
-        all_output(&output)
-    );
-    output
 }
 
 /// One row of `notary list`.
@@ -777,14 +753,16 @@ fn key_rotations_witness_and_remote_delete() {
     );
 
     // Root: asks "(yes/no)" on stdin; "no" aborts, "yes" rotates.
-    let aborted = run_with_stdin(owner.command(&["key", "rotate", gun, "root"]), "no\n");
+    let aborted =
+        common::run_with_stdin(&mut owner.command(&["key", "rotate", gun, "root"]), "no\n");
     assert!(aborted.status.success());
     assert!(all_output(&aborted).contains("Aborting action."));
     assert_eq!(
         signed_version(&get_json(&curl, &tuf_path(gun, "root.json"))),
         4
     );
-    let confirmed = run_with_stdin(owner.command(&["key", "rotate", gun, "root"]), "yes\n");
+    let confirmed =
+        common::run_with_stdin(&mut owner.command(&["key", "rotate", gun, "root"]), "yes\n");
     let text = all_output(&confirmed);
     assert!(confirmed.status.success(), "{text}");
     assert!(text.contains("Are you sure you want to proceed?"), "{text}");

@@ -69,6 +69,31 @@ pub fn run(command: &mut Command) -> Output {
     output
 }
 
+/// Runs a command feeding `input` on its stdin (confirmation prompts).
+pub fn run_with_stdin(command: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    eprintln!(
+        "$ {command:?} <<< {input:?}\n[exit {}]\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Runs a command that must succeed; returns stdout.
 pub fn run_ok(command: &mut Command) -> String {
     let output = run(command);
@@ -425,4 +450,88 @@ fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
         }
         (slot, value) => *slot = value,
     }
+}
+
+/// A UCP-style client bundle for `user`, made with openssl: a cluster CA
+/// (`ca.pem`) and the user's ECDSA P-256 certificate (`cert.pem`, CN = user,
+/// valid one year, client auth) with its key (`key.pem`, SEC1 `EC PRIVATE
+/// KEY`). Returns (ca.pem, cert.pem, key.pem).
+pub fn make_client_bundle(dir: &Path, user: &str) -> (PathBuf, PathBuf, PathBuf) {
+    require("openssl", "openssl");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("user.ext"),
+        "basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(dir));
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca-key.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "ca-key.pem",
+        "-subj",
+        "/CN=UCP Client Root CA",
+        "-days",
+        "365",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "key.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "key.pem",
+        "-subj",
+        &format!("/CN={user}"),
+        "-out",
+        "user.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "user.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "365",
+        "-extfile",
+        "user.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let verified = openssl(&["verify", "-CAfile", "ca.pem", "cert.pem"]);
+    assert_eq!(verified.trim(), "cert.pem: OK");
+    let subject = openssl(&["x509", "-in", "cert.pem", "-noout", "-subject"]);
+    assert_eq!(subject.trim(), format!("subject=CN = {user}"));
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
 }
