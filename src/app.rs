@@ -121,7 +121,9 @@ fn policy(config: &Config) -> Result<Policy, StartError> {
 pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
     let StorageConfig::Sqlite { path } = &config.storage;
     let data_dir = config.storage.data_dir();
-    std::fs::create_dir_all(&data_dir)
+    // The database holds sealed keys: keep its folder private.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     SqliteStore::open(&path.to_string_lossy())
         .await

@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument;
 
 use crate::repo::Repo;
 use crate::store::Store;
@@ -120,7 +121,17 @@ async fn observe(request: Request, next: Next) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip().to_string())
         .unwrap_or_default();
-    let response = next.run(request).await;
+    // One span per request: handlers add the GUN and role, and whatever
+    // they log carries the request's context.
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        %path,
+        gun = tracing::field::Empty,
+        operation = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let operation = response
         .extensions()
@@ -143,15 +154,18 @@ async fn observe(request: Request, next: Next) -> Response {
         metrics::counter!("notarium_rejections_total", "operation" => operation, "reason" => reason)
             .increment(1);
     }
+    span.record("operation", operation);
+    span.record("status", status);
+    let _in_request = span.enter();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if operation == "Health" || operation == "Metrics" {
-        tracing::debug!(%method, %path, operation, status, latency_ms, peer, "request");
+        tracing::debug!(latency_ms, peer, "done");
     } else if status >= 500 {
-        tracing::error!(%method, %path, operation, status, latency_ms, peer, "request");
+        tracing::error!(latency_ms, peer, "done");
     } else if !reason.is_empty() {
-        tracing::info!(%method, %path, operation, status, reason, latency_ms, peer, "request");
+        tracing::info!(reason, latency_ms, peer, "done");
     } else {
-        tracing::info!(%method, %path, operation, status, latency_ms, peer, "request");
+        tracing::info!(latency_ms, peer, "done");
     }
     response
 }

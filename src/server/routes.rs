@@ -131,6 +131,7 @@ pub async fn dispatch<S: Store>(
         return not_found_or_405(&method);
     };
     let gun = gun.to_string();
+    tracing::Span::current().record("gun", gun.as_str());
     // notary-server's prefix filter: 400 on update, 404 elsewhere (§1.1).
     let prefixes = &state.gun_prefixes;
     if !prefixes.is_empty() && !prefixes.iter().any(|p| gun.starts_with(p.as_str())) {
