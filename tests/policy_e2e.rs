@@ -387,3 +387,123 @@ fn delegation_certificates_can_be_required_to_come_from_the_cluster_ca() {
         "{roles}"
     );
 }
+
+/// A stand-in registry for notarium's lookups only: the first digest it is
+/// asked about is an OCI image index, every other one an image manifest.
+/// (The engine cannot hold a multi-platform image locally, so this is how a
+/// real `docker push` meets the refusal.)
+struct FakeRegistry {
+    addr: std::net::SocketAddr,
+}
+
+impl FakeRegistry {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut first: Option<String> = None;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request_line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) <= 2 {
+                        break;
+                    }
+                }
+                let digest = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|path| path.rsplit('/').next())
+                    .unwrap_or("")
+                    .to_string();
+                let first = first.get_or_insert_with(|| digest.clone());
+                let media_type = if *first == digest {
+                    "application/vnd.oci.image.index.v1+json"
+                } else {
+                    "application/vnd.docker.distribution.manifest.v2+json"
+                };
+                let response = if request_line.starts_with("HEAD") {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {media_type}\r\nDocker-Content-Digest: {digest}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                };
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        Self { addr }
+    }
+}
+
+#[path = "support/dockercli.rs"]
+mod dockercli;
+
+#[test]
+fn docker_push_of_an_index_is_refused_and_the_reset_hint_works() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let fake = FakeRegistry::start();
+    let host = registry.host();
+    let notarium = Notarium::start(
+        &work.path().join("notarium"),
+        json!({"registries": [{
+            "gun_prefix": format!("{host}/"),
+            "url": format!("http://{}", fake.addr),
+            "timeout_seconds": 5,
+        }]}),
+    );
+    let docker = dockercli::DockerCli::new(&work.path().join("docker"), &notarium);
+    let gun = format!("{host}/team/multi");
+    docker.make_image(&format!("{gun}:1.0"), "looks like an index");
+    docker.make_image(&format!("{gun}:1.1"), "a plain image");
+
+    // docker pushes the image, then signing is refused with the reason.
+    let out = docker.run_trusted(&["push", &format!("{gun}:1.0")]);
+    assert!(!out.status.success());
+    let printed = output(&out);
+    assert!(
+        printed.contains(&format!(
+            "failed to sign {gun}:1.0: The targets metadata is invalid: tag 1.0 is a multi-platform image"
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("does not support multi-arch images"),
+        "{printed}"
+    );
+    let (status, _) = notarium
+        .curl()
+        .get(&format!("/v2/{gun}/_trust/tuf/root.json"));
+    assert_eq!(status, 404, "a refused first push stores nothing");
+
+    // docker keeps the refused tag in its changelist and sends it again
+    // with the next tag, which is refused for the same reason...
+    let out = docker.run_trusted(&["push", &format!("{gun}:1.1")]);
+    assert!(!out.status.success());
+    assert!(
+        output(&out).contains("tag 1.0 is a multi-platform image"),
+        "{}",
+        output(&out)
+    );
+
+    // ...until the changelist is reset as the message says.
+    docker.notary().ok(&["reset", &gun, "--all"]);
+    let out = docker.run_trusted(&["push", &format!("{gun}:1.1")]);
+    assert!(out.status.success(), "{}", output(&out));
+    assert!(output(&out).contains(&format!("Successfully signed {gun}:1.1")));
+    let listing = notarium
+        .notary(work.path().join("fresh"))
+        .ok(&["list", &gun]);
+    assert!(
+        listing.contains("1.1") && !listing.lines().any(|l| l.starts_with("1.0 ")),
+        "{listing}"
+    );
+}
