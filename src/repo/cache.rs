@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
@@ -44,9 +45,13 @@ struct GunEntries {
     fresh: Option<Fresh>,
 }
 
+/// A reader notes the epoch before reading the store and may fill the cache
+/// only if no write happened meanwhile; otherwise a read that raced a
+/// publish could cache what the publish just replaced.
 #[derive(Default)]
 pub struct Cache {
     inner: Mutex<Inner>,
+    epoch: AtomicU64,
 }
 
 impl Cache {
@@ -55,10 +60,18 @@ impl Cache {
         inner.by_gun.get(gun)?.files.get(key).cloned()
     }
 
-    pub fn put(&self, gun: &str, key: Key, served: &Served) {
+    /// The epoch to pass to `put`/`put_fresh`, read before the store is.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn put(&self, gun: &str, key: Key, served: &Served, seen: u64) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        if self.epoch() != seen {
+            return;
+        }
         if inner.bytes + served.data.len() > MAX_CACHED_BYTES {
             *inner = Inner::default();
         }
@@ -76,10 +89,13 @@ impl Cache {
         inner.by_gun.get(gun)?.fresh.clone()
     }
 
-    pub fn put_fresh(&self, gun: &str, fresh: Fresh) {
+    pub fn put_fresh(&self, gun: &str, fresh: Fresh, seen: u64) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        if self.epoch() != seen {
+            return;
+        }
         let size = fresh.timestamp.data.len() + fresh.snapshot.data.len();
         if inner.bytes + size > MAX_CACHED_BYTES {
             *inner = Inner::default();
@@ -94,6 +110,8 @@ impl Cache {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        // Under the lock, so no `put` interleaves with the bump.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         if deleted {
             inner.by_gun.remove(gun);
             return;
@@ -104,5 +122,34 @@ impl Cache {
                 .files
                 .retain(|key, _| !matches!(key, Key::Current(_)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn served(text: &str) -> Served {
+        Served {
+            data: Bytes::from(text.to_string()),
+            last_modified: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_a_write_is_not_cached() {
+        let cache = Cache::default();
+        let key = Key::Current("targets".into());
+        let seen = cache.epoch();
+        // A publish lands between the reader's store read and its put.
+        cache.invalidate("r/app", false);
+        cache.put("r/app", key.clone(), &served("old"), seen);
+        assert!(cache.get("r/app", &key).is_none());
+        let seen = cache.epoch();
+        cache.put("r/app", key.clone(), &served("new"), seen);
+        assert_eq!(cache.get("r/app", &key).unwrap().data, Bytes::from("new"));
+        cache.invalidate("r/app", false);
+        assert!(cache.get("r/app", &key).is_none());
     }
 }

@@ -498,11 +498,12 @@ impl<S: Store> Repo<S> {
                 if let Some(served) = self.cache.get(gun, &key) {
                     return Ok(served);
                 }
+                let epoch = self.cache.epoch();
                 let served = self.stored(
                     self.store.get_current(gun, other.as_str()).await,
                     other.as_str(),
                 )?;
-                self.cache.put(gun, key, &served);
+                self.cache.put(gun, key, &served, epoch);
                 Ok(served)
             }
         }
@@ -532,12 +533,13 @@ impl<S: Store> Repo<S> {
         if let Some(served) = self.cache.get(gun, &key) {
             return Ok(served);
         }
+        let epoch = self.cache.epoch();
         let result = self
             .store
             .get_checksum(gun, role.as_str(), sha256_hex)
             .await;
         let served = self.stored(result, role.as_str())?;
-        self.cache.put(gun, key, &served);
+        self.cache.put(gun, key, &served, epoch);
         Ok(served)
     }
 
@@ -551,9 +553,10 @@ impl<S: Store> Repo<S> {
         if let Some(served) = self.cache.get(gun, &key) {
             return Ok(served);
         }
+        let epoch = self.cache.epoch();
         let result = self.store.get_version(gun, role.as_str(), version).await;
         let served = self.stored(result, role.as_str())?;
-        self.cache.put(gun, key, &served);
+        self.cache.put(gun, key, &served, epoch);
         Ok(served)
     }
 
@@ -568,20 +571,23 @@ impl<S: Store> Repo<S> {
                 return Ok((fresh.timestamp, fresh.snapshot));
             }
         }
+        let epoch = self.cache.epoch();
         let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
         if !self.needs_refresh(gun, &timestamp, &snapshot, now).await? {
-            return Ok(self.remember_fresh(gun, timestamp, snapshot));
+            return Ok(self.remember_fresh(gun, timestamp, snapshot, epoch));
         }
         let _writer = self.lock_for(gun).lock().await;
         // Someone may have refreshed while we waited.
+        let epoch = self.cache.epoch();
         let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
         if !self.needs_refresh(gun, &timestamp, &snapshot, now).await? {
-            return Ok(self.remember_fresh(gun, timestamp, snapshot));
+            return Ok(self.remember_fresh(gun, timestamp, snapshot, epoch));
         }
         match self.refresh(gun, &timestamp, &snapshot, now).await {
             Ok(()) => {
+                let epoch = self.cache.epoch();
                 let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
-                Ok(self.remember_fresh(gun, timestamp, snapshot))
+                Ok(self.remember_fresh(gun, timestamp, snapshot, epoch))
             }
             Err(error) => {
                 tracing::warn!(error = %error, "could not re-sign timestamp; serving the last one");
@@ -595,6 +601,7 @@ impl<S: Store> Repo<S> {
         gun: &str,
         timestamp: StoredFile,
         snapshot: StoredFile,
+        epoch: u64,
     ) -> (Served, Served) {
         let timestamp_expires = expires_of(&timestamp.data);
         let snapshot_expires = expires_of(&snapshot.data);
@@ -610,6 +617,7 @@ impl<S: Store> Repo<S> {
                     timestamp_expires,
                     snapshot_expires,
                 },
+                epoch,
             );
         }
         (timestamp, snapshot)
