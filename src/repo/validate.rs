@@ -28,7 +28,8 @@ pub struct StoredState {
     pub snapshot: Option<SignedFile>,
     /// Newest stored version of every role.
     pub versions: BTreeMap<String, i64>,
-    /// Current stored targets and delegation files the upload builds on.
+    /// Current stored targets and delegation files the upload builds on
+    /// (parents of uploaded delegations) or replaces (the uploaded roles).
     pub targets: BTreeMap<RoleName, SignedFile>,
 }
 
