@@ -155,9 +155,12 @@ impl<S: Store> Repo<S> {
                 update.root_file.raw().to_vec(),
             ));
         }
-        for (role, file) in &update.targets {
-            let version = file.common().map(|c| c.version).unwrap_or_default();
-            files.push(NewFile::new(role.as_str(), version, file.raw().to_vec()));
+        for (role, file, body) in &update.targets {
+            files.push(NewFile::new(
+                role.as_str(),
+                body.version,
+                file.raw().to_vec(),
+            ));
         }
         let (snapshot_bytes, snapshot_version) = match &update.snapshot {
             Some(file) => {
@@ -206,17 +209,14 @@ impl<S: Store> Repo<S> {
     ) -> Result<(), Error> {
         let immutable = self.is_immutable(gun).await?;
         let image_repository = self.policy.manifests.covers(gun);
-        for (role, file) in &update.targets {
-            let Ok(new) = file.body::<Targets>(role.as_str()) else {
-                continue;
-            };
+        for (role, _, new) in &update.targets {
             let old = state
                 .targets
                 .get(role)
                 .and_then(|stored| stored.body::<Targets>(role.as_str()).ok());
             if immutable {
                 if let Some(old) = &old {
-                    check_immutable(gun, old, &new)?;
+                    check_immutable(gun, old, new)?;
                 }
             }
             if let Some(anchors) = &self.policy.delegation_anchors {

@@ -40,8 +40,9 @@ pub struct ValidatedUpdate {
     pub root: Root,
     pub root_file: SignedFile,
     pub new_root: bool,
-    /// Uploaded targets and delegation files, parents first.
-    pub targets: Vec<(RoleName, SignedFile)>,
+    /// Uploaded targets and delegation files with their bodies, parents
+    /// first.
+    pub targets: Vec<(RoleName, SignedFile, Targets)>,
     /// Every targets-like file read for this update (uploaded or the stored
     /// parents), whose snapshot entries must be current.
     pub loaded: BTreeMap<RoleName, SignedFile>,
@@ -144,9 +145,9 @@ pub fn validate_update(
     let mut validated = Vec::new();
     for upload in targets_uploads {
         let body = validate_targets(&upload, &root, state, &mut loaded, &mut bodies, now)?;
-        bodies.insert(upload.role.clone(), body);
+        bodies.insert(upload.role.clone(), body.clone());
         loaded.insert(upload.role.clone(), upload.file.clone());
-        validated.push((upload.role, upload.file));
+        validated.push((upload.role, upload.file, body));
     }
 
     if new_root {
