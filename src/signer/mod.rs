@@ -8,6 +8,7 @@
 
 pub mod sealed;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -67,7 +68,14 @@ pub struct KeyService<S: Store> {
     /// Serialises `create_key`, so two concurrent requests for the same
     /// (gun, role) get the same unused key rather than two new ones.
     create_lock: Mutex<()>,
+    /// Keys already unsealed, so signing a timestamp does not pay for
+    /// PBKDF2 each time (notary-signer also keeps its keys in memory).
+    /// Bounded: emptied when full.
+    unsealed: std::sync::Mutex<HashMap<String, Arc<SigningKey>>>,
 }
+
+/// At most this many unsealed keys are kept in memory.
+const MAX_UNSEALED: usize = 4096;
 
 impl<S: Store> fmt::Debug for KeyService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,6 +97,7 @@ impl<S: Store> KeyService<S> {
             algorithm,
             iterations: sealed::DEFAULT_ITERATIONS,
             create_lock: Mutex::new(()),
+            unsealed: std::sync::Mutex::default(),
         }
     }
 
@@ -170,14 +179,17 @@ impl<S: Store> KeyService<S> {
     /// records the key as used. The signer hashes per key type, as
     /// notary-signer does.
     pub async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Signature, Error> {
+        if let Some(key) = self.unsealed_key(key_id) {
+            // Already used (it was unsealed to sign), so nothing to record.
+            return Ok(key.sign(message)?);
+        }
         let stored = self.stored(key_id).await?;
         let algorithm = algorithm_of(&stored)?;
         let expected = public_key_of(&stored)?;
         let passphrase = Arc::clone(&self.passphrase);
-        let message = message.to_vec();
         let key_id_owned = stored.key_id.clone();
         let sealed_private = stored.sealed_private;
-        let signature = blocking(move || {
+        let key = blocking(move || {
             let pkcs8 = sealed::open(&sealed_private, &passphrase)?;
             let key = SigningKey::from_pkcs8(algorithm, &pkcs8)?;
             // A row whose sealed key was swapped would otherwise sign under
@@ -187,11 +199,28 @@ impl<S: Store> KeyService<S> {
                     key_id: key_id_owned,
                 });
             }
-            Ok(key.sign(&message)?)
+            Ok(key)
         })
         .await?;
-        self.store.mark_key_used(key_id).await?;
+        let signature = key.sign(message)?;
+        if stored.last_used.is_none() {
+            self.store.mark_key_used(key_id).await?;
+        }
+        self.remember_unsealed(key_id, key);
         Ok(signature)
+    }
+
+    fn unsealed_key(&self, key_id: &str) -> Option<Arc<SigningKey>> {
+        self.unsealed.lock().ok()?.get(key_id).cloned()
+    }
+
+    fn remember_unsealed(&self, key_id: &str, key: SigningKey) {
+        if let Ok(mut unsealed) = self.unsealed.lock() {
+            if unsealed.len() >= MAX_UNSEALED {
+                unsealed.clear();
+            }
+            unsealed.insert(key_id.to_string(), Arc::new(key));
+        }
     }
 
     async fn stored(&self, key_id: &str) -> Result<StoredKey, Error> {
