@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use notarium::repo::{Clock, Error, Rejection, Repo};
+use notarium::policy::{IndexKind, Lookup, LookupError, ManifestKind, ManifestSource, Violation};
+use notarium::repo::{Clock, Error, Policy, Rejection, Repo};
 use notarium::signer::{KeyService, Passphrase};
 use notarium::store::SqliteStore;
 use notarium::tuf::encoding::format_time;
@@ -39,6 +40,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Policy::default()).await
+}
+
+async fn fixture_with(policy: Policy) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
         SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
@@ -60,7 +65,7 @@ async fn fixture() -> Fixture {
         OffsetDateTime::from_unix_timestamp(reader.0.load(Ordering::SeqCst)).unwrap()
     });
     let now = clock_fn();
-    let repo = Repo::new(store, keys, clock_fn);
+    let repo = Repo::new(store, keys, clock_fn).with_policy(policy);
     Fixture {
         repo,
         clock,
@@ -262,4 +267,192 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
         other.repo.current(GUN, &RoleName::Root).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// Targets listing `tags` (name → content) and, optionally, a delegation
+/// `targets/releases` to `delegate`.
+fn targets_with(
+    f: &Fixture,
+    version: i64,
+    tags: &[(&str, &str)],
+    delegate: Option<&SigningKey>,
+) -> Vec<u8> {
+    let mut body = f.client.targets_body(version, &[], now(f));
+    for (tag, content) in tags {
+        body["targets"][*tag] =
+            serde_json::to_value(notarium::tuf::FileMeta::for_bytes(content.as_bytes())).unwrap();
+    }
+    if let Some(key) = delegate {
+        let public = key.public_key();
+        body["delegations"] = json!({
+            "keys": {public.id(): public.to_json()},
+            "roles": [{"name": "targets/releases", "keyids": [public.id()], "threshold": 1, "paths": [""]}],
+        });
+    }
+    sign_metadata(&body, &[&f.client.targets_key]).unwrap()
+}
+
+fn releases_with(f: &Fixture, key: &SigningKey, version: i64, tags: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = f.client.targets_body(version, &[], now(f));
+    for (tag, content) in tags {
+        body["targets"][*tag] =
+            serde_json::to_value(notarium::tuf::FileMeta::for_bytes(content.as_bytes())).unwrap();
+    }
+    sign_metadata(&body, &[key]).unwrap()
+}
+
+#[tokio::test]
+async fn immutable_tags_hold_across_roles_and_delegation_removal() {
+    let f = fixture_with(Policy {
+        immutable: vec![GUN.to_string()],
+        ..Policy::default()
+    })
+    .await;
+    let delegate = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let root = root_bytes(&f, 1).await;
+    f.repo
+        .publish(
+            GUN,
+            vec![
+                ("root".into(), root),
+                (
+                    "targets".into(),
+                    targets_with(&f, 1, &[("v1", "one")], Some(&delegate)),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    // The same tag in another role with another digest: refused.
+    let moved = f
+        .repo
+        .publish(
+            GUN,
+            vec![(
+                "targets/releases".into(),
+                releases_with(&f, &delegate, 1, &[("v1", "evil")]),
+            )],
+        )
+        .await;
+    assert!(
+        matches!(moved, Err(Error::Policy(Violation::ImmutableTagChanged { ref tag, .. })) if tag == "v1"),
+        "{moved:?}"
+    );
+    // The same digest there, and a new tag: fine.
+    f.repo
+        .publish(
+            GUN,
+            vec![(
+                "targets/releases".into(),
+                releases_with(&f, &delegate, 1, &[("v1", "one"), ("v2", "two")]),
+            )],
+        )
+        .await
+        .unwrap();
+    // Dropping the delegation would drop its signed tags: refused.
+    let dropped = f
+        .repo
+        .publish(
+            GUN,
+            vec![(
+                "targets".into(),
+                targets_with(&f, 2, &[("v1", "one")], None),
+            )],
+        )
+        .await;
+    assert!(
+        matches!(
+            dropped,
+            Err(Error::Policy(Violation::ImmutableTagRemoved { .. }))
+        ),
+        "{dropped:?}"
+    );
+}
+
+/// A registry that calls every digest a multi-platform index.
+struct EverythingIsAnIndex;
+
+impl ManifestSource for EverythingIsAnIndex {
+    fn covers(&self, _gun: &str) -> bool {
+        true
+    }
+    fn requires_image_manifests(&self, _gun: &str) -> bool {
+        false
+    }
+    fn lookup<'a>(
+        &'a self,
+        _gun: &'a str,
+        _digest: &'a str,
+        _length: i64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Lookup, LookupError>> + Send + 'a>>
+    {
+        Box::pin(async { Ok(Lookup::Found(ManifestKind::Index(IndexKind::OciIndex))) })
+    }
+}
+
+#[tokio::test]
+async fn a_declared_image_media_type_does_not_bypass_the_registry() {
+    let f = fixture_with(Policy {
+        manifests: Arc::new(EverythingIsAnIndex),
+        ..Policy::default()
+    })
+    .await;
+    let mut body = f.client.targets_body(1, &["1.0".to_string()], now(&f));
+    body["targets"]["1.0"]["custom"] =
+        json!({"mediaType": "application/vnd.docker.distribution.manifest.v2+json"});
+    let targets = sign_metadata(&body, &[&f.client.targets_key]).unwrap();
+    let root = root_bytes(&f, 1).await;
+    let result = f
+        .repo
+        .publish(
+            GUN,
+            vec![("root".into(), root), ("targets".into(), targets)],
+        )
+        .await;
+    assert!(
+        matches!(result, Err(Error::Policy(Violation::Index { ref tag, .. })) if tag == "1.0"),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_held_snapshot_near_expiry_does_not_make_reads_re_sign() {
+    let f = fixture().await;
+    let snapshot_key = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
+    let timestamp = f.repo.public_key(GUN, &RoleName::Timestamp).await.unwrap();
+    let root = f
+        .client
+        .root(1, snapshot_key.public_key(), &timestamp, now(&f));
+    let targets = targets_bytes(&f, 1, &["v1"]);
+    let snapshot = json!({
+        "_type": "Snapshot",
+        "expires": format_time(now(&f) + Duration::days(40)),
+        "meta": {
+            "root": notarium::tuf::FileMeta::for_bytes(&root),
+            "targets": notarium::tuf::FileMeta::for_bytes(&targets),
+        },
+        "version": 1,
+    });
+    let snapshot = sign_metadata(&snapshot, &[&snapshot_key]).unwrap();
+    f.repo
+        .publish(
+            GUN,
+            vec![
+                ("root".into(), root),
+                ("targets".into(), targets),
+                ("snapshot".into(), snapshot),
+            ],
+        )
+        .await
+        .unwrap();
+    // The server now also holds a snapshot key root does not list.
+    f.repo.public_key(GUN, &RoleName::Snapshot).await.unwrap();
+    // Twelve days on: the timestamp is due (re-signed once), the client's
+    // snapshot is within 30 days of expiry but is not the server's to sign.
+    f.clock.advance(Duration::days(12));
+    assert_eq!(current_version(&f, RoleName::Timestamp).await, 2);
+    for _ in 0..3 {
+        assert_eq!(current_version(&f, RoleName::Timestamp).await, 2);
+        assert_eq!(current_version(&f, RoleName::Snapshot).await, 1);
+    }
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 use super::Violation;
-use crate::tuf::certs::{common_name, validity};
+use crate::tuf::certs::{common_name, short_id, validity};
 use crate::tuf::keys::{EcCurve, KeyType, PublicKey, VerifyingKey};
 use crate::tuf::pem;
 
@@ -60,13 +60,13 @@ impl TrustAnchors {
         };
         if !key.keytype().is_x509() {
             return Err(refuse(
-                format!("plain {} key {}", key.keytype(), short(key.id())),
+                format!("plain {} key {}", key.keytype(), short_id(key.id())),
                 "only certificates from the configured authority may sign delegations".into(),
             ));
         }
         let leaf = key
             .leaf_certificate()
-            .map_err(|e| refuse(format!("key {}", short(key.id())), e.to_string()))?;
+            .map_err(|e| refuse(format!("key {}", short_id(key.id())), e.to_string()))?;
         let subject = leaf.tbs_certificate().subject().to_string();
         let (not_before, not_after) = validity(&leaf);
         if now < not_before || now > not_after {
@@ -102,10 +102,6 @@ impl TrustAnchors {
             ))
         }
     }
-}
-
-fn short(id: &str) -> &str {
-    id.get(..7).unwrap_or(id)
 }
 
 /// Whether `leaf`'s signature verifies with `ca`'s public key.

@@ -31,6 +31,9 @@ pub struct Fresh {
     pub snapshot: Served,
     pub timestamp_expires: OffsetDateTime,
     pub snapshot_expires: OffsetDateTime,
+    /// Set after a failed re-sign: serve these files as they are until
+    /// then, instead of retrying on every read.
+    pub retry_after: Option<OffsetDateTime>,
 }
 
 #[derive(Default)]
@@ -48,6 +51,10 @@ struct GunEntries {
 /// A reader notes the epoch before reading the store and may fill the cache
 /// only if no write happened meanwhile; otherwise a read that raced a
 /// publish could cache what the publish just replaced.
+fn fresh_size(fresh: &Fresh) -> usize {
+    fresh.timestamp.data.len() + fresh.snapshot.data.len()
+}
+
 #[derive(Default)]
 pub struct Cache {
     inner: Mutex<Inner>,
@@ -76,12 +83,13 @@ impl Cache {
             *inner = Inner::default();
         }
         inner.bytes += served.data.len();
-        inner
+        let replaced = inner
             .by_gun
             .entry(gun.to_string())
             .or_default()
             .files
             .insert(key, served.clone());
+        inner.bytes -= replaced.map_or(0, |old| old.data.len());
     }
 
     pub fn fresh(&self, gun: &str) -> Option<Fresh> {
@@ -96,12 +104,18 @@ impl Cache {
         if self.epoch() != seen {
             return;
         }
-        let size = fresh.timestamp.data.len() + fresh.snapshot.data.len();
+        let size = fresh_size(&fresh);
         if inner.bytes + size > MAX_CACHED_BYTES {
             *inner = Inner::default();
         }
         inner.bytes += size;
-        inner.by_gun.entry(gun.to_string()).or_default().fresh = Some(fresh);
+        let replaced = inner
+            .by_gun
+            .entry(gun.to_string())
+            .or_default()
+            .fresh
+            .replace(fresh);
+        inner.bytes -= replaced.map_or(0, |old| fresh_size(&old));
     }
 
     /// Forgets what may have changed for `gun`: its current files (the

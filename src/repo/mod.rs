@@ -34,6 +34,10 @@ pub const TIMESTAMP_REFRESH: Duration = Duration::days(7);
 /// Likewise for a server-managed snapshot.
 pub const SNAPSHOT_REFRESH: Duration = Duration::days(30);
 
+/// How long to serve the last good timestamp after a failed re-sign before
+/// trying again.
+pub const RESIGN_RETRY: Duration = Duration::seconds(60);
+
 /// Where the current time comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
@@ -209,16 +213,14 @@ impl<S: Store> Repo<S> {
     ) -> Result<(), Error> {
         let immutable = self.is_immutable(gun).await?;
         let image_repository = self.policy.manifests.covers(gun);
+        if immutable {
+            self.check_immutable_repository(gun, update, state).await?;
+        }
         for (role, _, new) in &update.targets {
             let old = state
                 .targets
                 .get(role)
                 .and_then(|stored| stored.body::<Targets>(role.as_str()).ok());
-            if immutable {
-                if let Some(old) = &old {
-                    check_immutable(gun, old, new)?;
-                }
-            }
             if let Some(anchors) = &self.policy.delegation_anchors {
                 for (keyid, key) in &new.delegations.keys {
                     let known = old
@@ -253,6 +255,68 @@ impl<S: Store> Repo<S> {
         Ok(())
     }
 
+    /// In an immutable repository a signed tag keeps its digest and stays,
+    /// whichever role signs it: compared per role (no change, no removal),
+    /// across roles (a tag added to another role must carry the same
+    /// digest), and for delegations dropped together with their tags.
+    async fn check_immutable_repository(
+        &self,
+        gun: &str,
+        update: &ValidatedUpdate,
+        state: &StoredState,
+    ) -> Result<(), Error> {
+        let mut stored: BTreeMap<RoleName, Targets> = BTreeMap::new();
+        for role in state.versions.keys() {
+            let Ok(role) = RoleName::parse(role) else {
+                continue;
+            };
+            if !role.is_targets_like() {
+                continue;
+            }
+            let file = match state.targets.get(&role) {
+                Some(file) => Some(file.clone()),
+                None => self.stored_file(gun, role.as_str(), state).await?,
+            };
+            if let Some(body) = file.and_then(|f| f.body::<Targets>(role.as_str()).ok()) {
+                stored.insert(role, body);
+            }
+        }
+        for (role, _, new) in &update.targets {
+            if let Some(old) = stored.get(role) {
+                check_immutable(gun, old, new)?;
+                for dropped in &old.delegations.roles {
+                    let kept = new.delegations.roles.iter().any(|r| r.name == dropped.name);
+                    let signed = RoleName::parse(&dropped.name)
+                        .ok()
+                        .and_then(|name| stored.get(&name))
+                        .and_then(|body| body.targets.keys().next());
+                    if let (false, Some(tag)) = (kept, signed) {
+                        return Err(Violation::ImmutableTagRemoved {
+                            gun: gun.to_string(),
+                            tag: tag.clone(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            for (tag, meta) in &new.targets {
+                let elsewhere = stored
+                    .iter()
+                    .filter(|(other, _)| *other != role)
+                    .filter_map(|(_, body)| body.targets.get(tag))
+                    .find(|signed| signed.hashes != meta.hashes || signed.length != meta.length);
+                if elsewhere.is_some() {
+                    return Err(Violation::ImmutableTagChanged {
+                        gun: gun.to_string(),
+                        tag: tag.clone(),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a tag that points to an OCI index or a manifest list, going
     /// by the target's declared media type, else by the registry's answer.
     async fn check_manifest(
@@ -271,14 +335,22 @@ impl<S: Store> Repo<S> {
                 kind,
             })
         };
+        // A declared index is refused at once; a declared image manifest is
+        // not taken on trust where the registry can be asked.
         let declared = custom_media_type(meta.custom.as_ref()).and_then(kind_from_media_type);
-        match declared {
-            Some(ManifestKind::Index(kind)) => return Err(index(kind)),
-            Some(ManifestKind::Image) => return Ok(()),
-            None => {}
+        if let Some(ManifestKind::Index(kind)) = declared {
+            return Err(index(kind));
         }
-        if !ask_registry || meta.sha256().is_none() {
+        if !ask_registry {
             return Ok(());
+        }
+        if meta.sha256().is_none_or(|hash| hash.len() != 32) {
+            return Err(Violation::UnknownDigest {
+                tag: tag.to_string(),
+                digest: "no sha256 hash".into(),
+                registry: gun.split('/').next().unwrap_or(gun).to_string(),
+            }
+            .into());
         }
         match self
             .policy
@@ -565,8 +637,10 @@ impl<S: Store> Repo<S> {
     async fn fresh_timestamp(&self, gun: &str) -> Result<(Served, Served), Error> {
         let now = self.now();
         if let Some(fresh) = self.cache.fresh(gun) {
-            if fresh.timestamp_expires - now >= TIMESTAMP_REFRESH
-                && fresh.snapshot_expires - now >= SNAPSHOT_REFRESH
+            let backing_off = fresh.retry_after.is_some_and(|until| now < until);
+            if backing_off
+                || fresh.timestamp_expires - now >= TIMESTAMP_REFRESH
+                    && fresh.snapshot_expires - now >= SNAPSHOT_REFRESH
             {
                 return Ok((fresh.timestamp, fresh.snapshot));
             }
@@ -591,7 +665,13 @@ impl<S: Store> Repo<S> {
             }
             Err(error) => {
                 tracing::warn!(error = %error, "could not re-sign timestamp; serving the last one");
-                Ok((timestamp.into(), snapshot.into()))
+                let served = self.remember_fresh(gun, timestamp, snapshot, epoch);
+                // Retry after a pause, not on every read.
+                if let Some(mut fresh) = self.cache.fresh(gun) {
+                    fresh.retry_after = Some(now + RESIGN_RETRY);
+                    self.cache.put_fresh(gun, fresh, self.cache.epoch());
+                }
+                Ok(served)
             }
         }
     }
@@ -616,6 +696,7 @@ impl<S: Store> Repo<S> {
                     snapshot: snapshot.clone(),
                     timestamp_expires,
                     snapshot_expires,
+                    retry_after: None,
                 },
                 epoch,
             );
@@ -671,7 +752,17 @@ impl<S: Store> Repo<S> {
         if !expires_within(&snapshot.data, now, SNAPSHOT_REFRESH) {
             return Ok(false);
         }
-        Ok(!self.keys.held_key_ids(gun, "snapshot").await?.is_empty())
+        // Only if the server can sign the snapshot root names; a key it
+        // merely holds (say, fetched but never published) does not count.
+        let root = self.current_root(gun).await?;
+        Ok(!self.signing_keys(gun, &root, "snapshot").await?.is_empty())
+    }
+
+    async fn current_root(&self, gun: &str) -> Result<Root, Error> {
+        let root_file = self.store.get_current(gun, "root").await?;
+        SignedFile::parse(&root_file.data)
+            .and_then(|file| file.body("root"))
+            .map_err(|e| Error::rejected(Rejection::BadRoot, describe(&e)))
     }
 
     /// Re-signs the snapshot (when the server holds its key and it is due)
@@ -683,10 +774,7 @@ impl<S: Store> Repo<S> {
         snapshot: &StoredFile,
         now: OffsetDateTime,
     ) -> Result<(), Error> {
-        let root_file = self.store.get_current(gun, "root").await?;
-        let root: Root = SignedFile::parse(&root_file.data)
-            .and_then(|file| file.body("root"))
-            .map_err(|e| Error::rejected(Rejection::BadRoot, describe(&e)))?;
+        let root = self.current_root(gun).await?;
         let mut files = Vec::new();
         let mut snapshot_bytes = snapshot.data.clone();
         let snapshot_file = SignedFile::parse(&snapshot.data)
@@ -702,6 +790,9 @@ impl<S: Store> Repo<S> {
                 snapshot_bytes = self.sign(&body, &key_ids).await?;
                 files.push(NewFile::new("snapshot", version, snapshot_bytes.clone()));
             }
+        }
+        if files.is_empty() && !expires_within(&timestamp.data, now, TIMESTAMP_REFRESH) {
+            return Ok(());
         }
         let version = timestamp.version + 1;
         let timestamp = self

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use crate::tuf::certs::{describe_rejections, root_certificates};
+use crate::tuf::certs::{describe_rejections, root_certificates, short_id};
 use crate::tuf::roles::{path_allowed, restrict_paths};
 use crate::tuf::verify::{check_expiry, check_hashes, verify_signatures};
 use crate::tuf::{Error as TufError, RoleName, Root, SignedFile, Snapshot, Targets, TrustedRole};
@@ -61,7 +61,7 @@ pub(crate) fn describe(error: &TufError) -> String {
         TufError::ThresholdNotMet { rejected, .. } if !rejected.is_empty() => {
             let reasons: Vec<String> = rejected
                 .iter()
-                .map(|r| format!("key {}: {}", short(&r.keyid), r.reason))
+                .map(|r| format!("key {}: {}", short_id(&r.keyid), r.reason))
                 .collect();
             format!("{error} ({})", reasons.join("; "))
         }
@@ -70,10 +70,6 @@ pub(crate) fn describe(error: &TufError) -> String {
         }
         _ => error.to_string(),
     }
-}
-
-fn short(keyid: &str) -> &str {
-    keyid.get(..7).unwrap_or(keyid)
 }
 
 fn check_newer(role: &RoleName, version: i64, state: &StoredState) -> Result<(), Error> {

@@ -125,6 +125,9 @@ pub async fn dispatch<S: Store>(
                 "Changefeed",
             );
         }
+        if !gun_allowed(&state, gun) {
+            return not_found_or_405(&method);
+        }
         return with_operation(changefeed(&state, Some(gun), &query).await, "Changefeed");
     }
     let Some(file) = tail.strip_prefix("tuf/") else {
@@ -133,10 +136,12 @@ pub async fn dispatch<S: Store>(
     let gun = gun.to_string();
     tracing::Span::current().record("gun", gun.as_str());
     // notary-server's prefix filter: 400 on update, 404 elsewhere (§1.1).
-    let prefixes = &state.gun_prefixes;
-    if !prefixes.is_empty() && !prefixes.iter().any(|p| gun.starts_with(p.as_str())) {
+    if !gun_allowed(&state, &gun) {
         if method == Method::POST && file.is_empty() {
-            let message = format!("Require GUNs with prefix: [{}]", prefixes.join(" "));
+            let message = format!(
+                "Require GUNs with prefix: [{}]",
+                state.gun_prefixes.join(" ")
+            );
             return with_operation(
                 ApiError::client(Code::InvalidGun, &message, "gun_prefix").into_response(),
                 "UpdateTUF",
@@ -193,6 +198,16 @@ pub async fn dispatch<S: Store>(
         }
         (method, _) => not_found_or_405(&method),
     }
+}
+
+/// `repositories.gun_prefixes`: with prefixes configured, only GUNs under
+/// one of them are served.
+fn gun_allowed<S: Store>(state: &AppState<S>, gun: &str) -> bool {
+    state.gun_prefixes.is_empty()
+        || state
+            .gun_prefixes
+            .iter()
+            .any(|p| gun.starts_with(p.as_str()))
 }
 
 /// Notary answers unknown paths with 404 for its five methods and 405 with
@@ -275,7 +290,7 @@ fn key_response(result: Result<crate::tuf::PublicKey, RepoError>) -> Response {
             )
                 .into_response()
         }
-        Err(error) => ApiError::from_repo(&error, true).into_response(),
+        Err(error) => ApiError::from_repo(&error, false).into_response(),
     }
 }
 
@@ -336,6 +351,8 @@ async fn changefeed<S: Store>(state: &AppState<S>, gun: Option<&str>, query: &st
 /// client, which writes its whole body before reading the answer, gets the
 /// refusal instead of a reset connection — as Go's net/http does.
 const DISCARD_MAX_BYTES: usize = 64 << 20;
+/// How long an upload's body may take to arrive.
+const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn discard(mut stream: axum::body::BodyDataStream) {
@@ -397,10 +414,21 @@ async fn update<S: Store>(state: &AppState<S>, gun: &str, request: Request) -> R
         discard(request.into_body().into_data_stream()).await;
         return too_large(Some(size));
     }
-    let body = match read_bounded(request.into_body(), limit).await {
-        Ok(Some(body)) => Bytes::from(body),
-        Ok(None) => return too_large(None),
-        Err(error) => return ApiError::from_repo(&error, true).into_response(),
+    // A client that trickles its body cannot hold a buffer forever.
+    let read = tokio::time::timeout(UPLOAD_TIMEOUT, read_bounded(request.into_body(), limit)).await;
+    let body = match read {
+        Ok(Ok(Some(body))) => Bytes::from(body),
+        Ok(Ok(None)) => return too_large(None),
+        Ok(Err(error)) => return ApiError::from_repo(&error, true).into_response(),
+        Err(_) => {
+            let error = RepoError::MalformedUpload {
+                reason: format!(
+                    "the upload was not received within {} seconds",
+                    UPLOAD_TIMEOUT.as_secs()
+                ),
+            };
+            return ApiError::from_repo(&error, true).into_response();
+        }
     };
     let parts = match read_multipart(&content_type, body).await {
         Ok(parts) => parts,

@@ -2,9 +2,9 @@
 //! private key bytes (PROTOCOL.md §1.4, §5). It hands out public keys and
 //! signatures, nothing else.
 //!
-//! Keys live in the [`Store`] sealed under a passphrase ([`sealed`]); each
-//! signature unseals its key, signs and drops the plaintext (zeroized). No
-//! unsealed key is cached, so a private key is in memory only while it signs.
+//! Keys live in the [`Store`] sealed under a passphrase ([`sealed`]). A key
+//! is unsealed when it first signs and then kept in memory (bounded), as
+//! notary-signer keeps its keys; the decrypted PKCS#8 bytes are zeroized.
 
 pub mod sealed;
 

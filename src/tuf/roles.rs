@@ -16,6 +16,9 @@ use time::OffsetDateTime;
 use super::keys::PublicKey;
 use super::{Error, encoding};
 
+/// The largest version a role may have (Notary's SQL `int`).
+pub const MAX_VERSION: i64 = i32::MAX as i64;
+
 /// A validated role name: a base role or a delegation under `targets/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RoleName {
@@ -329,6 +332,14 @@ fn check_type_and_version(
     if version < 1 {
         return Err(invalid(role, "version cannot be less than 1".to_string()));
     }
+    // Notary stores versions in a 32-bit column; bounding them also keeps
+    // the server's `version + 1` far from overflow.
+    if version > MAX_VERSION {
+        return Err(invalid(
+            role,
+            format!("version {version} is larger than the largest allowed, {MAX_VERSION}"),
+        ));
+    }
     Ok(())
 }
 
@@ -528,6 +539,14 @@ mod tests {
         let long = format!("targets/{}", "a".repeat(247));
         assert!(RoleName::parse(&long).is_ok());
         assert!(RoleName::parse(&format!("{long}a")).is_err());
+    }
+
+    #[test]
+    fn versions_are_bounded() {
+        check_type_and_version("targets", "Targets", "Targets", MAX_VERSION).unwrap();
+        let too_big = check_type_and_version("targets", "Targets", "Targets", MAX_VERSION + 1);
+        assert!(matches!(too_big, Err(Error::InvalidStructure { .. })));
+        assert!(check_type_and_version("targets", "Targets", "Targets", 0).is_err());
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub fn verify_signatures(file: &SignedFile, role: &TrustedRole) -> Result<(), Er
         let Some(key) = role.keys.get(&signature.keyid) else {
             continue;
         };
+        // A key counts once: do not spend another verification on it.
+        if valid.contains(signature.keyid.as_str()) {
+            continue;
+        }
         if key.id() != signature.keyid {
             return Err(Error::KeyIdMismatch {
                 listed: signature.keyid.clone(),
