@@ -11,4 +11,5 @@ pub mod repo;
 pub mod server;
 pub mod signer;
 pub mod store;
+pub mod striped;
 pub mod tuf;

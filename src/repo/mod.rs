@@ -19,6 +19,7 @@ use crate::policy::manifest::{custom_media_type, kind_from_media_type};
 use crate::policy::{Lookup, ManifestKind, ManifestSource, NoRegistry, Violation, names};
 use crate::signer::KeyService;
 use crate::store::{self, Change, NewFile, Store, StoredFile};
+use crate::striped::StripedLocks;
 use crate::tuf::encoding::format_time;
 use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Targets, Timestamp, canonical};
 
@@ -92,7 +93,7 @@ pub struct Repo<S: Store> {
     clock: Clock,
     /// Serialises writers of one GUN in this process; the store's version
     /// checks guard against other processes.
-    locks: Vec<Mutex<()>>,
+    locks: StripedLocks,
     cache: cache::Cache,
     policy: Policy,
 }
@@ -112,7 +113,7 @@ impl<S: Store> Repo<S> {
             store,
             keys,
             clock,
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: StripedLocks::new(LOCK_STRIPES),
             cache: cache::Cache::default(),
             policy: Policy::default(),
         }
@@ -133,11 +134,7 @@ impl<S: Store> Repo<S> {
     }
 
     fn lock_for(&self, gun: &str) -> &Mutex<()> {
-        let hash = gun.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        let index = usize::try_from(hash % LOCK_STRIPES as u64).unwrap_or(0);
-        &self.locks[index.min(LOCK_STRIPES - 1)]
+        self.locks.for_key(&[gun])
     }
 
     /// Validates and stores an update made of `(role, bytes)` parts

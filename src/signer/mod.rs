@@ -13,9 +13,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::sync::Mutex;
 
 use crate::store::{self, NewKey, Store, StoredKey};
+use crate::striped::StripedLocks;
 use crate::tuf::{self, KeyAlgorithm, KeyType, PublicKey, Signature, SigningKey};
 
 pub use sealed::Passphrase;
@@ -67,12 +67,16 @@ pub struct KeyService<S: Store> {
     iterations: u32,
     /// Serialises `create_key`, so two concurrent requests for the same
     /// (gun, role) get the same unused key rather than two new ones.
-    create_lock: Mutex<()>,
+    create_locks: StripedLocks,
     /// Keys already unsealed, so signing a timestamp does not pay for
     /// PBKDF2 each time (notary-signer also keeps its keys in memory).
     /// Bounded: emptied when full.
     unsealed: std::sync::Mutex<HashMap<String, Arc<SigningKey>>>,
 }
+
+/// Key creation is serialised per (gun, role) over this many stripes, so
+/// one repository's key generation does not wait for another's.
+const CREATE_LOCK_STRIPES: usize = 32;
 
 /// At most this many unsealed keys are kept in memory.
 const MAX_UNSEALED: usize = 4096;
@@ -96,7 +100,7 @@ impl<S: Store> KeyService<S> {
             passphrase: Arc::new(passphrase),
             algorithm,
             iterations: sealed::DEFAULT_ITERATIONS,
-            create_lock: Mutex::new(()),
+            create_locks: StripedLocks::new(CREATE_LOCK_STRIPES),
             unsealed: std::sync::Mutex::default(),
         }
     }
@@ -119,7 +123,7 @@ impl<S: Store> KeyService<S> {
     /// cannot fill the database. Otherwise a new key is generated and
     /// stored sealed.
     pub async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
-        let _creating = self.create_lock.lock().await;
+        let _creating = self.create_locks.for_key(&[gun, role]).lock().await;
         let keytype = keytype_of(self.algorithm);
         let held = self.store.keys_for(gun, role).await?;
         if let Some(unused) = held
