@@ -16,7 +16,9 @@ use tokio::sync::Mutex;
 
 use crate::policy::delegation_ca::TrustAnchors;
 use crate::policy::manifest::{custom_media_type, kind_from_media_type};
-use crate::policy::{Lookup, ManifestKind, ManifestSource, NoRegistry, Violation, names};
+use crate::policy::{
+    Lookup, LookupError, ManifestKind, ManifestSource, NoRegistry, Violation, names,
+};
 use crate::signer::KeyService;
 use crate::store::{self, Change, NewFile, Store, StoredFile};
 use crate::striped::StripedLocks;
@@ -84,6 +86,12 @@ impl Default for Policy {
     }
 }
 
+/// Registry answers gathered before a publish takes its lock, by digest.
+type Prefetched = std::collections::HashMap<String, Result<Lookup, LookupError>>;
+
+/// At most this many digests are looked up before the lock per publish.
+const MAX_PREFETCHED_LOOKUPS: usize = 1000;
+
 /// How many stripes the per-GUN publish locks are spread over.
 const LOCK_STRIPES: usize = 64;
 
@@ -142,11 +150,15 @@ impl<S: Store> Repo<S> {
     #[tracing::instrument(skip_all, fields(gun = %gun))]
     pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
         let uploads = parse_parts(parts)?;
+        // Registry lookups can be slow: make them before taking the lock
+        // that other publishes and timestamp refreshes wait on.
+        let prefetched = self.prefetch_manifests(gun, &uploads).await?;
         let _writer = self.lock_for(gun).lock().await;
         let state = self.load_state(gun, &uploads).await?;
         let now = self.now();
         let update = validate_update(gun, &state, uploads, now)?;
-        self.enforce_policy(gun, &update, &state, now).await?;
+        self.enforce_policy(gun, &update, &state, now, &prefetched)
+            .await?;
 
         let mut files: Vec<NewFile> = Vec::new();
         if update.new_root {
@@ -207,6 +219,7 @@ impl<S: Store> Repo<S> {
         update: &ValidatedUpdate,
         state: &StoredState,
         now: OffsetDateTime,
+        prefetched: &Prefetched,
     ) -> Result<(), Error> {
         let immutable = self.is_immutable(gun).await?;
         let image_repository = self.policy.manifests.covers(gun);
@@ -245,7 +258,7 @@ impl<S: Store> Repo<S> {
                 if image_repository {
                     names::check_tag(tag).map_err(Violation::from)?;
                 }
-                self.check_manifest(gun, tag, meta, image_repository)
+                self.check_manifest(gun, tag, meta, image_repository, prefetched)
                     .await?;
             }
         }
@@ -322,6 +335,7 @@ impl<S: Store> Repo<S> {
         tag: &str,
         meta: &FileMeta,
         ask_registry: bool,
+        prefetched: &Prefetched,
     ) -> Result<(), Error> {
         let digest = format!("sha256:{}", hex::encode(meta.sha256().unwrap_or_default()));
         let index = |kind| {
@@ -349,12 +363,16 @@ impl<S: Store> Repo<S> {
             }
             .into());
         }
-        match self
-            .policy
-            .manifests
-            .lookup(gun, &digest, meta.length)
-            .await
-        {
+        let looked_up = match prefetched.get(&digest) {
+            Some(result) => result.clone(),
+            None => {
+                self.policy
+                    .manifests
+                    .lookup(gun, &digest, meta.length)
+                    .await
+            }
+        };
+        match looked_up {
             Ok(Lookup::Found(ManifestKind::Image)) => Ok(()),
             Ok(Lookup::Found(ManifestKind::Index(kind))) => Err(index(kind)),
             Ok(Lookup::Unknown) if self.policy.manifests.requires_image_manifests(gun) => {
@@ -374,6 +392,48 @@ impl<S: Store> Repo<S> {
             }
             .into()),
         }
+    }
+
+    /// Looks up, outside the GUN's lock, the digests of the tags an upload
+    /// adds or changes compared with what is stored now (read without the
+    /// lock: a tag that changes meanwhile is simply looked up again under
+    /// it). Bounded per publish.
+    async fn prefetch_manifests(&self, gun: &str, uploads: &[Upload]) -> Result<Prefetched, Error> {
+        let mut found = Prefetched::new();
+        if !self.policy.manifests.covers(gun) {
+            return Ok(found);
+        }
+        let state = self.load_state(gun, uploads).await?;
+        for upload in uploads.iter().filter(|u| u.role.is_targets_like()) {
+            let Ok(new) = upload.file.body::<Targets>(upload.role.as_str()) else {
+                continue;
+            };
+            let old = state
+                .targets
+                .get(&upload.role)
+                .and_then(|f| f.body::<Targets>(upload.role.as_str()).ok());
+            for meta in new.targets.iter().filter_map(|(tag, meta)| {
+                let unchanged = old
+                    .as_ref()
+                    .is_some_and(|o| o.targets.get(tag) == Some(meta));
+                (!unchanged).then_some(meta)
+            }) {
+                let Some(hash) = meta.sha256().filter(|h| h.len() == 32) else {
+                    continue;
+                };
+                let digest = format!("sha256:{}", hex::encode(hash));
+                if found.len() >= MAX_PREFETCHED_LOOKUPS || found.contains_key(&digest) {
+                    continue;
+                }
+                let result = self
+                    .policy
+                    .manifests
+                    .lookup(gun, &digest, meta.length)
+                    .await;
+                found.insert(digest, result);
+            }
+        }
+        Ok(found)
     }
 
     /// Loads what validation needs: root, snapshot, versions, and the stored
