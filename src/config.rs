@@ -190,13 +190,7 @@ pub struct RepositoriesConfig {
 impl RepositoriesConfig {
     /// Whether `gun` is listed in `repositories.immutable`, exactly or under a prefix.
     pub fn is_immutable(&self, gun: &str) -> bool {
-        self.immutable.iter().any(|entry| {
-            if entry.ends_with('/') {
-                gun.starts_with(entry.as_str())
-            } else {
-                gun == entry
-            }
-        })
+        crate::policy::listed(&self.immutable, gun)
     }
 }
 

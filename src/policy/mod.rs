@@ -72,6 +72,18 @@ pub enum Violation {
     },
 }
 
+/// Whether `gun` is named by a list of exact GUNs and prefixes ending in
+/// `/` (the form of `repositories.immutable`).
+pub fn listed(entries: &[String], gun: &str) -> bool {
+    entries.iter().any(|entry| {
+        if entry.ends_with('/') {
+            gun.starts_with(entry.as_str())
+        } else {
+            gun == entry
+        }
+    })
+}
+
 /// What a registry says a digest is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {

@@ -201,13 +201,7 @@ impl<S: Store> Repo<S> {
 
     /// Whether `gun` is immutable, by configuration or by a stored mark.
     pub async fn is_immutable(&self, gun: &str) -> Result<bool, Error> {
-        let configured = self.policy.immutable.iter().any(|entry| {
-            if entry.ends_with('/') {
-                gun.starts_with(entry.as_str())
-            } else {
-                gun == entry
-            }
-        });
+        let configured = crate::policy::listed(&self.policy.immutable, gun);
         Ok(configured || self.store.is_immutable(gun).await?)
     }
 

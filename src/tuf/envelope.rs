@@ -4,8 +4,6 @@
 //! served and hashed. Signatures are checked over the canonical re-encoding of
 //! the generic `signed` value, as Notary's verifier does.
 
-use std::marker::PhantomData;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -86,10 +84,6 @@ impl SignedFile {
         &self.raw
     }
 
-    pub fn into_raw(self) -> Vec<u8> {
-        self.raw
-    }
-
     /// The `signed` member as a generic JSON value.
     pub fn signed_value(&self) -> &Value {
         &self.signed
@@ -118,43 +112,6 @@ impl SignedFile {
             role: role.to_string(),
             source,
         })
-    }
-}
-
-/// A signed file whose body has been read as role `T`.
-#[derive(Debug, Clone)]
-pub struct Metadata<T> {
-    file: SignedFile,
-    body: T,
-    _role: PhantomData<T>,
-}
-
-impl<T: RoleBody> Metadata<T> {
-    /// Parses bytes as a `T` file; `role` names it in errors.
-    pub fn parse(raw: &[u8], role: &str) -> Result<Self, Error> {
-        let file = SignedFile::parse(raw)?;
-        Self::from_file(file, role)
-    }
-
-    pub fn from_file(file: SignedFile, role: &str) -> Result<Self, Error> {
-        let body = file.body::<T>(role)?;
-        Ok(Self {
-            file,
-            body,
-            _role: PhantomData,
-        })
-    }
-
-    pub fn body(&self) -> &T {
-        &self.body
-    }
-
-    pub fn file(&self) -> &SignedFile {
-        &self.file
-    }
-
-    pub fn raw(&self) -> &[u8] {
-        self.file.raw()
     }
 }
 

@@ -13,7 +13,7 @@ pub mod sig;
 pub mod sign;
 pub mod verify;
 
-pub use envelope::{Metadata, Signature, SignedFile};
+pub use envelope::{Signature, SignedFile};
 pub use error::{Error, RejectedSignature};
 pub use keys::{KeyType, PublicKey};
 pub use roles::{FileMeta, RoleName, Root, Snapshot, Targets, Timestamp, TrustedRole};
