@@ -343,3 +343,22 @@ fn malformed_structure_is_named() {
         Err(Error::MalformedJson(_))
     ));
 }
+
+#[test]
+fn a_flood_of_bad_signatures_costs_a_bounded_number_of_checks() {
+    let (bytes, role) = targets_and_role();
+    let file = SignedFile::parse(&bytes).unwrap();
+    let good = file.signatures()[0].clone();
+    let mut bad = good.clone();
+    bad.sig[10] ^= 1;
+    // Many bad signatures by the role's key, then the good one.
+    let mut signatures = vec![bad; 1000];
+    signatures.push(good);
+    let flooded = SignedFile::parse(&write_envelope(
+        &file.canonical_signed().unwrap(),
+        &signatures,
+    ))
+    .unwrap();
+    let reasons = assert_threshold_not_met(verify_signatures(&flooded, &role), 0);
+    assert_eq!(reasons.len(), notarium::tuf::verify::MAX_FAILURES_PER_KEY);
+}

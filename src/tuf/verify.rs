@@ -2,7 +2,7 @@
 //! `tuf/signed/verify.go`, `tuf/data/types.go: CheckHashes`). One threshold
 //! routine serves root, base roles and delegations alike.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
@@ -11,6 +11,9 @@ use super::error::RejectedSignature;
 use super::roles::{FileMeta, RoleName, TrustedRole};
 use super::sig::verify_signature;
 use super::{Error, encoding};
+
+/// Signatures tried per key before the key's remaining ones are skipped.
+pub const MAX_FAILURES_PER_KEY: usize = 4;
 
 /// Checks that at least `threshold` distinct keys of `role` signed `file`.
 ///
@@ -31,13 +34,17 @@ pub fn verify_signatures(file: &SignedFile, role: &TrustedRole) -> Result<(), Er
     }
     let message = file.canonical_signed()?;
     let mut valid: BTreeSet<&str> = BTreeSet::new();
+    let mut failures: BTreeMap<&str, usize> = BTreeMap::new();
     let mut rejected = Vec::new();
     for signature in file.signatures() {
         let Some(key) = role.keys.get(&signature.keyid) else {
             continue;
         };
-        // A key counts once: do not spend another verification on it.
-        if valid.contains(signature.keyid.as_str()) {
+        // A key counts once: do not spend another verification on it, nor
+        // more than a few on signatures that keep failing (a file full of
+        // bad signatures must not buy unbounded CPU).
+        let failed = failures.get(signature.keyid.as_str()).copied().unwrap_or(0);
+        if valid.contains(signature.keyid.as_str()) || failed >= MAX_FAILURES_PER_KEY {
             continue;
         }
         if key.id() != signature.keyid {
@@ -50,10 +57,13 @@ pub fn verify_signatures(file: &SignedFile, role: &TrustedRole) -> Result<(), Er
             Ok(()) => {
                 valid.insert(signature.keyid.as_str());
             }
-            Err(reason) => rejected.push(RejectedSignature {
-                keyid: signature.keyid.clone(),
-                reason: reason.to_string(),
-            }),
+            Err(reason) => {
+                *failures.entry(signature.keyid.as_str()).or_default() += 1;
+                rejected.push(RejectedSignature {
+                    keyid: signature.keyid.clone(),
+                    reason: reason.to_string(),
+                });
+            }
         }
     }
     let needed = usize::try_from(role.threshold).unwrap_or(usize::MAX);
