@@ -13,6 +13,7 @@
 //! 20.10 engine.
 
 mod common;
+use common::{sha256_hex, stderr, stdout};
 #[path = "support/dockercli.rs"]
 mod dockercli;
 #[path = "support/registry.rs"]
@@ -20,7 +21,6 @@ mod registry;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
 
 use base64::Engine;
 use common::Notarium;
@@ -31,18 +31,6 @@ use serde_json::{Value, json};
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
-}
 
 /// A notarium, a registry and a docker user. (Fields drop in order: images
 /// are removed first, the directory goes last.)

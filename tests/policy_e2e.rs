@@ -6,6 +6,7 @@
 //! delegation certificates can be required to come from a cluster CA.
 
 mod common;
+use common::all_output;
 #[path = "support/oci.rs"]
 mod oci;
 #[path = "support/registry.rs"]
@@ -17,15 +18,6 @@ use std::process::Command;
 use common::{Notarium, NotaryClient, run_ok};
 use registry::Registry;
 use serde_json::json;
-
-/// What the client printed (notary prints `* fatal:` on stdout).
-fn output(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn hex_of(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
@@ -53,7 +45,7 @@ fn sign_digest(
     if !ok {
         client.ok(&["reset", gun, "--all"]);
     }
-    (ok, output(&out))
+    (ok, all_output(&out))
 }
 
 fn listed(notarium: &Notarium, dir: &Path, gun: &str) -> String {
@@ -218,9 +210,9 @@ fn repository_and_tag_names_are_limited_at_their_boundaries() {
     let out = client.run(&["init", &short, "-p"]);
     assert!(!out.status.success());
     assert!(
-        output(&out).contains("repository names must be 2 to 255 characters"),
+        all_output(&out).contains("repository names must be 2 to 255 characters"),
         "{}",
-        output(&out)
+        all_output(&out)
     );
     let (status, body) = notarium
         .curl()
@@ -278,28 +270,32 @@ fn immutable_repositories_keep_their_signed_tags() {
         let out = client.run(&["add", gun, "v1", b, "-p"]);
         assert!(!out.status.success());
         assert!(
-            output(&out).contains(&format!(
+            all_output(&out).contains(&format!(
                 "The targets metadata is invalid: tag v1 in {gun} is immutable"
             )),
             "{}",
-            output(&out)
+            all_output(&out)
         );
         client.ok(&["reset", gun, "--all"]);
         // Removing it too.
         let out = client.run(&["remove", gun, "v1", "-p"]);
         assert!(!out.status.success());
         assert!(
-            output(&out).contains(&format!("tag v1 in {gun} is immutable")),
+            all_output(&out).contains(&format!("tag v1 in {gun} is immutable")),
             "{}",
-            output(&out)
+            all_output(&out)
         );
         client.ok(&["reset", gun, "--all"]);
         // New tags can still be signed.
         client.ok(&["add", gun, "v2", b, "-p"]);
         // Deleting the trust data is refused.
         let out = client.run(&["delete", gun, "--remote"]);
-        assert!(!out.status.success(), "{}", output(&out));
-        assert!(output(&out).contains("is immutable"), "{}", output(&out));
+        assert!(!out.status.success(), "{}", all_output(&out));
+        assert!(
+            all_output(&out).contains("is immutable"),
+            "{}",
+            all_output(&out)
+        );
         let listing = listed(
             &notarium,
             &work.path().join(format!("fresh-{}", gun.len())),
@@ -373,7 +369,7 @@ fn delegation_certificates_can_be_required_to_come_from_the_cluster_ca() {
         mallory_cert.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    let printed = output(&out);
+    let printed = all_output(&out);
     assert!(
         printed.contains("The targets metadata is invalid: the certificate of delegation targets/mallory (subject \"CN=mallory\") is not issued by a trusted certificate authority"),
         "{printed}"
@@ -468,7 +464,7 @@ fn docker_push_of_an_index_is_refused_and_the_reset_hint_works() {
     // docker pushes the image, then signing is refused with the reason.
     let out = docker.run_trusted(&["push", &format!("{gun}:1.0")]);
     assert!(!out.status.success());
-    let printed = output(&out);
+    let printed = all_output(&out);
     assert!(
         printed.contains(&format!(
             "failed to sign {gun}:1.0: The targets metadata is invalid: tag 1.0 is a multi-platform image"
@@ -489,16 +485,16 @@ fn docker_push_of_an_index_is_refused_and_the_reset_hint_works() {
     let out = docker.run_trusted(&["push", &format!("{gun}:1.1")]);
     assert!(!out.status.success());
     assert!(
-        output(&out).contains("tag 1.0 is a multi-platform image"),
+        all_output(&out).contains("tag 1.0 is a multi-platform image"),
         "{}",
-        output(&out)
+        all_output(&out)
     );
 
     // ...until the changelist is reset as the message says.
     docker.notary().ok(&["reset", &gun, "--all"]);
     let out = docker.run_trusted(&["push", &format!("{gun}:1.1")]);
-    assert!(out.status.success(), "{}", output(&out));
-    assert!(output(&out).contains(&format!("Successfully signed {gun}:1.1")));
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert!(all_output(&out).contains(&format!("Successfully signed {gun}:1.1")));
     let listing = notarium
         .notary(work.path().join("fresh"))
         .ok(&["list", &gun]);

@@ -18,6 +18,7 @@
 //! notary CLI on docker's trust directory, as the fixtures README does.)
 
 mod common;
+use common::{sha256_hex, stderr, stdout};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -36,18 +37,6 @@ const OTHER_DIGEST: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
-}
 
 /// A TCP port standing in for the registry in GUNs (`127.0.0.1:PORT/…`):
 /// nothing may connect to it, since `docker trust` only talks to the trust

@@ -5,10 +5,11 @@
 //! text) and what the server holds afterwards (a fresh client, or curl).
 
 mod common;
+use common::{all_output, sha256_hex};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::{Curl, Notarium, NotaryClient};
 use serde_json::{Value, json};
@@ -21,24 +22,10 @@ fn start(dir: &Path) -> Notarium {
     Notarium::start(&dir.join("server"), json!({}))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
-}
-
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-/// stdout and stderr together (notary prints `* fatal: …` on stdout and
-/// logrus warnings on stderr).
-fn all_output(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// One row of `notary list`.

@@ -61,12 +61,38 @@ pub fn run(command: &mut Command) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     eprintln!(
-        "$ {command:?}\n[exit {}]\n{}{}",
+        "$ {command:?}\n[exit {}]\n{}",
         output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        all_output(&output)
     );
     output
+}
+
+/// What a command printed on stdout.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What a command printed on stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// stdout and stderr together (notary prints `* fatal: …` on stdout and
+/// its warnings on stderr).
+pub fn all_output(output: &Output) -> String {
+    format!("{}{}", stdout(output), stderr(output))
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
+}
+
+/// Runs `openssl` with `args` in `dir`; it must succeed. Returns stdout.
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
+    require("openssl", "openssl");
+    run_ok(Command::new("openssl").args(args).current_dir(dir))
 }
 
 /// Runs a command feeding `input` on its stdin (confirmation prompts).
@@ -86,10 +112,9 @@ pub fn run_with_stdin(command: &mut Command, input: &str) -> Output {
         .unwrap();
     let output = child.wait_with_output().unwrap();
     eprintln!(
-        "$ {command:?} <<< {input:?}\n[exit {}]\n{}{}",
+        "$ {command:?} <<< {input:?}\n[exit {}]\n{}",
         output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        all_output(&output)
     );
     output
 }
@@ -129,9 +154,7 @@ pub fn make_test_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
     )
     .unwrap();
-    let openssl = |args: &[&str]| {
-        run_ok(Command::new("openssl").args(args).current_dir(dir));
-    };
+    let openssl = |args: &[&str]| openssl(dir, args);
     openssl(&[
         "ecparam",
         "-name",
@@ -466,7 +489,7 @@ pub fn make_client_bundle(dir: &Path, user: &str) -> (PathBuf, PathBuf, PathBuf)
          extendedKeyUsage=clientAuth\n",
     )
     .unwrap();
-    let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args).current_dir(dir));
+    let openssl = |args: &[&str]| openssl(dir, args);
     openssl(&[
         "ecparam",
         "-name",
