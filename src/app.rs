@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::policy::delegation_ca::TrustAnchors;
 use crate::policy::{ManifestSource, NoRegistry};
+use crate::registry::{RegistryClient, RegistrySettings};
 use crate::repo::{Policy, Repo, system_clock};
-use crate::server::registry::{RegistryClient, RegistrySettings};
 use crate::server::tls::{self, TlsError};
 use crate::server::{AppState, Caching, metrics_handle, router, serve_tls};
 use crate::signer::{KeyService, Passphrase};

@@ -1,12 +1,14 @@
 //! notarium: a Notary-compatible content trust server.
 //!
 //! Layers, lowest first: `tuf` (Notary's TUF dialect, pure), `store`
-//! (persistence), `signer` (server-held keys), `repo` (operations on one
+//! (persistence), `signer` (server-held keys), `registry` (outbound registry
+//! lookups), `repo` (operations on one
 //! repository), `server` (HTTP), and `app`, which assembles them.
 
 pub mod app;
 pub mod config;
 pub mod policy;
+pub mod registry;
 pub mod repo;
 pub mod server;
 pub mod signer;

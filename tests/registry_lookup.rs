@@ -1,4 +1,4 @@
-//! `server::registry::RegistryClient` against a real registry (Debian's
+//! `registry::RegistryClient` against a real registry (Debian's
 //! `docker-registry`, distribution 2.8) holding images, multi-arch indexes,
 //! manifest lists and a CNAB bundle; and against a small fake registry for
 //! what distribution does not do on its own: token and basic auth, missing
@@ -24,7 +24,7 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use base64::Engine as _;
 use notarium::policy::{IndexKind, Lookup, LookupError, ManifestKind, ManifestSource};
-use notarium::server::registry::{RegistryClient, RegistrySettings, repository_name};
+use notarium::registry::{RegistryClient, RegistrySettings, repository_name};
 use oci::Entry;
 use zeroize::Zeroizing;
 

@@ -114,6 +114,43 @@ pub fn is_application(index: &Value) -> bool {
     top || descriptors
 }
 
+/// What a target's `custom` data says it is, if anything: its declared
+/// media type, and — for an index, declared or shaped like one (a
+/// `manifests` array) — whether its CNAB annotations make it an application
+/// (PROTOCOL.md §10.3), as a registry's answer would. The description may
+/// be `custom` itself or an object under `descriptor`, `manifest` or
+/// `index`.
+pub fn custom_kind(custom: Option<&Value>) -> Option<ManifestKind> {
+    let custom = custom?;
+    let candidates = std::iter::once(custom).chain(
+        ["descriptor", "manifest", "index"]
+            .iter()
+            .filter_map(|key| custom.get(*key).filter(|v| v.is_object())),
+    );
+    let mut found = None;
+    for described in candidates {
+        let declared = custom_media_type(Some(described)).and_then(kind_from_media_type);
+        let shaped_index = described.get("manifests").is_some_and(Value::is_array);
+        let kind = match declared {
+            Some(ManifestKind::Index(_)) | None if is_application(described) => {
+                (declared.is_some() || shaped_index)
+                    .then_some(ManifestKind::Index(IndexKind::Application))
+            }
+            None if shaped_index => Some(ManifestKind::Index(IndexKind::OciIndex)),
+            other => other,
+        };
+        match kind {
+            // The most specific answer wins: an application over an index,
+            // an index over an image.
+            Some(ManifestKind::Index(IndexKind::Application)) => return kind,
+            Some(ManifestKind::Index(_)) => found = kind,
+            Some(ManifestKind::Image) if found.is_none() => found = kind,
+            _ => {}
+        }
+    }
+    found
+}
+
 /// The media type a target declares in its `custom` data, if any.
 pub fn custom_media_type(custom: Option<&Value>) -> Option<&str> {
     let custom = custom?;
@@ -235,6 +272,43 @@ mod tests {
         assert!(app.contains("cannot sign an application") && app.contains("0.1.0-invoc"));
         let multi = refusal_message("r/a", "1.0", "sha256:abc", &IndexKind::OciIndex);
         assert!(multi.contains("does not support multi-arch images"));
+    }
+
+    #[test]
+    fn custom_data_describing_a_cnab_index_is_an_application() {
+        let app = IndexKind::Application;
+        let declared = json!({
+            "mediaType": OCI_INDEX,
+            "annotations": {"io.cnab.runtime_version": "v1.0.0"},
+        });
+        assert_eq!(custom_kind(Some(&declared)), Some(ManifestKind::Index(app)));
+        let shaped = json!({"manifests": [
+            {"digest": "sha256:01", "annotations": {"io.cnab.manifest.type": "config"}},
+            {"digest": "sha256:02", "annotations": {"io.cnab.manifest.type": "invocation"}},
+        ]});
+        assert_eq!(custom_kind(Some(&shaped)), Some(ManifestKind::Index(app)));
+        let nested = json!({"manifest": {
+            "mediaType": DOCKER_MANIFEST_LIST,
+            "annotations": {"org.opencontainers.artifactType": CNAB_ARTIFACT},
+        }});
+        assert_eq!(custom_kind(Some(&nested)), Some(ManifestKind::Index(app)));
+        // An index without CNAB annotations is a multi-arch image.
+        assert_eq!(
+            custom_kind(Some(&json!({"mediaType": OCI_INDEX}))),
+            Some(ManifestKind::Index(IndexKind::OciIndex))
+        );
+        // CNAB annotations on something that is not an index say nothing.
+        let image =
+            json!({"mediaType": OCI_MANIFEST, "annotations": {"io.cnab.runtime_version": "v1"}});
+        assert_eq!(custom_kind(Some(&image)), Some(ManifestKind::Image));
+        assert_eq!(
+            custom_kind(Some(
+                &json!({"annotations": {"io.cnab.runtime_version": "v1"}})
+            )),
+            None
+        );
+        assert_eq!(custom_kind(Some(&json!({"note": "a file"}))), None);
+        assert_eq!(custom_kind(None), None);
     }
 
     #[test]

@@ -40,15 +40,14 @@ pub enum Violation {
         kind: IndexKind,
     },
 
-    #[error(
-        "cannot check manifest type of tag {tag} ({digest}) at {registry}: {reason}; nothing was \
-         stored: publish again once the registry answers"
-    )]
+    /// The registry could not be asked. `registry` is the GUN's registry
+    /// host as users write it (never the configured URL).
+    #[error("cannot check manifest type of tag {tag} ({digest}) at {registry}: {failure:?}")]
     ManifestUnreachable {
         tag: String,
         digest: String,
         registry: String,
-        reason: String,
+        failure: LookupFailure,
     },
 
     #[error(
@@ -94,15 +93,44 @@ pub enum Lookup {
     Unknown,
 }
 
+/// Why a registry could not say what a digest is. Typed so that users get
+/// a useful reason with no internal detail (the wording is in
+/// `server/error.rs`); the detail goes to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupFailure {
+    /// No registry is configured for the repository.
+    NotConfigured,
+    /// No answer within the configured timeout.
+    Timeout,
+    /// The registry (or its token service) could not be reached.
+    Unreachable,
+    /// The registry wants credentials and the server has none for it.
+    CredentialsMissing,
+    /// The registry or its token service refused the server's credentials.
+    CredentialsRefused,
+    /// The registry refused access to the repository.
+    AccessDenied,
+    RateLimited,
+    /// The registry answered with a server error.
+    RegistryError,
+    /// The registry's token service failed or answered nonsense.
+    TokenService,
+    /// The answer was unusable: oversized, garbled, not the content the
+    /// digest names, or not a manifest.
+    BadAnswer,
+}
+
 /// A failure to ask the registry (unreachable, refused, garbled answer).
+/// `registry` (its configured URL) and `reason` are for the log only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupError {
     pub registry: String,
+    pub failure: LookupFailure,
     pub reason: String,
 }
 
 /// Where the server learns what a signed digest is: a registry holding the
-/// repository. Implemented over HTTP in `server::registry`.
+/// repository. Implemented over HTTP in `registry`.
 pub trait ManifestSource: Send + Sync {
     /// Whether this source knows the registry for `gun`; GUNs it does not
     /// cover are not image repositories as far as the server is concerned

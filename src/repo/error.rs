@@ -44,6 +44,16 @@ impl Rejection {
     }
 }
 
+/// What a busy request waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Another publish, delete or re-sign of the same repository (or of one
+    /// sharing its lock stripe).
+    RepositoryLock,
+    /// A slot to verify signatures in (all are taken).
+    Validation,
+}
+
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -86,6 +96,24 @@ pub enum Error {
          already exists); retry the publish"
     )]
     Conflict { role: String, version: i64 },
+
+    /// An upload over one of the caps of `limits` (checked before any
+    /// signature is verified).
+    #[error("{cap:?} exceeded{}: {count} > {limit}", role.as_ref().map(|r| format!(" in {r}")).unwrap_or_default())]
+    LimitExceeded {
+        cap: super::limits::Cap,
+        role: Option<String>,
+        count: usize,
+        limit: usize,
+    },
+
+    /// The server could not get to this request in time (the repository's
+    /// lock, or a validation slot); the client may retry.
+    #[error("busy: waited {waited_seconds}s for {what:?}")]
+    Busy { what: Busy, waited_seconds: u64 },
+
+    #[error("validation stopped unexpectedly")]
+    ValidationAborted,
 
     #[error("no {what} for this repository")]
     NotFound { what: String },

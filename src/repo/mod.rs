@@ -4,6 +4,7 @@
 
 mod cache;
 mod error;
+pub mod limits;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -12,10 +13,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
-use tokio::sync::Mutex;
+use tokio::sync::{MutexGuard, Semaphore};
 
 use crate::policy::delegation_ca::TrustAnchors;
-use crate::policy::manifest::{custom_media_type, kind_from_media_type};
+use crate::policy::manifest::custom_kind;
 use crate::policy::{
     Lookup, LookupError, ManifestKind, ManifestSource, NoRegistry, Violation, names,
 };
@@ -25,7 +26,8 @@ use crate::striped::StripedLocks;
 use crate::tuf::encoding::format_time;
 use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Targets, Timestamp, canonical};
 
-pub use error::{Error, Rejection};
+pub use error::{Busy, Error, Rejection};
+pub use limits::{Cap, Limits};
 use validate::{StoredState, Upload, ValidatedUpdate, describe, validate_update};
 
 /// Expiry of server-made metadata (PROTOCOL.md §4.6).
@@ -89,11 +91,16 @@ impl Default for Policy {
 /// Registry answers gathered before a publish takes its lock, by digest.
 type Prefetched = std::collections::HashMap<String, Result<Lookup, LookupError>>;
 
-/// At most this many digests are looked up before the lock per publish.
-const MAX_PREFETCHED_LOOKUPS: usize = 1000;
-
 /// How many stripes the per-GUN publish locks are spread over.
 const LOCK_STRIPES: usize = 64;
+
+/// Default bound on waiting for a repository's lock or a validation slot.
+pub const DEFAULT_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Default number of validations run at once: one per core.
+pub fn default_validation_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
 
 pub struct Repo<S: Store> {
     store: Arc<S>,
@@ -104,6 +111,12 @@ pub struct Repo<S: Store> {
     locks: StripedLocks,
     cache: cache::Cache,
     policy: Policy,
+    limits: Limits,
+    /// Signature verification is CPU-bound: it runs on blocking threads,
+    /// this many at a time.
+    validation_slots: Arc<Semaphore>,
+    /// The longest a request waits for a lock or a validation slot.
+    busy_wait: std::time::Duration,
 }
 
 /// Checks a GUN for the routes (PROTOCOL.md §1.1 and the product's name
@@ -124,7 +137,24 @@ impl<S: Store> Repo<S> {
             locks: StripedLocks::new(LOCK_STRIPES),
             cache: cache::Cache::default(),
             policy: Policy::default(),
+            limits: Limits::default(),
+            validation_slots: Arc::new(Semaphore::new(default_validation_slots())),
+            busy_wait: DEFAULT_BUSY_WAIT,
         }
+    }
+
+    /// Caps on what one publish may cost.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// At most `slots` validations at once; requests wait at most `wait`
+    /// for a slot or a repository's lock before being told to retry.
+    pub fn with_concurrency(mut self, slots: usize, wait: std::time::Duration) -> Self {
+        self.validation_slots = Arc::new(Semaphore::new(slots.max(1)));
+        self.busy_wait = wait;
+        self
     }
 
     /// Applies `policy` to every later update.
@@ -141,22 +171,86 @@ impl<S: Store> Repo<S> {
         (self.clock)()
     }
 
-    fn lock_for(&self, gun: &str) -> &Mutex<()> {
-        self.locks.for_key(&[gun])
+    /// The GUN's writer lock, waiting at most `busy_wait`.
+    async fn lock(&self, gun: &str) -> Result<MutexGuard<'_, ()>, Error> {
+        self.locks
+            .lock(&[gun], self.busy_wait)
+            .await
+            .map_err(|_| Error::Busy {
+                what: Busy::RepositoryLock,
+                waited_seconds: self.busy_wait.as_secs(),
+            })
+    }
+
+    /// Runs [`validate_update`] on a blocking thread, in one of the
+    /// validation slots (waiting at most `busy_wait` for one).
+    async fn validate(
+        &self,
+        gun: &str,
+        state: StoredState,
+        uploads: Vec<Upload>,
+    ) -> Result<(StoredState, ValidatedUpdate), Error> {
+        let busy = || Error::Busy {
+            what: Busy::Validation,
+            waited_seconds: self.busy_wait.as_secs(),
+        };
+        let slot = tokio::time::timeout(
+            self.busy_wait,
+            self.validation_slots.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
+        let gun = gun.to_string();
+        let now = self.now();
+        let (state, result) = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let result = validate_update(&gun, &state, uploads, now);
+            (state, result)
+        })
+        .await
+        .map_err(|_| Error::ValidationAborted)?;
+        Ok((state, result?))
     }
 
     /// Validates and stores an update made of `(role, bytes)` parts
     /// (PROTOCOL.md §1.3, §3). All or nothing.
+    ///
+    /// Order matters for cost: caps first (on the parsed envelopes), then
+    /// the full validation — signatures included — against the state read
+    /// without the lock, and only then registry lookups, still without the
+    /// lock (a slow registry stalls no other publish). Under the lock the
+    /// state is read again; if it changed meanwhile the update is validated
+    /// again against it. Files identical to the stored ones are dropped,
+    /// and an upload made only of them writes nothing.
     #[tracing::instrument(skip_all, fields(gun = %gun))]
     pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+        self.limits.check_parts(parts.len())?;
         let uploads = parse_parts(parts)?;
-        // Registry lookups can be slow: make them before taking the lock
-        // that other publishes and timestamp refreshes wait on.
-        let prefetched = self.prefetch_manifests(gun, &uploads).await?;
-        let _writer = self.lock_for(gun).lock().await;
+        self.limits.check_uploads(&uploads)?;
+        let sent_files = !uploads.is_empty();
+
         let state = self.load_state(gun, &uploads).await?;
+        let changed = drop_unchanged(&state, uploads.clone());
+        if sent_files && changed.is_empty() {
+            tracing::info!("the upload repeats the stored files; nothing to write");
+            return Ok(());
+        }
+        let (seen, validated) = self.validate(gun, state, changed).await?;
+        let prefetched = self.prefetch_manifests(gun, &validated, &seen).await?;
+
+        let _writer = self.lock(gun).await?;
+        let state = self.load_state(gun, &uploads).await?;
+        let (state, update) = if same_state(&seen, &state) {
+            (state, validated)
+        } else {
+            let changed = drop_unchanged(&state, uploads);
+            if sent_files && changed.is_empty() {
+                return Ok(());
+            }
+            self.validate(gun, state, changed).await?
+        };
         let now = self.now();
-        let update = validate_update(gun, &state, uploads, now)?;
         self.enforce_policy(gun, &update, &state, now, &prefetched)
             .await?;
 
@@ -342,7 +436,7 @@ impl<S: Store> Repo<S> {
         };
         // A declared index is refused at once; a declared image manifest is
         // not taken on trust where the registry can be asked.
-        let declared = custom_media_type(meta.custom.as_ref()).and_then(kind_from_media_type);
+        let declared = custom_kind(meta.custom.as_ref());
         if let Some(ManifestKind::Index(kind)) = declared {
             return Err(index(kind));
         }
@@ -353,7 +447,7 @@ impl<S: Store> Repo<S> {
             return Err(Violation::UnknownDigest {
                 tag: tag.to_string(),
                 digest: "no sha256 hash".into(),
-                registry: gun.split('/').next().unwrap_or(gun).to_string(),
+                registry: registry_host(gun).to_string(),
             }
             .into());
         }
@@ -373,59 +467,69 @@ impl<S: Store> Repo<S> {
                 Err(Violation::UnknownDigest {
                     tag: tag.to_string(),
                     digest,
-                    registry: gun.split('/').next().unwrap_or(gun).to_string(),
+                    registry: registry_host(gun).to_string(),
                 }
                 .into())
             }
             Ok(Lookup::Unknown) => Ok(()),
+            // The source logged the detail; users get the kind of failure
+            // and the registry as they name it, not its configured URL.
             Err(error) => Err(Violation::ManifestUnreachable {
                 tag: tag.to_string(),
                 digest,
-                registry: error.registry,
-                reason: error.reason,
+                registry: registry_host(gun).to_string(),
+                failure: error.failure,
             }
             .into()),
         }
     }
 
-    /// Looks up, outside the GUN's lock, the digests of the tags an upload
-    /// adds or changes compared with what is stored now (read without the
-    /// lock: a tag that changes meanwhile is simply looked up again under
-    /// it). Bounded per publish.
-    async fn prefetch_manifests(&self, gun: &str, uploads: &[Upload]) -> Result<Prefetched, Error> {
+    /// Looks up, outside the GUN's lock, the digests of the tags a
+    /// validated update adds or changes compared with `state` (read without
+    /// the lock: a tag that changes meanwhile is looked up again under it).
+    /// The number of lookups is capped, and checked before the first one.
+    async fn prefetch_manifests(
+        &self,
+        gun: &str,
+        update: &ValidatedUpdate,
+        state: &StoredState,
+    ) -> Result<Prefetched, Error> {
         let mut found = Prefetched::new();
         if !self.policy.manifests.covers(gun) {
             return Ok(found);
         }
-        let state = self.load_state(gun, uploads).await?;
-        for upload in uploads.iter().filter(|u| u.role.is_targets_like()) {
-            let Ok(new) = upload.file.body::<Targets>(upload.role.as_str()) else {
-                continue;
-            };
+        let mut wanted: Vec<(String, i64)> = Vec::new();
+        for (role, _, new) in &update.targets {
             let old = state
                 .targets
-                .get(&upload.role)
-                .and_then(|f| f.body::<Targets>(upload.role.as_str()).ok());
+                .get(role)
+                .and_then(|f| f.body::<Targets>(role.as_str()).ok());
             for meta in new.targets.iter().filter_map(|(tag, meta)| {
                 let unchanged = old
                     .as_ref()
                     .is_some_and(|o| o.targets.get(tag) == Some(meta));
                 (!unchanged).then_some(meta)
             }) {
+                // A declared index is refused without asking.
+                if matches!(
+                    custom_kind(meta.custom.as_ref()),
+                    Some(ManifestKind::Index(_))
+                ) {
+                    continue;
+                }
                 let Some(hash) = meta.sha256().filter(|h| h.len() == 32) else {
                     continue;
                 };
                 let digest = format!("sha256:{}", hex::encode(hash));
-                if found.len() >= MAX_PREFETCHED_LOOKUPS || found.contains_key(&digest) {
-                    continue;
+                if !wanted.iter().any(|(d, _)| *d == digest) {
+                    wanted.push((digest, meta.length));
                 }
-                let result = self
-                    .policy
-                    .manifests
-                    .lookup(gun, &digest, meta.length)
-                    .await;
-                found.insert(digest, result);
             }
+        }
+        self.limits.check_lookups(wanted.len())?;
+        for (digest, length) in wanted {
+            let result = self.policy.manifests.lookup(gun, &digest, length).await;
+            found.insert(digest, result);
         }
         Ok(found)
     }
@@ -701,7 +805,11 @@ impl<S: Store> Repo<S> {
         if !self.needs_refresh(gun, &timestamp, &snapshot, now).await? {
             return Ok(self.remember_fresh(gun, timestamp, snapshot, epoch));
         }
-        let _writer = self.lock_for(gun).lock().await;
+        let Ok(_writer) = self.lock(gun).await else {
+            // Busy for long: serve what is stored, which stays valid for
+            // days yet; a later read re-signs.
+            return Ok(self.remember_fresh(gun, timestamp, snapshot, epoch));
+        };
         // Someone may have refreshed while we waited.
         let epoch = self.cache.epoch();
         let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
@@ -890,7 +998,7 @@ impl<S: Store> Repo<S> {
             }
             .into());
         }
-        let _writer = self.lock_for(gun).lock().await;
+        let _writer = self.lock(gun).await?;
         let deleted = self.store.delete(gun).await;
         self.cache.invalidate(gun, true);
         Ok(deleted?)
@@ -950,6 +1058,42 @@ fn check_immutable(gun: &str, old: &Targets, new: &Targets) -> Result<(), Violat
         }
     }
     Ok(())
+}
+
+/// The uploads that differ from what is stored: a file identical to the
+/// current one of its role is already there.
+fn drop_unchanged(state: &StoredState, uploads: Vec<Upload>) -> Vec<Upload> {
+    uploads
+        .into_iter()
+        .filter(|upload| {
+            let stored = match &upload.role {
+                RoleName::Root => state.root.as_ref(),
+                RoleName::Snapshot => state.snapshot.as_ref(),
+                // The server makes timestamps; an uploaded one is ignored.
+                RoleName::Timestamp => None,
+                role => state.targets.get(role),
+            };
+            stored.is_none_or(|file| file.raw() != upload.file.raw())
+        })
+        .collect()
+}
+
+/// Whether two reads of a GUN's state saw the same files.
+fn same_state(a: &StoredState, b: &StoredState) -> bool {
+    let raw = |f: &Option<SignedFile>| f.as_ref().map(|f| f.raw().to_vec());
+    a.versions == b.versions
+        && raw(&a.root) == raw(&b.root)
+        && raw(&a.snapshot) == raw(&b.snapshot)
+        && a.targets.len() == b.targets.len()
+        && a.targets
+            .iter()
+            .zip(&b.targets)
+            .all(|((ra, fa), (rb, fb))| ra == rb && fa.raw() == fb.raw())
+}
+
+/// The registry part of an image repository's GUN, as users write it.
+fn registry_host(gun: &str) -> &str {
+    gun.split('/').next().unwrap_or(gun)
 }
 
 /// Whether the metadata in `data` expires within `margin` of `now`

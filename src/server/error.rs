@@ -7,9 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::policy::Violation;
 use crate::policy::names::NameError;
-use crate::repo::{Error as RepoError, Rejection};
+use crate::policy::{LookupFailure, Violation};
+use crate::repo::{Busy, Cap, Error as RepoError, Rejection};
 
 /// Clients read at most this many bytes of an error body.
 const MAX_ERROR_BODY: usize = 1024;
@@ -27,6 +27,8 @@ pub enum Code {
     MalformedUpload,
     InvalidGun,
     InvalidParameters,
+    /// errcode's `UNAVAILABLE`: busy, retry later.
+    Unavailable,
     Unknown,
 }
 
@@ -43,6 +45,7 @@ impl Code {
             Self::MalformedUpload => "MALFORMED_UPLOAD",
             Self::InvalidGun => "INVALID_GUN",
             Self::InvalidParameters => "INVALID_PARAMETERS",
+            Self::Unavailable => "UNAVAILABLE",
             Self::Unknown => "UNKNOWN",
         }
     }
@@ -51,6 +54,7 @@ impl Code {
         match self {
             Self::MetadataNotFound => StatusCode::NOT_FOUND,
             Self::Updating | Self::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -67,6 +71,7 @@ impl Code {
             Self::MalformedUpload => "The body of your request is malformed.",
             Self::InvalidGun => "The server does not support actions on images of this name.",
             Self::InvalidParameters => "The parameters provided are not valid.",
+            Self::Unavailable => "service unavailable",
             Self::Unknown => "unknown error",
         }
     }
@@ -79,6 +84,8 @@ pub struct ApiError {
     pub detail: Option<Value>,
     /// Why a client request was refused (metrics label), if it was.
     pub reason: &'static str,
+    /// Seconds for a `Retry-After` header, for a busy server.
+    pub retry_after: Option<u64>,
 }
 
 /// A detail the notary client turns into `<prefix>: <message>`.
@@ -96,6 +103,7 @@ impl ApiError {
             code,
             detail,
             reason,
+            retry_after: None,
         }
     }
 
@@ -140,7 +148,33 @@ impl ApiError {
                 Some(json!(reason)),
                 "invalid_parameters",
             ),
-            RepoError::Store(_) | RepoError::Signer(_) | RepoError::Generate(_) => {
+            RepoError::LimitExceeded {
+                cap,
+                role,
+                count,
+                limit,
+            } => Self::client(
+                Code::InvalidUpdate,
+                &limit_message(*cap, role.as_deref(), *count, *limit),
+                "limit",
+            ),
+            RepoError::Busy { what, .. } => {
+                let message = match what {
+                    Busy::RepositoryLock => {
+                        "the repository is busy with another update; nothing was stored: retry shortly"
+                    }
+                    Busy::Validation => {
+                        "the server is busy verifying other updates; nothing was stored: retry shortly"
+                    }
+                };
+                let mut error = Self::client(Code::Unavailable, message, "busy");
+                error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
+                error
+            }
+            RepoError::Store(_)
+            | RepoError::Signer(_)
+            | RepoError::Generate(_)
+            | RepoError::ValidationAborted => {
                 tracing::error!(error = %error_chain(error), "request failed");
                 let code = if writing {
                     Code::Updating
@@ -155,7 +189,20 @@ impl ApiError {
     /// Server-rule refusals: reported as invalid targets (the client prints
     /// "The targets metadata is invalid: …") except for a refused delete.
     fn policy(violation: &Violation) -> Self {
-        let message = violation.to_string();
+        let message = match violation {
+            Violation::ManifestUnreachable {
+                tag,
+                digest,
+                registry,
+                failure,
+            } => format!(
+                "cannot check the manifest type of tag {tag} ({digest}) with the registry \
+                 {registry}: {}; nothing was stored: publish again once the registry answers, or \
+                 ask the server's operator",
+                lookup_failure(*failure)
+            ),
+            other => other.to_string(),
+        };
         let (kind, reason) = match violation {
             Violation::Name(NameError::TagTooLong { .. } | NameError::TagGrammar { .. }) => {
                 (Rejection::BadTargets, "invalid_tag")
@@ -211,6 +258,53 @@ impl ApiError {
     }
 }
 
+/// What a busy server asks clients to wait before retrying.
+const BUSY_RETRY_AFTER_SECONDS: u64 = 5;
+
+/// A cap of `limits` was exceeded: which, by how much, and the setting an
+/// operator raises it with.
+fn limit_message(cap: Cap, role: Option<&str>, count: usize, limit: usize) -> String {
+    let what = match cap {
+        Cap::KeysPerRole => "keys for one role",
+        Cap::SignaturesPerFile => "signatures",
+        Cap::DelegationsPerFile => "delegated roles",
+        Cap::TargetsPerFile => "targets",
+        Cap::PartsPerUpload => "files in one upload",
+        Cap::RegistryLookupsPerPublish => "new or changed image digests to check with the registry",
+    };
+    let place = role.map(|r| format!(" in {r}")).unwrap_or_default();
+    let advice = match cap {
+        Cap::RegistryLookupsPerPublish | Cap::PartsPerUpload => "publish in smaller batches",
+        Cap::TargetsPerFile => "spread targets over delegations",
+        _ => "reduce them",
+    };
+    format!(
+        "too many {what}{place}: {count}, the server accepts at most {limit} (setting {}); \
+         nothing was stored: {advice}, or ask the server's operator to raise the limit",
+        cap.setting()
+    )
+}
+
+/// Why a registry lookup failed, for users: what happened, never the
+/// registry's internal address, the server's credentials or an OS error
+/// (those are in the server's log).
+fn lookup_failure(failure: LookupFailure) -> &'static str {
+    match failure {
+        LookupFailure::NotConfigured => "no registry is configured for this repository",
+        LookupFailure::Timeout => "the registry did not answer in time",
+        LookupFailure::Unreachable => "the registry cannot be reached",
+        LookupFailure::CredentialsMissing => {
+            "the registry requires credentials the server does not have"
+        }
+        LookupFailure::CredentialsRefused => "the registry refused the server's credentials",
+        LookupFailure::AccessDenied => "the registry refused the server access to the repository",
+        LookupFailure::RateLimited => "the registry is rate limiting the server",
+        LookupFailure::RegistryError => "the registry reported an internal error",
+        LookupFailure::TokenService => "the registry's token service failed",
+        LookupFailure::BadAnswer => "the registry's answer was unusable",
+    }
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -233,6 +327,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if !self.reason.is_empty() {
             response
                 .extensions_mut()

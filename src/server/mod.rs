@@ -2,7 +2,6 @@
 //! metrics, request logs and TLS serving.
 
 pub mod error;
-pub mod registry;
 pub mod routes;
 pub mod tls;
 

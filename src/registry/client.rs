@@ -29,15 +29,14 @@ use reqwest::{Method, StatusCode, Url};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use super::challenge::{Challenge, parse_challenge};
+use super::token::{self, TokenCache};
 use crate::policy::manifest::{self, ManifestKind};
-use crate::policy::{Lookup, LookupError, ManifestSource};
+use crate::policy::{Lookup, LookupError, LookupFailure, ManifestSource};
 
 /// Manifests above this are not fetched. distribution itself refuses to
 /// store manifests over 4 MiB.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
-
-/// Token service answers above this are refused.
-const MAX_TOKEN_BYTES: usize = 64 << 10;
 
 /// Error bodies are read up to this to find a registry error code.
 const MAX_ERROR_BYTES: usize = 16 << 10;
@@ -115,6 +114,8 @@ struct Registry {
     /// The operator chose plain HTTP for this registry.
     plain_http: bool,
     http: reqwest::Client,
+    /// Bearer tokens earned from this registry's token service.
+    tokens: TokenCache,
 }
 
 /// Looks manifests up in the configured registries.
@@ -227,6 +228,7 @@ impl ManifestSource for RegistryClient {
             let Some((registry, repo)) = self.route(gun) else {
                 return Err(LookupError {
                     registry: String::new(),
+                    failure: LookupFailure::NotConfigured,
                     reason: format!("no registry is configured for {gun}"),
                 });
             };
@@ -237,13 +239,16 @@ impl ManifestSource for RegistryClient {
             let answer =
                 match tokio::time::timeout(deadline, registry.lookup(repo, digest, length)).await {
                     Ok(answer) => answer,
-                    Err(_) => Err(registry.error(format!("no answer within {}", secs(deadline)))),
+                    Err(_) => Err(registry.error(
+                        LookupFailure::Timeout,
+                        format!("no answer within {}", secs(deadline)),
+                    )),
                 };
             match &answer {
                 Ok(Lookup::Found(kind)) => self.remember(gun, digest, *kind),
                 Ok(Lookup::Unknown) => {}
                 Err(e) => {
-                    tracing::debug!(registry = %e.registry, reason = %e.reason, "manifest lookup failed")
+                    tracing::warn!(registry = %e.registry, failure = ?e.failure, reason = %e.reason, "manifest lookup failed")
                 }
             }
             answer
@@ -297,14 +302,21 @@ impl Registry {
             plain_http: parsed.scheme() == "http",
             settings,
             http,
+            tokens: TokenCache::default(),
         })
     }
 
-    fn error(&self, reason: impl Into<String>) -> LookupError {
+    fn error(&self, failure: LookupFailure, reason: impl Into<String>) -> LookupError {
         LookupError {
             registry: self.name.clone(),
+            failure,
             reason: reason.into(),
         }
+    }
+
+    /// The answer was unusable.
+    fn bad(&self, reason: impl Into<String>) -> LookupError {
+        self.error(LookupFailure::BadAnswer, reason)
     }
 
     /// PROTOCOL.md §10.2 steps 2–4.
@@ -312,23 +324,24 @@ impl Registry {
         let hex = digest
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .ok_or_else(|| self.error(format!("{digest:?} is not a sha256 digest")))?;
+            .ok_or_else(|| self.bad(format!("{digest:?} is not a sha256 digest")))?;
         if !repo.split('/').all(is_path_component) {
-            return Err(self.error(format!("{repo:?} is not a registry repository name")));
+            return Err(self.bad(format!("{repo:?} is not a registry repository name")));
         }
         let url = Url::parse(&format!("{}/v2/{repo}/manifests/sha256:{hex}", self.base))
-            .map_err(|e| self.error(format!("bad manifest URL: {e}")))?;
+            .map_err(|e| self.bad(format!("bad manifest URL: {e}")))?;
+        let scope = token::pull_scope(repo);
         let mut session = Session {
             registry: self,
-            repo,
-            auth: None,
+            auth: self.tokens.get(&self.base, &scope),
+            scope,
             challenged: false,
         };
 
         let head = session.send(Method::HEAD, &url).await?;
         match head.status() {
             StatusCode::OK => {
-                check_digest_header(head.headers(), digest).map_err(|r| self.error(r))?;
+                check_digest_header(head.headers(), digest).map_err(|r| self.bad(r))?;
                 if let Some(size) = content_length(head.headers())
                     && length > 0
                     && i64::try_from(size).ok() != Some(length)
@@ -361,10 +374,12 @@ impl Registry {
             }
             StatusCode::NOT_FOUND => return Ok(Lookup::Unknown),
             status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
-                return Err(session
-                    .status_error(status, head)
-                    .await
-                    .unwrap_or_else(|| self.error(format!("HTTP {}", status.as_u16()))));
+                return Err(session.status_error(status, head).await.unwrap_or_else(|| {
+                    self.error(
+                        LookupFailure::RegistryError,
+                        format!("HTTP {}", status.as_u16()),
+                    )
+                }));
             }
             // Anything else (405 from registries that do not answer HEAD,
             // a 400 that may mean MANIFEST_UNKNOWN, 401/403): a HEAD answer
@@ -377,8 +392,13 @@ impl Registry {
         }
     }
 
-    /// Turns a `401` challenge into an `Authorization` header.
-    async fn authorize(&self, headers: &HeaderMap, repo: &str) -> Result<HeaderValue, LookupError> {
+    /// Turns a `401` challenge into an `Authorization` header; a bearer
+    /// token earned is cached for `scope`.
+    async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        scope: &str,
+    ) -> Result<HeaderValue, LookupError> {
         let challenges: Vec<Challenge> = headers
             .get_all(WWW_AUTHENTICATE)
             .iter()
@@ -389,17 +409,28 @@ impl Registry {
             .iter()
             .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
         {
-            return self.fetch_token(bearer, repo).await;
+            let (value, lifetime) =
+                token::fetch(&self.http, bearer, scope, self.basic(), self.plain_http)
+                    .await
+                    .map_err(|e| self.error(e.failure, e.detail))?;
+            self.tokens.put(&self.base, scope, value.clone(), lifetime);
+            return Ok(value);
         }
         if challenges
             .iter()
             .any(|c| c.scheme.eq_ignore_ascii_case("basic"))
         {
             return self.basic().ok_or_else(|| {
-                self.error("the registry asks for credentials and none are configured")
+                self.error(
+                    LookupFailure::CredentialsMissing,
+                    "the registry asks for credentials and none are configured",
+                )
             });
         }
-        Err(self.error("the registry refused access (HTTP 401) without a usable challenge"))
+        Err(self.error(
+            LookupFailure::AccessDenied,
+            "the registry refused access (HTTP 401) without a usable challenge",
+        ))
     }
 
     fn basic(&self) -> Option<HeaderValue> {
@@ -414,75 +445,15 @@ impl Registry {
         value.set_sensitive(true);
         Some(value)
     }
-
-    /// Docker token auth (PROTOCOL.md §8): `GET realm?service=…&scope=…`.
-    async fn fetch_token(
-        &self,
-        challenge: &Challenge,
-        repo: &str,
-    ) -> Result<HeaderValue, LookupError> {
-        let realm = challenge
-            .param("realm")
-            .ok_or_else(|| self.error("the registry's Bearer challenge has no realm"))?;
-        let mut url = Url::parse(realm)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                self.error(format!("the token realm {realm:?} is not an http(s) URL"))
-            })?;
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(service) = challenge.param("service") {
-                query.append_pair("service", service);
-            }
-            query.append_pair("scope", &format!("repository:{repo}:pull"));
-        }
-        let mut request = self.http.get(url.clone());
-        // Credentials go in clear only where the operator already chose a
-        // plain-HTTP registry.
-        if url.scheme() == "https" || self.plain_http {
-            if let Some(basic) = self.basic() {
-                request = request.header(AUTHORIZATION, basic);
-            }
-        }
-        let token_service = format!("token service {}", url.origin().ascii_serialization());
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.error(format!("{token_service}: {}", transport_reason(&e))))?;
-        let status = response.status();
-        if status != StatusCode::OK {
-            return Err(self.error(format!("{token_service} answered HTTP {}", status.as_u16())));
-        }
-        let body = read_capped(response, MAX_TOKEN_BYTES)
-            .await
-            .map_err(|r| self.error(format!("{token_service}: {r}")))?;
-        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
-            self.error(format!(
-                "{token_service} answered something other than JSON"
-            ))
-        })?;
-        let token = ["token", "access_token"]
-            .iter()
-            .find_map(|k| {
-                json.get(*k)
-                    .and_then(serde_json::Value::as_str)
-                    .filter(|t| !t.is_empty())
-            })
-            .ok_or_else(|| self.error(format!("{token_service} answered without a token")))?;
-        let header = Zeroizing::new(format!("Bearer {token}"));
-        let mut value = HeaderValue::from_str(&header)
-            .map_err(|_| self.error(format!("{token_service} answered an unusable token")))?;
-        value.set_sensitive(true);
-        Ok(value)
-    }
 }
 
 /// The requests of one lookup, sharing the credentials the first challenge
 /// earned.
 struct Session<'a> {
     registry: &'a Registry,
-    repo: &'a str,
+    /// The token scope of the repository looked up.
+    scope: String,
+    /// Starts with a cached token, if any.
     auth: Option<HeaderValue>,
     challenged: bool,
 }
@@ -496,9 +467,15 @@ impl Session<'_> {
             return Ok(response);
         }
         self.challenged = true;
+        if self.auth.take().is_some() {
+            // A cached token the registry no longer takes.
+            self.registry
+                .tokens
+                .forget(&self.registry.base, &self.scope);
+        }
         self.auth = Some(
             self.registry
-                .authorize(response.headers(), self.repo)
+                .authorize(response.headers(), &self.scope)
                 .await?,
         );
         self.send_once(method, url).await
@@ -521,7 +498,14 @@ impl Session<'_> {
             (Err(e), Some(retry)) if !e.is_timeout() && !e.is_connect() => retry.send().await,
             (answer, _) => answer,
         };
-        answer.map_err(|e| self.registry.error(transport_reason(&e)))
+        answer.map_err(|e| {
+            let failure = if e.is_timeout() {
+                LookupFailure::Timeout
+            } else {
+                LookupFailure::Unreachable
+            };
+            self.registry.error(failure, transport_reason(&e))
+        })
     }
 
     /// `GET`s the manifest, checks its bytes against `digest` and
@@ -540,23 +524,23 @@ impl Session<'_> {
             };
         }
         let registry = self.registry;
-        check_digest_header(response.headers(), digest).map_err(|r| registry.error(r))?;
+        check_digest_header(response.headers(), digest).map_err(|r| registry.bad(r))?;
         let declared = header_str(response.headers(), CONTENT_TYPE).map(str::to_owned);
         let body = read_capped(response, MAX_MANIFEST_BYTES)
             .await
-            .map_err(|r| registry.error(r))?;
+            .map_err(|r| registry.bad(r))?;
         let actual = format!(
             "sha256:{}",
             hex::encode(digest::digest(&digest::SHA256, &body).as_ref())
         );
         if actual != digest {
-            return Err(registry.error(format!(
+            return Err(registry.bad(format!(
                 "registry returned different content for {digest} (its sha256 is {actual})"
             )));
         }
         match manifest::classify(declared.as_deref(), &body) {
             Some(kind) => Ok(Some(kind)),
-            None => Err(registry.error(format!(
+            None => Err(registry.bad(format!(
                 "{digest} is not a manifest the server knows (content type {})",
                 declared.as_deref().unwrap_or("none")
             ))),
@@ -584,17 +568,29 @@ impl Session<'_> {
         }
         let code = code.map(|c| format!(" {c}")).unwrap_or_default();
         let n = status.as_u16();
-        Some(registry.error(match status {
-            StatusCode::UNAUTHORIZED if self.auth.is_some() => {
-                format!("the registry refused the server's credentials (HTTP {n}{code})")
-            }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                format!("the registry refused access (HTTP {n}{code})")
-            }
-            StatusCode::TOO_MANY_REQUESTS => format!("the registry is rate limiting (HTTP {n})"),
-            s if s.is_server_error() => format!("registry error (HTTP {n}{code})"),
-            _ => format!("unexpected answer HTTP {n}{code}"),
-        }))
+        let (failure, reason) = match status {
+            StatusCode::UNAUTHORIZED if self.auth.is_some() => (
+                LookupFailure::CredentialsRefused,
+                format!("the registry refused the server's credentials (HTTP {n}{code})"),
+            ),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+                LookupFailure::AccessDenied,
+                format!("the registry refused access (HTTP {n}{code})"),
+            ),
+            StatusCode::TOO_MANY_REQUESTS => (
+                LookupFailure::RateLimited,
+                format!("the registry is rate limiting (HTTP {n})"),
+            ),
+            s if s.is_server_error() => (
+                LookupFailure::RegistryError,
+                format!("registry error (HTTP {n}{code})"),
+            ),
+            _ => (
+                LookupFailure::BadAnswer,
+                format!("unexpected answer HTTP {n}{code}"),
+            ),
+        };
+        Some(registry.error(failure, reason))
     }
 }
 
@@ -648,7 +644,10 @@ fn is_path_component(c: &str) -> bool {
 }
 
 /// Reads at most `cap` bytes of body; more is an error.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+pub(super) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
     if response.content_length().is_some_and(|n| n > cap as u64) {
         return Err(format!("answer is larger than {cap} bytes"));
     }
@@ -664,7 +663,7 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
 
 /// A short reason for a transport failure, without URLs (they are in
 /// `LookupError::registry` already).
-fn transport_reason(e: &reqwest::Error) -> String {
+pub(super) fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer in time".to_owned();
     }
@@ -689,89 +688,6 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// One `WWW-Authenticate` challenge: `Scheme k="v", k2=v2`.
-#[derive(Debug, PartialEq, Eq)]
-struct Challenge {
-    scheme: String,
-    params: Vec<(String, String)>,
-}
-
-impl Challenge {
-    fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses one challenge (RFC 7235 auth-params, quoted strings with `\`
-/// escapes). Values may contain commas inside quotes (`scope="a:pull,push"`).
-fn parse_challenge(header: &str) -> Option<Challenge> {
-    let header = header.trim();
-    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
-    if scheme.is_empty() {
-        return None;
-    }
-    let mut params = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ',' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        if key.is_empty() {
-            break;
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek() != Some(&'=') {
-            // A token68 or a bare word: nothing we use.
-            continue;
-        }
-        chars.next();
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some(escaped) = chars.next() {
-                            value.push(escaped);
-                        }
-                    }
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' || c.is_whitespace() {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        params.push((key, value));
-    }
-    Some(Challenge {
-        scheme: scheme.to_owned(),
-        params,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,26 +701,6 @@ mod tests {
             require_image_manifests: false,
             timeout: Duration::from_secs(5),
         }
-    }
-
-    #[test]
-    fn challenges_are_parsed() {
-        let c = parse_challenge(
-            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/x:pull,push""#,
-        )
-        .unwrap();
-        assert_eq!(c.scheme, "Bearer");
-        assert_eq!(c.param("realm"), Some("https://auth.docker.io/token"));
-        assert_eq!(c.param("service"), Some("registry.docker.io"));
-        assert_eq!(c.param("scope"), Some("repository:library/x:pull,push"));
-
-        let b = parse_challenge(r#"Basic realm="a \"quoted\" realm", charset=UTF-8"#).unwrap();
-        assert_eq!(b.scheme, "Basic");
-        assert_eq!(b.param("realm"), Some(r#"a "quoted" realm"#));
-        assert_eq!(b.param("charset"), Some("UTF-8"));
-
-        assert_eq!(parse_challenge("Basic").unwrap().params, vec![]);
-        assert!(parse_challenge("").is_none());
     }
 
     #[test]
