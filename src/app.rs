@@ -13,9 +13,9 @@ use zeroize::Zeroizing;
 use crate::policy::delegation_ca::TrustAnchors;
 use crate::policy::{ManifestSource, NoRegistry};
 use crate::registry::{RegistryClient, RegistrySettings};
-use crate::repo::{Policy, Repo, system_clock};
+use crate::repo::{Limits, Policy, Repo, default_validation_slots, system_clock};
 use crate::server::tls::{self, TlsError};
-use crate::server::{AppState, Caching, metrics_handle, router, serve_tls};
+use crate::server::{AppState, Caching, Connections, metrics_handle, router, serve_tls};
 use crate::signer::{KeyService, Passphrase};
 use crate::store::SqliteStore;
 use crate::tuf::KeyAlgorithm;
@@ -148,7 +148,22 @@ pub async fn run(
     };
     let store = Arc::new(store);
     let keys = KeyService::new(store.clone(), passphrase, algorithm);
-    let repo = Repo::new(store, keys, system_clock()).with_policy(policy(&config)?);
+    let limits = &config.limits;
+    let validation_slots = match limits.validation_concurrency {
+        0 => default_validation_slots(),
+        n => n,
+    };
+    let repo = Repo::new(store, keys, system_clock())
+        .with_policy(policy(&config)?)
+        .with_limits(Limits {
+            keys_per_role: limits.keys_per_role,
+            signatures_per_file: limits.signatures_per_file,
+            delegations_per_file: limits.delegations_per_file,
+            targets_per_file: limits.targets_per_file,
+            parts_per_upload: limits.parts_per_upload,
+            registry_lookups_per_publish: limits.registry_lookups_per_publish,
+        })
+        .with_concurrency(validation_slots, limits.busy_wait);
 
     let (cert, key, dev_ca) = match &config.server.tls {
         TlsSource::Files {
@@ -184,7 +199,14 @@ pub async fn run(
         dev_ca,
     };
     on_start(&started);
-    serve_tls(router(state), listener, tls_config, shutdown)
+    let connections = &config.server.connections;
+    let connections = Connections {
+        header_read_timeout: connections.header_read_timeout,
+        idle_timeout: connections.idle_timeout,
+        max_connections: connections.max_connections,
+        http2_max_concurrent_streams: connections.http2_max_concurrent_streams,
+    };
+    serve_tls(router(state), listener, tls_config, connections, shutdown)
         .await
         .map_err(StartError::Serve)
 }

@@ -42,6 +42,109 @@ pub const DEFAULT_REGISTRY_TIMEOUT_SECONDS: u64 = 10;
 pub const MIN_REGISTRY_TIMEOUT_SECONDS: u64 = 1;
 pub const MAX_REGISTRY_TIMEOUT_SECONDS: u64 = 120;
 
+/// Integer settings of `limits` and of `server` connection handling: key, bounds, default and the
+/// allowed range as the error message states it. Defaults are generous for real repositories
+/// (documented in the README's configuration table).
+struct Bound {
+    key: &'static str,
+    min: u64,
+    max: u64,
+    default: u64,
+    allowed: &'static str,
+}
+
+const BOUNDS: &[Bound] = &[
+    Bound {
+        key: "limits.keys_per_role",
+        min: 1,
+        max: 1_000,
+        default: 32,
+        allowed: "an integer from 1 to 1000",
+    },
+    Bound {
+        key: "limits.signatures_per_file",
+        min: 1,
+        max: 1_000,
+        default: 64,
+        allowed: "an integer from 1 to 1000",
+    },
+    Bound {
+        key: "limits.delegations_per_file",
+        min: 1,
+        max: 100_000,
+        default: 1_000,
+        allowed: "an integer from 1 to 100000",
+    },
+    Bound {
+        key: "limits.targets_per_file",
+        min: 1,
+        max: 10_000_000,
+        default: 100_000,
+        allowed: "an integer from 1 to 10000000",
+    },
+    Bound {
+        key: "limits.parts_per_upload",
+        min: 1,
+        max: 100_000,
+        default: 1_000,
+        allowed: "an integer from 1 to 100000",
+    },
+    Bound {
+        key: "limits.registry_lookups_per_publish",
+        min: 1,
+        max: 100_000,
+        default: 100,
+        allowed: "an integer from 1 to 100000",
+    },
+    // 0: one per CPU core.
+    Bound {
+        key: "limits.validation_concurrency",
+        min: 0,
+        max: 1_024,
+        default: 0,
+        allowed: "an integer from 0 (one per CPU core) to 1024",
+    },
+    Bound {
+        key: "limits.busy_wait_seconds",
+        min: 1,
+        max: 600,
+        default: 30,
+        allowed: "an integer from 1 to 600",
+    },
+    Bound {
+        key: "server.header_read_timeout_seconds",
+        min: 1,
+        max: 600,
+        default: 30,
+        allowed: "an integer from 1 to 600",
+    },
+    Bound {
+        key: "server.idle_timeout_seconds",
+        min: 1,
+        max: 86_400,
+        default: 300,
+        allowed: "an integer from 1 to 86400",
+    },
+    Bound {
+        key: "server.max_connections",
+        min: 1,
+        max: 1_000_000,
+        default: 1_024,
+        allowed: "an integer from 1 to 1000000",
+    },
+    Bound {
+        key: "server.http2_max_concurrent_streams",
+        min: 1,
+        max: 10_000,
+        default: 100,
+        allowed: "an integer from 1 to 10000",
+    },
+];
+
+fn bound(key: &str) -> Option<&'static Bound> {
+    BOUNDS.iter().find(|b| b.key == key)
+}
+
 /// Environment variables, mapped one by one to known keys (STYLE.md §3: splitting on `_` is
 /// ambiguous for keys such as `db_url`).
 pub const ENV_HTTP_ADDR: &str = "NOTARIUM_HTTP_ADDR";
@@ -71,6 +174,36 @@ pub struct Config {
     /// `registries`: where the images of some GUNs live. From the config file only.
     pub registries: Vec<RegistryConfig>,
     pub delegations: DelegationsConfig,
+    /// `limits`: caps on what one publish may cost.
+    pub limits: LimitsConfig,
+}
+
+/// `limits.*`: what one publish may carry and cost (see [`BOUNDS`] for defaults and ranges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub keys_per_role: usize,
+    pub signatures_per_file: usize,
+    pub delegations_per_file: usize,
+    pub targets_per_file: usize,
+    pub parts_per_upload: usize,
+    pub registry_lookups_per_publish: usize,
+    /// Signature verifications run at once; 0 means one per CPU core.
+    pub validation_concurrency: usize,
+    /// The longest a request waits for a repository's lock or a verification slot before it is
+    /// told to retry (503).
+    pub busy_wait: Duration,
+}
+
+/// `server.*` connection handling (slowloris, idle and connection-count bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// A request's header must arrive within this (also the keep-alive wait between requests).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections beyond this are closed at once.
+    pub max_connections: usize,
+    pub http2_max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +213,7 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Where development certificates and the generated key-sealing passphrase live.
     pub keys_dir: PathBuf,
+    pub connections: ConnectionConfig,
 }
 
 /// Where the server's TLS certificate comes from. There is no plain-HTTP mode.
@@ -337,6 +471,7 @@ impl Default for Config {
                 tls: TlsSource::DevCertificates,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
+                connections: connection_config(&|key| default_of(key)),
             },
             trust_service: TrustServiceConfig {
                 kind: TrustServiceKind::Local,
@@ -356,7 +491,40 @@ impl Default for Config {
             keys: KeysConfig::default(),
             registries: Vec::new(),
             delegations: DelegationsConfig::default(),
+            limits: limits_config(&|key| default_of(key)),
         }
+    }
+}
+
+fn default_of(key: &str) -> u64 {
+    bound(key).map_or(0, |b| b.default)
+}
+
+fn as_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Builds `limits` from a lookup of the (checked) integer settings.
+fn limits_config(get: &dyn Fn(&str) -> u64) -> LimitsConfig {
+    LimitsConfig {
+        keys_per_role: as_usize(get("limits.keys_per_role")),
+        signatures_per_file: as_usize(get("limits.signatures_per_file")),
+        delegations_per_file: as_usize(get("limits.delegations_per_file")),
+        targets_per_file: as_usize(get("limits.targets_per_file")),
+        parts_per_upload: as_usize(get("limits.parts_per_upload")),
+        registry_lookups_per_publish: as_usize(get("limits.registry_lookups_per_publish")),
+        validation_concurrency: as_usize(get("limits.validation_concurrency")),
+        busy_wait: Duration::from_secs(get("limits.busy_wait_seconds")),
+    }
+}
+
+fn connection_config(get: &dyn Fn(&str) -> u64) -> ConnectionConfig {
+    ConnectionConfig {
+        header_read_timeout: Duration::from_secs(get("server.header_read_timeout_seconds")),
+        idle_timeout: Duration::from_secs(get("server.idle_timeout_seconds")),
+        max_connections: as_usize(get("server.max_connections")),
+        http2_max_concurrent_streams: u32::try_from(get("server.http2_max_concurrent_streams"))
+            .unwrap_or(u32::MAX),
     }
 }
 
@@ -608,6 +776,8 @@ struct Layer {
     trusted_ca_file: Option<Val<PathBuf>>,
     /// Only the file sets it; the list replaces lower layers' as a whole.
     registries: Option<Val<Vec<RawRegistry>>>,
+    /// The integer settings of [`BOUNDS`], by dotted key.
+    bounds: std::collections::BTreeMap<&'static str, Val<u64>>,
 }
 
 /// One `registries[]` entry as written; checked in [`validate`].
@@ -673,6 +843,7 @@ impl Layer {
             trusted_ca_file,
             registries
         );
+        self.bounds.extend(upper.bounds);
     }
 }
 
@@ -845,6 +1016,26 @@ impl FileReader<'_> {
         Ok(Some(Val::new(out, &self.origin)))
     }
 
+    /// One of the integer settings of [`BOUNDS`] (`name` is its canonical dotted key, `key` as
+    /// written), or an unknown key.
+    fn bound(
+        &mut self,
+        layer: &mut Layer,
+        name: &str,
+        key: String,
+        v: &Value,
+    ) -> Result<(), ConfigError> {
+        match bound(name) {
+            Some(b) => {
+                if let Some(value) = self.integer(&key, v)? {
+                    layer.bounds.insert(b.key, value);
+                }
+            }
+            None => self.unknown(key),
+        }
+        Ok(())
+    }
+
     fn unknown(&mut self, key: String) {
         self.warnings.push(Warning::UnknownKey {
             key,
@@ -903,6 +1094,11 @@ impl FileReader<'_> {
                     }
                 }
                 "registries" => layer.registries = self.registries(&dotted, section)?,
+                "limits" => {
+                    for (k, key, v) in self.entries(&dotted, section)? {
+                        self.bound(&mut layer, &format!("limits.{k}"), key, v)?;
+                    }
+                }
                 "delegations" => {
                     for (k, key, v) in self.entries(&dotted, section)? {
                         match k.as_str() {
@@ -968,7 +1164,7 @@ impl FileReader<'_> {
                 "client_ca_file" => layer.client_ca_file = self.string(&key, v)?,
                 "max_body_bytes" => layer.max_body_bytes = self.integer(&key, v)?,
                 "keys_dir" => layer.keys_dir = self.path(&key, v)?,
-                _ => self.unknown(key),
+                _ => self.bound(layer, &format!("server.{k}"), key, v)?,
             }
         }
         Ok(())
@@ -1615,6 +1811,22 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         ));
     }
 
+    for b in BOUNDS {
+        if let Some(v) = layer.bounds.get(b.key) {
+            if !(b.min..=b.max).contains(&v.value) {
+                return Err(invalid(b.key, v, v.value.to_string(), b.allowed));
+            }
+        }
+    }
+    let get = |key: &str| {
+        layer
+            .bounds
+            .get(key)
+            .map_or_else(|| default_of(key), |v| v.value)
+    };
+    config.limits = limits_config(&get);
+    config.server.connections = connection_config(&get);
+
     config.keys.passphrase = layer.passphrase;
     Ok(config)
 }
@@ -1651,10 +1863,14 @@ const EXAMPLE_JSON: &str = r#"{
     "registries (set in this file only): the registries holding the images of some GUNs, asked what each signed digest is. Each entry is an object with gun_prefix (required; ends in /, e.g. registry.example.com/; one entry per prefix), url (required; http:// or https:// and a host, no path, e.g. https://registry.example.com), username, password_file (a file holding the password, read at startup, trailing newline removed; an inline password also works but is discouraged; a password needs a username), require_image_manifests (true: refuse to sign a digest the registry does not know; default false) and timeout_seconds (1 to 120, default 10)."
   ],
   "server": {
-    "//": "http_addr: host:port, or :port for all interfaces (env NOTARIUM_HTTP_ADDR). TLS is always on: set tls_cert_file and tls_key_file (NOTARIUM_TLS_CERT_FILE, NOTARIUM_TLS_KEY_FILE), or neither to generate a development CA and certificate into keys_dir (NOTARIUM_KEYS_DIR), which also holds the generated key passphrase unless NOTARIUM_KEY_PASSPHRASE is set. max_body_bytes caps request bodies.",
+    "//": "http_addr: host:port, or :port for all interfaces (env NOTARIUM_HTTP_ADDR). TLS is always on: set tls_cert_file and tls_key_file (NOTARIUM_TLS_CERT_FILE, NOTARIUM_TLS_KEY_FILE), or neither to generate a development CA and certificate into keys_dir (NOTARIUM_KEYS_DIR), which also holds the generated key passphrase unless NOTARIUM_KEY_PASSPHRASE is set. max_body_bytes caps request bodies. header_read_timeout_seconds (1 to 600): a request header, and the next request on a kept-alive connection, must arrive within this. idle_timeout_seconds (1 to 86400): a connection with no traffic for this long is closed. max_connections (1 to 1000000): connections beyond it are closed at once. http2_max_concurrent_streams (1 to 10000): requests at once on one HTTP/2 connection.",
     "http_addr": "127.0.0.1:4443",
     "keys_dir": "keys",
-    "max_body_bytes": 10485760
+    "max_body_bytes": 10485760,
+    "header_read_timeout_seconds": 30,
+    "idle_timeout_seconds": 300,
+    "max_connections": 1024,
+    "http2_max_concurrent_streams": 100
   },
   "trust_service": {
     "//": "local: notarium holds the timestamp and snapshot keys, sealed in its database. key_algorithm: ecdsa or ed25519 (NOTARIUM_KEY_ALGORITHM).",
@@ -1686,7 +1902,18 @@ const EXAMPLE_JSON: &str = r#"{
     "//": "trusted_ca_file: a PEM file of CA certificates, checked at startup; when set, delegation certificates must be issued by one of these CAs. Empty: no such check.",
     "trusted_ca_file": ""
   },
-  "registries": []
+  "registries": [],
+  "limits": {
+    "//": "Caps on one publish, checked before any signature is verified; a refusal names the setting. keys_per_role (1 to 1000): key IDs a role lists; a key map may hold this many per role it defines. signatures_per_file (1 to 1000). delegations_per_file (1 to 100000). targets_per_file (1 to 10000000). parts_per_upload (1 to 100000): files in one upload. registry_lookups_per_publish (1 to 100000): new or changed image digests checked with the registry per publish. validation_concurrency (0 to 1024; 0 = one per CPU core): signature verifications at once. busy_wait_seconds (1 to 600): the longest a publish waits for its repository's lock or a verification slot before a 503 asks it to retry.",
+    "keys_per_role": 32,
+    "signatures_per_file": 64,
+    "delegations_per_file": 1000,
+    "targets_per_file": 100000,
+    "parts_per_upload": 1000,
+    "registry_lookups_per_publish": 100,
+    "validation_concurrency": 0,
+    "busy_wait_seconds": 30
+  }
 }
 "#;
 
@@ -1746,6 +1973,62 @@ mod tests {
         assert_eq!(c.caching.consistent_metadata_max_age, 2_592_000);
         assert!(c.repositories.gun_prefixes.is_empty());
         assert!(c.keys.passphrase.is_none());
+        assert_eq!(c.limits.targets_per_file, 100_000);
+        assert_eq!(c.limits.keys_per_role, 32);
+        assert_eq!(c.limits.signatures_per_file, 64);
+        assert_eq!(c.limits.delegations_per_file, 1_000);
+        assert_eq!(c.limits.parts_per_upload, 1_000);
+        assert_eq!(c.limits.registry_lookups_per_publish, 100);
+        assert_eq!(c.limits.validation_concurrency, 0);
+        assert_eq!(c.limits.busy_wait, Duration::from_secs(30));
+        assert_eq!(
+            c.server.connections.header_read_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(c.server.connections.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.server.connections.max_connections, 1024);
+        assert_eq!(c.server.connections.http2_max_concurrent_streams, 100);
+    }
+
+    #[test]
+    fn limits_and_connection_bounds_are_read_and_checked() {
+        let (c, w) = load_str(
+            r#"{"limits": {"targets_per_file": 10, "Keys_Per_Role": "3", "busy_wait_seconds": 1},
+                "server": {"max_connections": 7, "header_read_timeout_seconds": 2,
+                           "idle_timeout_seconds": 9, "http2_max_concurrent_streams": 4}}"#,
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.limits.targets_per_file, 10);
+        assert_eq!(c.limits.keys_per_role, 3);
+        assert_eq!(c.limits.busy_wait, Duration::from_secs(1));
+        assert_eq!(c.limits.parts_per_upload, 1_000);
+        assert_eq!(c.server.connections.max_connections, 7);
+        assert_eq!(
+            c.server.connections.header_read_timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(c.server.connections.idle_timeout, Duration::from_secs(9));
+        assert_eq!(c.server.connections.http2_max_concurrent_streams, 4);
+        // Every bound: its edges accepted, one past them refused with the key named.
+        for b in BOUNDS {
+            let (section, key) = b.key.split_once('.').unwrap();
+            let text = |n: u64| format!(r#"{{"{section}": {{"{key}": {n}}}}}"#);
+            assert!(load_str(&text(b.min)).is_ok(), "{}", b.key);
+            assert!(load_str(&text(b.max)).is_ok(), "{}", b.key);
+            let err = err_str(&text(b.max + 1));
+            assert!(err.contains(b.key) && err.contains(b.allowed), "{err}");
+            if b.min > 0 {
+                let err = err_str(&text(b.min - 1));
+                assert!(err.contains(b.key), "{err}");
+            }
+        }
+        let (_, w) = load_str(r#"{"limits": {"targets": 5}}"#).unwrap();
+        assert!(w.iter().any(|w| w.key() == "limits.targets"), "{w:?}");
+        assert!(
+            err_str(r#"{"limits": {"targets_per_file": "many"}}"#)
+                .contains("limits.targets_per_file")
+        );
     }
 
     #[test]

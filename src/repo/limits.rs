@@ -184,7 +184,7 @@ mod tests {
     use crate::tuf::{RoleName, SignedFile};
     use serde_json::json;
 
-    fn upload(role: &str, signed: Value, signatures: usize) -> Upload {
+    fn upload(role: &str, signed: &Value, signatures: usize) -> Upload {
         let sigs: Vec<Value> = (0..signatures)
             .map(|i| json!({"keyid": format!("{i:064x}"), "method": "ecdsa", "sig": "AA=="}))
             .collect();
@@ -272,37 +272,37 @@ mod tests {
         );
 
         let check = |u: Upload| cap_of(l.check_uploads(&[u]));
-        assert_eq!(check(upload("targets", targets(5), 2)), None);
+        assert_eq!(check(upload("targets", &targets(5), 2)), None);
         assert_eq!(
-            check(upload("targets", targets(6), 2)),
+            check(upload("targets", &targets(6), 2)),
             Some((Cap::TargetsPerFile, 6, 5))
         );
         assert_eq!(
-            check(upload("targets", targets(1), 3)),
+            check(upload("targets", &targets(1), 3)),
             Some((Cap::SignaturesPerFile, 3, 2))
         );
-        assert_eq!(check(upload("targets", delegations(4, 3, 3), 1)), None);
+        assert_eq!(check(upload("targets", &delegations(4, 3, 3), 1)), None);
         assert_eq!(
-            check(upload("targets", delegations(5, 1, 1), 1)),
+            check(upload("targets", &delegations(5, 1, 1), 1)),
             Some((Cap::DelegationsPerFile, 5, 4))
         );
         assert_eq!(
-            check(upload("targets", delegations(1, 4, 1), 1)),
+            check(upload("targets", &delegations(1, 4, 1), 1)),
             Some((Cap::KeysPerRole, 4, 3))
         );
         // The key map may hold keys_per_role per delegated role.
-        assert_eq!(check(upload("targets", delegations(2, 1, 6), 1)), None);
+        assert_eq!(check(upload("targets", &delegations(2, 1, 6), 1)), None);
         assert_eq!(
-            check(upload("targets", delegations(2, 1, 7), 1)),
+            check(upload("targets", &delegations(2, 1, 7), 1)),
             Some((Cap::KeysPerRole, 7, 6))
         );
-        assert_eq!(check(upload("root", root(3, 12), 1)), None);
+        assert_eq!(check(upload("root", &root(3, 12), 1)), None);
         assert_eq!(
-            check(upload("root", root(4, 4), 1)),
+            check(upload("root", &root(4, 4), 1)),
             Some((Cap::KeysPerRole, 4, 3))
         );
         assert_eq!(
-            check(upload("root", root(1, 13), 1)),
+            check(upload("root", &root(1, 13), 1)),
             Some((Cap::KeysPerRole, 13, 12))
         );
     }

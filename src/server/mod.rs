@@ -3,11 +3,12 @@
 
 pub mod error;
 pub mod routes;
+pub mod serve;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -22,6 +23,7 @@ use crate::repo::Repo;
 use crate::store::Store;
 use error::RejectionReason;
 use routes::Operation;
+pub use serve::{Connections, serve_tls};
 
 /// Cache lifetimes for metadata responses (PROTOCOL.md §1.8).
 #[derive(Debug, Clone, Copy)]
@@ -167,26 +169,4 @@ async fn observe(request: Request, next: Next) -> Response {
         tracing::info!(latency_ms, peer, "done");
     }
     response
-}
-
-/// Serves `router` over TLS on an already bound listener until `shutdown`
-/// completes; in-flight requests get a grace period.
-pub async fn serve_tls(
-    router: Router,
-    listener: std::net::TcpListener,
-    tls: rustls::ServerConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let for_shutdown = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        for_shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    listener.set_nonblocking(true)?;
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-    axum_server::from_tcp_rustls(listener, config)?
-        .handle(handle)
-        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-        .await
 }
