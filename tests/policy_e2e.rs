@@ -191,6 +191,13 @@ fn an_unreachable_registry_fails_closed_and_unknown_digests_can_be_required() {
             .contains("An error occurred during validation: cannot check manifest type of tag 1.2"),
         "{printed}"
     );
+    // What failed, without the registry's configured URL or the OS error
+    // (those are in the server's log).
+    assert!(printed.contains("cannot be reached"), "{printed}");
+    for internal in ["http://", "refused", "os error", "tcp connect"] {
+        assert!(!printed.to_lowercase().contains(internal), "{printed}");
+    }
+    assert!(notarium.log().contains("manifest lookup failed"));
     assert_eq!(before, targets_bytes(&notarium, &gun));
 }
 

@@ -44,6 +44,28 @@ impl Rejection {
     }
 }
 
+/// Why an upload's body could not be read as multipart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadProblem {
+    /// The `Content-Type` is not multipart; what it was, shortened.
+    NotMultipart {
+        content_type: String,
+    },
+    NoBoundary,
+    /// The connection broke while the body was read.
+    Unreadable,
+    /// The multipart framing is broken.
+    BadMultipart,
+    /// One part could not be read.
+    BadPart {
+        filename: String,
+    },
+    /// The body did not arrive in time.
+    Timeout {
+        seconds: u64,
+    },
+}
+
 /// What a busy request waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Busy {
@@ -69,8 +91,10 @@ pub enum Error {
     #[error("the {role} file is not valid metadata JSON: {reason}")]
     MalformedJson { role: String, reason: String },
 
-    #[error("the upload is malformed: {reason}")]
-    MalformedUpload { reason: String },
+    /// The body is not a readable multipart upload; the parser's own
+    /// error goes to the log, not to the client.
+    #[error("the upload is malformed: {problem:?}")]
+    MalformedUpload { problem: UploadProblem },
 
     #[error("the upload is {}more than the limit of {limit} bytes", size.map(|s| format!("{s} bytes, ")).unwrap_or_default())]
     TooLarge { size: Option<u64>, limit: u64 },

@@ -26,7 +26,7 @@ use crate::striped::StripedLocks;
 use crate::tuf::encoding::format_time;
 use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Targets, Timestamp, canonical};
 
-pub use error::{Busy, Error, Rejection};
+pub use error::{Busy, Error, Rejection, UploadProblem};
 pub use limits::{Cap, Limits};
 use validate::{StoredState, Upload, ValidatedUpdate, describe, validate_update};
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::policy::names::NameError;
 use crate::policy::{LookupFailure, Violation};
-use crate::repo::{Busy, Cap, Error as RepoError, Rejection};
+use crate::repo::{Busy, Cap, Error as RepoError, Rejection, UploadProblem};
 
 /// Clients read at most this many bytes of an error body.
 const MAX_ERROR_BODY: usize = 1024;
@@ -128,9 +128,11 @@ impl ApiError {
             RepoError::MalformedJson { .. } => {
                 Self::client(Code::MalformedJson, &message, "malformed_json")
             }
-            RepoError::MalformedUpload { .. } => {
-                Self::client(Code::MalformedUpload, &message, "malformed_upload")
-            }
+            RepoError::MalformedUpload { problem } => Self::client(
+                Code::MalformedUpload,
+                &upload_problem(problem),
+                "malformed_upload",
+            ),
             RepoError::TooLarge { .. } => {
                 Self::client(Code::MalformedUpload, &message, "too_large")
             }
@@ -196,7 +198,7 @@ impl ApiError {
                 registry,
                 failure,
             } => format!(
-                "cannot check the manifest type of tag {tag} ({digest}) with the registry \
+                "cannot check manifest type of tag {tag} ({digest}) with the registry \
                  {registry}: {}; nothing was stored: publish again once the registry answers, or \
                  ask the server's operator",
                 lookup_failure(*failure)
@@ -256,6 +258,27 @@ impl ApiError {
             }
         }
     }
+}
+
+/// Why an upload could not be read, without the parser's internals.
+fn upload_problem(problem: &UploadProblem) -> String {
+    let what = match problem {
+        UploadProblem::NotMultipart { content_type } => {
+            format!("expected a multipart/form-data body, got {content_type:?}")
+        }
+        UploadProblem::NoBoundary => {
+            "the multipart Content-Type has no usable boundary parameter".to_string()
+        }
+        UploadProblem::Unreadable => "the request body could not be read in full".to_string(),
+        UploadProblem::BadMultipart => {
+            "the body is not well-formed multipart/form-data".to_string()
+        }
+        UploadProblem::BadPart { filename } => format!("the part {filename:?} could not be read"),
+        UploadProblem::Timeout { seconds } => {
+            format!("the upload was not received within {seconds} seconds")
+        }
+    };
+    format!("the upload is malformed: {what}")
 }
 
 /// What a busy server asks clients to wait before retrying.
@@ -376,7 +399,9 @@ mod tests {
                 "MALFORMED_JSON",
             ),
             (
-                RepoError::MalformedUpload { reason: "x".into() },
+                RepoError::MalformedUpload {
+                    problem: UploadProblem::BadMultipart,
+                },
                 StatusCode::BAD_REQUEST,
                 "MALFORMED_UPLOAD",
             ),

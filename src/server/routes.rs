@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::error::{ApiError, Code};
-use crate::repo::{Error as RepoError, Served, check_gun};
+use crate::repo::{Error as RepoError, Served, UploadProblem, check_gun};
 use crate::store::Store;
 use crate::tuf::RoleName;
 
@@ -374,8 +374,11 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Option<Vec<u8>>, RepoE
     let mut stream = body.into_data_stream();
     let mut collected = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| RepoError::MalformedUpload {
-            reason: format!("the request body could not be read: {e}"),
+        let chunk = chunk.map_err(|e| {
+            tracing::info!(error = %e, "upload body unreadable");
+            RepoError::MalformedUpload {
+                problem: UploadProblem::Unreadable,
+            }
         })?;
         if collected.len() + chunk.len() > limit {
             discard(stream).await;
@@ -422,10 +425,9 @@ async fn update<S: Store>(state: &AppState<S>, gun: &str, request: Request) -> R
         Ok(Err(error)) => return ApiError::from_repo(&error, true).into_response(),
         Err(_) => {
             let error = RepoError::MalformedUpload {
-                reason: format!(
-                    "the upload was not received within {} seconds",
-                    UPLOAD_TIMEOUT.as_secs()
-                ),
+                problem: UploadProblem::Timeout {
+                    seconds: UPLOAD_TIMEOUT.as_secs(),
+                },
             };
             return ApiError::from_repo(&error, true).into_response();
         }
@@ -450,7 +452,7 @@ async fn read_multipart(
     content_type: &str,
     body: Bytes,
 ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
-    let malformed = |reason: String| RepoError::MalformedUpload { reason };
+    let malformed = |problem: UploadProblem| RepoError::MalformedUpload { problem };
     let mime = content_type
         .split(';')
         .next()
@@ -458,14 +460,13 @@ async fn read_multipart(
         .trim()
         .to_ascii_lowercase();
     if mime != "multipart/form-data" && mime != "multipart/mixed" {
-        return Err(malformed(format!(
-            "expected a multipart/form-data body, got {:?}",
-            content_type.chars().take(60).collect::<String>()
-        )));
+        return Err(malformed(UploadProblem::NotMultipart {
+            content_type: content_type.chars().take(60).collect(),
+        }));
     }
     let boundary =
         multer::parse_boundary(content_type.replacen("multipart/mixed", "multipart/form-data", 1))
-            .map_err(|e| malformed(format!("no multipart boundary: {e}")))?;
+            .map_err(|_| malformed(UploadProblem::NoBoundary))?;
     let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut parts = Vec::new();
@@ -473,13 +474,19 @@ async fn read_multipart(
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(e) => return Err(malformed(format!("unreadable multipart body: {e}"))),
+            Err(e) => {
+                // multer's text describes its parser state: log it only.
+                tracing::info!(error = %e, "malformed multipart upload");
+                return Err(malformed(UploadProblem::BadMultipart));
+            }
         };
         let filename = field.file_name().unwrap_or("").to_string();
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| malformed(format!("unreadable part {filename:?}: {e}")))?;
+        let data = field.bytes().await.map_err(|e| {
+            tracing::info!(error = %e, "unreadable multipart part");
+            malformed(UploadProblem::BadPart {
+                filename: filename.chars().take(80).collect(),
+            })
+        })?;
         parts.push((filename, data.to_vec()));
     }
     Ok(parts)
