@@ -23,7 +23,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{any, get};
 use base64::Engine as _;
-use notarium::policy::{IndexKind, Lookup, LookupError, ManifestKind, ManifestSource};
+use notarium::policy::{
+    IndexKind, Lookup, LookupError, LookupFailure, ManifestKind, ManifestSource,
+};
 use notarium::registry::{RegistryClient, RegistrySettings, repository_name};
 use oci::Entry;
 use zeroize::Zeroizing;
@@ -483,6 +485,29 @@ async fn bearer_challenges_fetch_a_pull_token_for_the_repository() {
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
     assert_eq!(fake.manifest_requests.load(Ordering::SeqCst), 3);
 
+    // A second lookup in the same repository reuses the cached token: no
+    // new token fetch, and no 401 round trip (HEAD then GET only).
+    assert_eq!(
+        client.lookup("fake/bearer/app", &digest, 0).await,
+        Ok(Lookup::Found(OCI_INDEX))
+    );
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
+    // (The answer was remembered: a digest's content never changes.)
+    assert_eq!(fake.manifest_requests.load(Ordering::SeqCst), 3);
+    let unknown = format!("sha256:{}", "dd".repeat(32));
+    assert_eq!(
+        client.lookup("fake/bearer/app", &unknown, 0).await,
+        Ok(Lookup::Unknown)
+    );
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.manifest_requests.load(Ordering::SeqCst), 5);
+    // Another repository is another scope: a token of its own.
+    assert_eq!(
+        client.lookup("fake/bearer/other", &unknown, 0).await,
+        Ok(Lookup::Unknown)
+    );
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 2);
+
     // Wrong credentials: the token service says no.
     with_creds.password = Some(Zeroizing::new("wrong".to_owned()));
     let client = RegistryClient::new(vec![with_creds]).unwrap();
@@ -495,6 +520,7 @@ async fn bearer_challenges_fetch_a_pull_token_for_the_repository() {
         "{err:?}"
     );
     assert!(!err.reason.contains("wrong"), "{err:?}");
+    assert_eq!(err.failure, LookupFailure::CredentialsRefused);
 }
 
 #[tokio::test]
@@ -523,6 +549,7 @@ async fn basic_challenges_use_the_configured_credentials() {
         .await
         .unwrap_err();
     assert!(err.reason.contains("none are configured"), "{err:?}");
+    assert_eq!(err.failure, LookupFailure::CredentialsMissing);
 }
 
 #[tokio::test]
@@ -536,6 +563,7 @@ async fn registry_errors_are_lookup_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.registry, url);
+    assert_eq!(err.failure, LookupFailure::RegistryError);
     assert!(err.reason.contains("HTTP 500"), "{err:?}");
 
     let err = client
@@ -546,6 +574,7 @@ async fn registry_errors_are_lookup_errors() {
         err.reason.contains("HTTP 403") && err.reason.contains("DENIED"),
         "{err:?}"
     );
+    assert_eq!(err.failure, LookupFailure::AccessDenied);
 }
 
 #[tokio::test]
@@ -574,4 +603,5 @@ async fn a_registry_that_never_answers_times_out() {
         "{took:?}"
     );
     assert!(err.reason.contains("no answer"), "{err:?}");
+    assert_eq!(err.failure, LookupFailure::Timeout);
 }

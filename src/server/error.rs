@@ -455,6 +455,29 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UPDATING",
             ),
+            (
+                RepoError::LimitExceeded {
+                    cap: Cap::TargetsPerFile,
+                    role: Some("targets".into()),
+                    count: 2,
+                    limit: 1,
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::Busy {
+                    what: Busy::RepositoryLock,
+                    waited_seconds: 30,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+            ),
+            (
+                RepoError::ValidationAborted,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UPDATING",
+            ),
         ];
         for (error, status, code) in cases {
             let api = ApiError::from_repo(&error, true);
@@ -463,6 +486,68 @@ mod tests {
             let body: Value = serde_json::from_slice(&api.body()).unwrap();
             assert_eq!(body["errors"].as_array().unwrap().len(), 1);
         }
+    }
+
+    fn shown(error: &RepoError) -> String {
+        let body: Value = serde_json::from_slice(&ApiError::from_repo(error, true).body()).unwrap();
+        body["errors"][0]["detail"]["Error"]["Msg"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn refusals_say_what_to_do_and_nothing_internal() {
+        let limit = shown(&RepoError::LimitExceeded {
+            cap: Cap::KeysPerRole,
+            role: Some("targets/releases".into()),
+            count: 40,
+            limit: 32,
+        });
+        assert!(
+            limit.contains("targets/releases")
+                && limit.contains("40")
+                && limit.contains("at most 32")
+                && limit.contains("limits.keys_per_role"),
+            "{limit}"
+        );
+        let busy = ApiError::from_repo(
+            &RepoError::Busy {
+                what: Busy::Validation,
+                waited_seconds: 30,
+            },
+            true,
+        );
+        let response = busy.into_response();
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            &HeaderValue::from(BUSY_RETRY_AFTER_SECONDS)
+        );
+        let upload = shown(&RepoError::MalformedUpload {
+            problem: UploadProblem::BadMultipart,
+        });
+        assert!(upload.contains("not well-formed multipart"), "{upload}");
+        for failure in [
+            LookupFailure::Unreachable,
+            LookupFailure::CredentialsRefused,
+            LookupFailure::Timeout,
+        ] {
+            let message = shown(&RepoError::Policy(Violation::ManifestUnreachable {
+                tag: "1.0".into(),
+                digest: "sha256:ab".into(),
+                registry: "registry.example.com".into(),
+                failure,
+            }));
+            assert!(
+                message.starts_with("cannot check manifest type of tag 1.0")
+                    && message.contains("registry.example.com")
+                    && message.contains(lookup_failure(failure)),
+                "{message}"
+            );
+        }
+        // Server faults carry no detail at all.
+        let fault = ApiError::from_repo(&RepoError::ValidationAborted, true);
+        assert!(fault.detail.is_none());
     }
 
     #[test]
