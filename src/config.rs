@@ -451,7 +451,7 @@ pub enum ConfigError {
         value: String,
         origin: Origin,
         #[source]
-        reason: NameError,
+        reason: Box<NameError>,
     },
 
     #[error("{key} {value:?} {reason} ({origin})")]
@@ -1255,7 +1255,7 @@ fn check_name<T>(
         key: key.to_string(),
         value: entry.chars().take(300).collect(),
         origin: v.origin.clone(),
-        reason,
+        reason: Box::new(reason),
     })
 }
 
@@ -1726,6 +1726,54 @@ mod tests {
 
     fn err_str(text: &str) -> String {
         load_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn gun_lists_use_the_one_gun_grammar() {
+        let (c, _) = load_str(
+            r#"{"repositories": {"gun_prefixes": ["docker.io/library/", "127.0.0.1:5000/"],
+                "immutable": ["docker.io/library/alpine", "registry.example.com/releases/"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.repositories.gun_prefixes.len(), 2);
+        for (json, want) in [
+            (
+                r#"{"repositories": {"gun_prefixes": ["docker.io/Library/"]}}"#,
+                "lower case",
+            ),
+            (
+                r#"{"repositories": {"gun_prefixes": ["docker.io/%2e%2e/"]}}"#,
+                "'%'",
+            ),
+            (
+                r#"{"repositories": {"gun_prefixes": ["docker.io"]}}"#,
+                "followed by '/'",
+            ),
+            (
+                r#"{"repositories": {"gun_prefixes": ["d\u043Ecker.io/"]}}"#,
+                "U+043E",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["docker.io/library/alpine\u202E"]}}"#,
+                "U+202E",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["docker.io//alpine"]}}"#,
+                "empty path segment",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["docker.io/library/Alpine"]}}"#,
+                "lower case",
+            ),
+            (
+                r#"{"registries": [{"gun_prefix": "Registry_x/", "url": "https://r.example"}]}"#,
+                "registries[0].gun_prefix",
+            ),
+        ] {
+            let e = err_str(json);
+            assert!(e.contains(want), "for {json}: {e}");
+            assert!(e.contains("is invalid"), "{e}");
+        }
     }
 
     #[test]

@@ -489,7 +489,8 @@ mod tests {
 
     #[test]
     fn every_way_of_spelling_a_name_twice_is_refused() {
-        let cases: &[(&str, fn(&NameError) -> bool)] = &[
+        type Expected = fn(&NameError) -> bool;
+        let cases: &[(&str, Expected)] = &[
             ("r.example/team/%2e%2e", |e| {
                 matches!(e, NameError::PercentEncoded { .. })
             }),
