@@ -226,7 +226,10 @@ impl Fixture {
         words: &[&str],
     ) -> String {
         let before = self.stored().await;
-        let error = self.publish(parts).await.expect_err("the upload was accepted");
+        let error = self
+            .publish(parts)
+            .await
+            .expect_err("the upload was accepted");
         assert!(expected(&error), "unexpected refusal: {error:?}");
         let api = ApiError::from_repo(&error, true);
         assert_eq!(api.code.status().as_u16(), 400, "{error:?}");
@@ -234,7 +237,10 @@ impl Fixture {
         let entry = &body["errors"][0];
         assert_eq!(entry["code"], "INVALID_UPDATE", "{body}");
         assert_eq!(entry["detail"]["Name"], detail_name, "{body}");
-        let message = entry["detail"]["Error"]["Msg"].as_str().unwrap().to_string();
+        let message = entry["detail"]["Error"]["Msg"]
+            .as_str()
+            .unwrap()
+            .to_string();
         for word in words {
             assert!(message.contains(word), "{word:?} not in {message:?}");
         }
@@ -402,10 +408,7 @@ async fn a_delegation_key_must_sit_under_its_own_key_id() {
 #[tokio::test]
 async fn a_root_key_must_sit_under_its_own_key_id() {
     let f = Fixture::new().await;
-    let mut body = SignedFile::parse(&f.root)
-        .unwrap()
-        .signed_value()
-        .clone();
+    let mut body = SignedFile::parse(&f.root).unwrap().signed_value().clone();
     body["version"] = json!(2);
     let stray = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
     body["keys"]["f".repeat(64)] = stray.public_key().to_json();
@@ -428,7 +431,10 @@ async fn a_root_key_must_sit_under_its_own_key_id() {
 /// `anchor` (which must end just inside an object).
 fn duplicate_after(bytes: &[u8], anchor: &str, member: &str) -> Vec<u8> {
     let text = String::from_utf8(bytes.to_vec()).unwrap();
-    let at = text.find(anchor).unwrap_or_else(|| panic!("{anchor} not in {text}")) + anchor.len();
+    let at = text
+        .find(anchor)
+        .unwrap_or_else(|| panic!("{anchor} not in {text}"))
+        + anchor.len();
     format!("{}{member},{}", &text[..at], &text[at..]).into_bytes()
 }
 
@@ -441,9 +447,21 @@ async fn duplicate_keys_are_refused_at_every_depth_of_every_document() {
     let releases_id = f.releases_key.public_key().id().to_string();
     let cases: Vec<(&str, Vec<u8>, String, String, &str)> = vec![
         // The envelope itself.
-        ("targets", targets.clone(), "{".into(), r#""signatures":[]"#.into(), "$"),
+        (
+            "targets",
+            targets.clone(),
+            "{".into(),
+            r#""signatures":[]"#.into(),
+            "$",
+        ),
         // Inside `signed`, top level: a second version.
-        ("targets", targets.clone(), r#"{"signed":{"#.into(), r#""version":9"#.into(), "$.signed"),
+        (
+            "targets",
+            targets.clone(),
+            r#"{"signed":{"#.into(),
+            r#""version":9"#.into(),
+            "$.signed",
+        ),
         // Deep: a target's hashes.
         (
             "targets",
@@ -469,8 +487,20 @@ async fn duplicate_keys_are_refused_at_every_depth_of_every_document() {
             "$.signatures[0]",
         ),
         // The snapshot's meta and the root.
-        ("snapshot", snapshot.clone(), r#""meta":{"#.into(), r#""root":{}"#.into(), "$.signed.meta"),
-        ("root", f.root.clone(), r#""roles":{"#.into(), r#""root":{}"#.into(), "$.signed.roles"),
+        (
+            "snapshot",
+            snapshot.clone(),
+            r#""meta":{"#.into(),
+            r#""root":{}"#.into(),
+            "$.signed.meta",
+        ),
+        (
+            "root",
+            f.root.clone(),
+            r#""roles":{"#.into(),
+            r#""root":{}"#.into(),
+            "$.signed.roles",
+        ),
     ];
     for (role, bytes, anchor, member, path) in cases {
         let tampered = duplicate_after(&bytes, &anchor, &member);
