@@ -23,6 +23,8 @@ use serde_json::Value;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::policy::names::{self, NameError};
+
 /// Notary's limit for `caching.max_age.*`: one 365-day year (`notary.CacheMaxAgeLimit`).
 pub const MAX_CACHE_MAX_AGE: u64 = 31_536_000;
 /// `notary.CurrentMetadataCacheMaxAge`.
@@ -608,6 +610,16 @@ pub enum ConfigError {
         value: String,
         allowed: &'static str,
         origin: Origin,
+    },
+
+    /// A GUN or GUN prefix that breaks the GUN grammar.
+    #[error("{key} = {value:?} is invalid ({origin}): {reason}")]
+    InvalidName {
+        key: String,
+        value: String,
+        origin: Origin,
+        #[source]
+        reason: Box<NameError>,
     },
 
     #[error("{key} {value:?} {reason} ({origin})")]
@@ -1426,26 +1438,21 @@ fn max_age(key: &str, v: Option<&Val<u64>>, default: u32) -> Result<u32, ConfigE
     }
 }
 
-/// notary's `getRequiredGunPrefixes`: `path.Clean(strings.TrimSpace(p)) + "/" == p`, and no leading
-/// `/` or `..`. We are a little stricter (`./` is refused; it could never match a GUN anyway).
-fn gun_prefix_ok(p: &str) -> bool {
-    p.strip_suffix('/').is_some_and(gun_path_ok)
-}
-
-/// A GUN, or a prefix without its final `/`: non-empty, no leading `/` or `..`, no whitespace,
-/// no empty, `.` or `..` segments.
-fn gun_path_ok(p: &str) -> bool {
-    !p.is_empty()
-        && !p.starts_with('/')
-        && !p.starts_with("..")
-        && !p.chars().any(char::is_whitespace)
-        && p.split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
-}
-
-/// `repositories.immutable`: a prefix (ending in `/`) or an exact GUN.
-fn gun_or_prefix_ok(p: &str) -> bool {
-    gun_prefix_ok(p) || gun_path_ok(p)
+/// GUN prefixes and GUN lists use the one GUN grammar (`policy::names`): notary's
+/// `getRequiredGunPrefixes` rule (path-clean, ending in `/`) plus docker's reference grammar, ASCII
+/// only, so a configured entry names exactly the GUNs requests can spell.
+fn check_name<T>(
+    key: &str,
+    v: &Val<T>,
+    entry: &str,
+    check: fn(&str) -> Result<(), NameError>,
+) -> Result<(), ConfigError> {
+    check(entry).map_err(|reason| ConfigError::InvalidName {
+        key: key.to_string(),
+        value: entry.chars().take(300).collect(),
+        origin: v.origin.clone(),
+        reason: Box::new(reason),
+    })
 }
 
 /// `registries[].url`: `http(s)://host[:port]` with an optional trailing `/`, which is removed.
@@ -1581,15 +1588,12 @@ fn registries(list: &Val<Vec<RawRegistry>>) -> Result<Vec<RegistryConfig>, Confi
                    (e.g. \"registry.example.com/\")",
                 origin: list.origin.clone(),
             })?;
-        if !gun_prefix_ok(&gun_prefix.value) {
-            return Err(invalid(
-                &key("gun_prefix"),
-                gun_prefix,
-                gun_prefix.value.clone(),
-                "a prefix that ends in \"/\", is path-clean and does not start with \"/\" or \"..\" \
-                 (e.g. \"registry.example.com/\")",
-            ));
-        }
+        check_name(
+            &key("gun_prefix"),
+            gun_prefix,
+            &gun_prefix.value,
+            names::check_gun_prefix,
+        )?;
         if let Some(j) = out.iter().position(|r| r.gun_prefix == gun_prefix.value) {
             return Err(ConfigError::Duplicate {
                 key: key("gun_prefix"),
@@ -1772,25 +1776,24 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     };
 
     if let Some(v) = &layer.gun_prefixes {
-        if let Some(bad) = v.value.iter().find(|p| !gun_prefix_ok(p)) {
-            return Err(invalid(
+        for prefix in &v.value {
+            check_name(
                 "repositories.gun_prefixes",
                 v,
-                bad.clone(),
-                "prefixes that end in \"/\", are path-clean and do not start with \"/\" or \"..\" (e.g. \"docker.io/library/\")",
-            ));
+                prefix,
+                names::check_gun_prefix,
+            )?;
         }
         config.repositories.gun_prefixes = v.value.clone();
     }
     if let Some(v) = &layer.immutable {
-        if let Some(bad) = v.value.iter().find(|p| !gun_or_prefix_ok(p)) {
-            return Err(invalid(
+        for entry in &v.value {
+            check_name(
                 "repositories.immutable",
                 v,
-                bad.clone(),
-                "GUNs (e.g. \"docker.io/library/alpine\") or prefixes ending in \"/\" (e.g. \"docker.io/library/\"), \
-                 path-clean and not starting with \"/\" or \"..\"",
-            ));
+                entry,
+                names::check_gun_or_prefix,
+            )?;
         }
         config.repositories.immutable = v.value.clone();
     }
@@ -1950,6 +1953,54 @@ mod tests {
 
     fn err_str(text: &str) -> String {
         load_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn gun_lists_use_the_one_gun_grammar() {
+        let (c, _) = load_str(
+            r#"{"repositories": {"gun_prefixes": ["docker.io/library/", "127.0.0.1:5000/"],
+                "immutable": ["docker.io/library/alpine", "registry.example.com/releases/"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.repositories.gun_prefixes.len(), 2);
+        for (json, want) in [
+            (
+                r#"{"repositories": {"gun_prefixes": ["docker.io/Library/"]}}"#,
+                "lower case",
+            ),
+            (
+                r#"{"repositories": {"gun_prefixes": ["docker.io/%2e%2e/"]}}"#,
+                "'%'",
+            ),
+            (
+                r#"{"repositories": {"gun_prefixes": ["docker.io"]}}"#,
+                "followed by '/'",
+            ),
+            (
+                r#"{"repositories": {"gun_prefixes": ["d\u043Ecker.io/"]}}"#,
+                "U+043E",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["docker.io/library/alpine\u202E"]}}"#,
+                "U+202E",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["docker.io//alpine"]}}"#,
+                "empty path segment",
+            ),
+            (
+                r#"{"repositories": {"immutable": ["docker.io/library/Alpine"]}}"#,
+                "lower case",
+            ),
+            (
+                r#"{"registries": [{"gun_prefix": "Registry_x/", "url": "https://r.example"}]}"#,
+                "registries[0].gun_prefix",
+            ),
+        ] {
+            let e = err_str(json);
+            assert!(e.contains(want), "for {json}: {e}");
+            assert!(e.contains("is invalid"), "{e}");
+        }
     }
 
     #[test]
@@ -2189,12 +2240,12 @@ mod tests {
             dir.path(),
             "d.json",
             &format!(
-                r#"{{"repositories": {{"immutable": "a/b c/"}}, "delegations": {{"trusted_ca_file": {:?}}}}}"#,
+                r#"{{"repositories": {{"immutable": "a/bc c/"}}, "delegations": {{"trusted_ca_file": {:?}}}}}"#,
                 abs.display().to_string()
             ),
         );
         let (c, _) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
-        assert_eq!(c.repositories.immutable, ["a/b", "c/"]);
+        assert_eq!(c.repositories.immutable, ["a/bc", "c/"]);
         assert_eq!(c.delegations.trusted_ca_file, Some(abs));
         // Empty means unset, as for every other string.
         let (c, _) = load_str(r#"{"delegations": {"trusted_ca_file": ""}}"#).unwrap();
@@ -2363,7 +2414,7 @@ mod tests {
                 "repositories.immutable = \"a//b\"",
             ),
             (
-                r#"{"repositories": {"immutable": ["a", ""]}}"#.to_string(),
+                r#"{"repositories": {"immutable": ["ab", ""]}}"#.to_string(),
                 "repositories.immutable = \"\"",
             ),
             (

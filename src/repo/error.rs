@@ -80,7 +80,11 @@ pub enum Busy {
 #[non_exhaustive]
 pub enum Error {
     #[error("invalid repository name: {reason}")]
-    InvalidGun { gun: String, reason: String },
+    InvalidGun {
+        gun: String,
+        #[source]
+        reason: crate::policy::names::NameError,
+    },
 
     #[error("the upload has a part without a file name (the role)")]
     NoFilename,
@@ -102,6 +106,53 @@ pub enum Error {
     /// The update breaks a TUF or server rule; `message` is for users.
     #[error("{message}")]
     Rejected { kind: Rejection, message: String },
+
+    /// A `keys` map (root's, or a delegating file's `delegations.keys`)
+    /// files a key under an ID that is not the key's own.
+    #[error(
+        "{role} lists a key under key ID {listed}, but that key's ID is {computed}: every key \
+         must be listed under its own key ID"
+    )]
+    KeyIdMismatch {
+        role: String,
+        listed: String,
+        computed: String,
+    },
+
+    /// An uploaded file repeats a member name in one JSON object.
+    #[error(
+        "the {role} file repeats the JSON key {key:?} in one object (at {path}); metadata with \
+         duplicate keys is ambiguous and is refused"
+    )]
+    DuplicateJsonKey {
+        role: String,
+        key: String,
+        path: String,
+    },
+
+    /// A client snapshot lists a targets file whose checksums are not those
+    /// of the file the server holds (after this update) for that role: a
+    /// superseded version, or bytes that never were.
+    #[error(
+        "the snapshot lists {role} with the checksums of a file that is not its current version \
+         ({role} version {current}); a snapshot must name the current files"
+    )]
+    SnapshotStale { role: String, current: i64 },
+
+    /// A client snapshot lists a file the server does not have.
+    #[error(
+        "the snapshot lists {role}, which this repository does not have; a snapshot may list \
+         only root, targets and published delegations"
+    )]
+    SnapshotUnknownRole { role: String },
+
+    /// A client snapshot leaves out a delegation that is still delegated
+    /// and published.
+    #[error(
+        "the snapshot leaves out {role}, which {parent} still delegates and the server holds; \
+         remove the delegation from {parent} first, or list {role} in the snapshot"
+    )]
+    SnapshotDropsRole { role: String, parent: String },
 
     /// The upload is based on an older state than the server has.
     #[error(

@@ -24,7 +24,10 @@ use crate::signer::KeyService;
 use crate::store::{self, Change, NewFile, Store, StoredFile};
 use crate::striped::StripedLocks;
 use crate::tuf::encoding::format_time;
-use crate::tuf::{FileMeta, PublicKey, RoleName, Root, SignedFile, Targets, Timestamp, canonical};
+use crate::tuf::{
+    Error as TufError, FileMeta, PublicKey, RoleName, Root, SignedFile, Targets, Timestamp,
+    canonical,
+};
 
 pub use error::{Busy, Error, Rejection, UploadProblem};
 pub use limits::{Cap, Limits};
@@ -124,7 +127,7 @@ pub struct Repo<S: Store> {
 pub fn check_gun(gun: &str) -> Result<(), Error> {
     names::check_gun(gun).map_err(|e| Error::InvalidGun {
         gun: gun.chars().take(80).collect(),
-        reason: e.to_string(),
+        reason: e,
     })
 }
 
@@ -546,6 +549,17 @@ impl<S: Store> Repo<S> {
         state.root = self.stored_file(gun, "root", &state).await?;
         state.snapshot = self.stored_file(gun, "snapshot", &state).await?;
         let mut wanted = vec![RoleName::Targets];
+        // A client snapshot is checked against every stored targets-like
+        // file, so all of them are needed then.
+        if uploads.iter().any(|u| u.role == RoleName::Snapshot) {
+            wanted.extend(
+                state
+                    .versions
+                    .keys()
+                    .filter_map(|role| RoleName::parse(role).ok())
+                    .filter(|role| role.is_targets_like() && *role != RoleName::Targets),
+            );
+        }
         for upload in uploads {
             // The stored version of an uploaded role is what the policy
             // diffs against.
@@ -1134,9 +1148,16 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
         let role = RoleName::parse(name).map_err(|_| Error::InvalidRole {
             role: name.chars().take(300).collect(),
         })?;
-        let file = SignedFile::parse(&bytes).map_err(|e| Error::MalformedJson {
-            role: role.to_string(),
-            reason: e.to_string(),
+        let file = SignedFile::parse(&bytes).map_err(|e| match e {
+            TufError::DuplicateKey { key, path } => Error::DuplicateJsonKey {
+                role: role.to_string(),
+                key,
+                path,
+            },
+            other => Error::MalformedJson {
+                role: role.to_string(),
+                reason: other.to_string(),
+            },
         })?;
         file.common().map_err(|e| Error::MalformedJson {
             role: role.to_string(),

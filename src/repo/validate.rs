@@ -7,9 +7,13 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use crate::tuf::certs::{describe_rejections, root_certificates, short_id};
+use crate::policy::names;
+use crate::tuf::certs::{
+    RejectedRootKey, RootCertificates, common_name, describe_rejections, root_certificates,
+    short_id,
+};
 use crate::tuf::roles::{path_allowed, restrict_paths};
-use crate::tuf::verify::{check_expiry, check_hashes, verify_signatures};
+use crate::tuf::verify::{check_expiry, check_file_meta, check_hashes, verify_signatures};
 use crate::tuf::{Error as TufError, RoleName, Root, SignedFile, Snapshot, Targets, TrustedRole};
 
 use super::error::{Error, Rejection};
@@ -69,6 +73,46 @@ pub(crate) fn describe(error: &TufError) -> String {
             format!("{role} metadata is malformed: {source}")
         }
         _ => error.to_string(),
+    }
+}
+
+/// A structure failure: a key under a foreign ID gets its own variant, the
+/// rest Notary's `<role> type metadata invalid` text.
+fn structure_error(kind: Rejection, error: &TufError) -> Error {
+    match error {
+        TufError::ListedKeyIdMismatch {
+            role,
+            listed,
+            computed,
+        } => Error::KeyIdMismatch {
+            role: role.clone(),
+            listed: listed.clone(),
+            computed: computed.clone(),
+        },
+        other => bad(kind, describe(other)),
+    }
+}
+
+/// Root certificate common names go through the one GUN grammar
+/// (`policy::names`) too: a wildcard CN must be the start of a name spelled
+/// the way requests spell names.
+fn screen_common_names(certificates: &mut RootCertificates) {
+    let trusted = std::mem::take(&mut certificates.trusted);
+    for (keyid, key) in trusted {
+        let cn = key
+            .leaf_certificate()
+            .ok()
+            .and_then(|cert| common_name(&cert))
+            .unwrap_or_default();
+        match names::check_common_name(&cn) {
+            Ok(()) => {
+                certificates.trusted.insert(keyid, key);
+            }
+            Err(error) => certificates.rejected.push(RejectedRootKey {
+                keyid,
+                reason: format!("certificate common name: {error}"),
+            }),
+        }
     }
 }
 
@@ -138,7 +182,7 @@ pub fn validate_update(
         .sort_by(|a, b| (a.role.depth(), a.role.as_str()).cmp(&(b.role.depth(), b.role.as_str())));
     let mut loaded: BTreeMap<RoleName, SignedFile> = BTreeMap::new();
     let mut bodies: BTreeMap<RoleName, Targets> = BTreeMap::new();
-    let mut validated = Vec::new();
+    let mut validated: Vec<(RoleName, SignedFile, Targets)> = Vec::new();
     for upload in targets_uploads {
         let body = validate_targets(&upload, &root, state, &mut loaded, &mut bodies, now)?;
         bodies.insert(upload.role.clone(), body.clone());
@@ -153,6 +197,7 @@ pub fn validate_update(
     let snapshot = match snapshot_upload {
         Some(file) => {
             validate_snapshot(&file, &root, &root_file, &loaded, state, now)?;
+            check_snapshot_consistency(&file, &bodies, &validated, state)?;
             Some(file)
         }
         None => None,
@@ -197,9 +242,10 @@ fn validate_root(
         }
     }
     root.validate_structure()
-        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+        .map_err(|e| structure_error(Rejection::BadRoot, &e))?;
 
-    let certificates = root_certificates(&root, gun, Some(now));
+    let mut certificates = root_certificates(&root, gun, Some(now));
+    screen_common_names(&mut certificates);
     if certificates.trusted.is_empty() {
         return Err(bad(
             Rejection::BadRoot,
@@ -332,7 +378,7 @@ fn validate_targets(
         .body(role.as_str())
         .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
     body.validate_structure(role)
-        .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
+        .map_err(|e| structure_error(Rejection::BadTargets, &e))?;
     let (trusted, paths) = authority(role, root, state, loaded, bodies)?;
     verify_signatures(&upload.file, &trusted)
         .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
@@ -420,6 +466,100 @@ fn validate_snapshot(
             None => Err(missing()),
         };
         result.map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+    }
+    Ok(())
+}
+
+/// A client snapshot must describe the repository as it will stand after
+/// this update, not only the files the update touched: every targets-like
+/// entry names the current bytes of a role the server has (uploaded now or
+/// stored), and no role that is still delegated and published is left out.
+/// Otherwise a client holding the snapshot key could point clients back at
+/// superseded targets or delegation files, at files that do not exist, or
+/// hide a delegation, while the server's own checks pass.
+fn check_snapshot_consistency(
+    file: &SignedFile,
+    bodies: &BTreeMap<RoleName, Targets>,
+    validated: &[(RoleName, SignedFile, Targets)],
+    state: &StoredState,
+) -> Result<(), Error> {
+    let body: Snapshot = file
+        .body("snapshot")
+        .map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+    // The current file and version of every targets-like role after this
+    // update.
+    let mut current: BTreeMap<RoleName, (&SignedFile, i64)> = BTreeMap::new();
+    for (role, stored) in &state.targets {
+        let version = state.versions.get(role.as_str()).copied().unwrap_or(0);
+        current.insert(role.clone(), (stored, version));
+    }
+    for (role, file, body) in validated {
+        current.insert(role.clone(), (file, body.version));
+    }
+
+    for (name, meta) in &body.meta {
+        if name == "root" {
+            continue; // checked against the root in force by validate_snapshot
+        }
+        let role = RoleName::parse(name)
+            .ok()
+            .filter(RoleName::is_targets_like)
+            .ok_or_else(|| Error::SnapshotUnknownRole {
+                role: name.chars().take(256).collect(),
+            })?;
+        match current.get(&role) {
+            Some((bytes, version)) => {
+                check_file_meta(name, bytes.raw(), meta).map_err(|_| Error::SnapshotStale {
+                    role: name.clone(),
+                    current: *version,
+                })?;
+            }
+            // Stored, but its bytes were not loaded: it cannot be shown to
+            // be current, so it is not taken on trust.
+            None if state.versions.contains_key(name.as_str()) => {
+                return Err(Error::SnapshotStale {
+                    role: name.clone(),
+                    current: state.versions.get(name.as_str()).copied().unwrap_or(0),
+                });
+            }
+            None => {
+                return Err(Error::SnapshotUnknownRole { role: name.clone() });
+            }
+        }
+    }
+
+    // Walk the delegation tree from targets through the current bodies:
+    // every delegated role with a published file must be listed.
+    let mut pending = vec![RoleName::Targets];
+    let mut visited = std::collections::BTreeSet::new();
+    while let Some(parent) = pending.pop() {
+        if !visited.insert(parent.clone()) {
+            continue;
+        }
+        let parent_body = match bodies.get(&parent) {
+            Some(body) => Some(body.clone()),
+            None => current
+                .get(&parent)
+                .and_then(|(file, _)| file.body::<Targets>(parent.as_str()).ok()),
+        };
+        let Some(parent_body) = parent_body else {
+            continue;
+        };
+        for delegated in &parent_body.delegations.roles {
+            let Ok(child) = RoleName::parse(&delegated.name) else {
+                continue;
+            };
+            if !current.contains_key(&child) {
+                continue; // delegated, never published: nothing to list
+            }
+            if !body.meta.contains_key(child.as_str()) {
+                return Err(Error::SnapshotDropsRole {
+                    role: child.to_string(),
+                    parent: parent.to_string(),
+                });
+            }
+            pending.push(child);
+        }
     }
     Ok(())
 }

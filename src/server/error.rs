@@ -141,6 +141,38 @@ impl ApiError {
                 Some(readable(*kind, message)),
                 kind.label(),
             ),
+            RepoError::KeyIdMismatch { role, .. } => {
+                let kind = if role == "root" {
+                    Rejection::BadRoot
+                } else {
+                    Rejection::BadTargets
+                };
+                Self::new(
+                    Code::InvalidUpdate,
+                    Some(readable(kind, &message)),
+                    "key_id_mismatch",
+                )
+            }
+            RepoError::DuplicateJsonKey { role, .. } => {
+                let kind = match role.as_str() {
+                    "root" => Rejection::BadRoot,
+                    "snapshot" => Rejection::BadSnapshot,
+                    "timestamp" => Rejection::Validation,
+                    _ => Rejection::BadTargets,
+                };
+                Self::new(
+                    Code::InvalidUpdate,
+                    Some(readable(kind, &message)),
+                    "duplicate_json_key",
+                )
+            }
+            RepoError::SnapshotStale { .. }
+            | RepoError::SnapshotUnknownRole { .. }
+            | RepoError::SnapshotDropsRole { .. } => Self::new(
+                Code::InvalidUpdate,
+                Some(readable(Rejection::BadSnapshot, &message)),
+                "snapshot_inconsistent",
+            ),
             RepoError::StaleVersion { .. } => Self::client(Code::Version, &message, "old_version"),
             RepoError::Conflict { .. } => Self::client(Code::Version, &message, "conflict"),
             RepoError::NotFound { .. } => Self::not_found(),
@@ -375,7 +407,7 @@ mod tests {
             (
                 RepoError::InvalidGun {
                     gun: "x".into(),
-                    reason: "r".into(),
+                    reason: NameError::EmptyGun,
                 },
                 StatusCode::BAD_REQUEST,
                 "INVALID_GUN",
@@ -417,6 +449,47 @@ mod tests {
                 RepoError::Rejected {
                     kind: Rejection::BadTargets,
                     message: "m".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::KeyIdMismatch {
+                    role: "targets/releases".into(),
+                    listed: "a".into(),
+                    computed: "b".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::DuplicateJsonKey {
+                    role: "root".into(),
+                    key: "k".into(),
+                    path: "$".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::SnapshotStale {
+                    role: "targets".into(),
+                    current: 2,
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::SnapshotUnknownRole {
+                    role: "targets/x".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::SnapshotDropsRole {
+                    role: "targets/x".into(),
+                    parent: "targets".into(),
                 },
                 StatusCode::BAD_REQUEST,
                 "INVALID_UPDATE",

@@ -53,8 +53,9 @@ pub struct CommonFields {
 
 impl SignedFile {
     /// Parses an envelope. The bytes must be one JSON object whose `signed`
-    /// member is an object.
+    /// member is an object, and no object may repeat a member name.
     pub fn parse(raw: &[u8]) -> Result<Self, Error> {
+        super::strict::check_unique_keys(raw)?;
         let wire: WireEnvelope = serde_json::from_slice(raw).map_err(Error::MalformedJson)?;
         if !wire.signed.is_object() {
             return Err(Error::InvalidStructure {

@@ -10,6 +10,18 @@ pub enum Error {
     #[error("malformed JSON: {0}")]
     MalformedJson(#[source] serde_json::Error),
 
+    /// An object repeats a member name (see `strict`).
+    #[error("the JSON key {key:?} appears twice in the same object at {path}")]
+    DuplicateKey { key: String, path: String },
+
+    /// A `keys` map files a key under an ID that is not the key's own.
+    #[error("{role} lists a key under key ID {listed}, but the key's content has ID {computed}")]
+    ListedKeyIdMismatch {
+        role: String,
+        listed: String,
+        computed: String,
+    },
+
     #[error("{role} metadata is malformed: {source}")]
     MalformedRole {
         role: String,

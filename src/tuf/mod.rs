@@ -11,6 +11,7 @@ pub mod pem;
 pub mod roles;
 pub mod sig;
 pub mod sign;
+pub mod strict;
 pub mod verify;
 
 pub use envelope::{Signature, SignedFile};

@@ -317,6 +317,22 @@ fn check_role_keys(
     Ok(())
 }
 
+/// Every key sits under its own key ID, used or not: a key filed under
+/// another key's ID would let its signatures count as that key's
+/// (PROTOCOL.md §4.4, §4.5).
+fn check_key_ids(container: &str, keys: &BTreeMap<String, PublicKey>) -> Result<(), Error> {
+    for (listed, key) in keys {
+        if key.id() != listed {
+            return Err(Error::ListedKeyIdMismatch {
+                role: container.to_string(),
+                listed: listed.clone(),
+                computed: key.id().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_type_and_version(
     role: &str,
     expected: &str,
@@ -348,6 +364,7 @@ impl Root {
     /// every listed key present.
     pub fn validate_structure(&self) -> Result<(), Error> {
         check_type_and_version("root", "Root", &self.type_name, self.version)?;
+        check_key_ids("root", &self.keys)?;
         for base in ["root", "targets", "snapshot", "timestamp"] {
             let listed = self
                 .roles
@@ -391,6 +408,7 @@ impl Targets {
             });
         }
         check_type_and_version(role.as_str(), "Targets", &self.type_name, self.version)?;
+        check_key_ids(role.as_str(), &self.delegations.keys)?;
         for delegated in &self.delegations.roles {
             let child = RoleName::parse(&delegated.name).ok();
             if child.as_ref().and_then(RoleName::parent).as_ref() != Some(role) {
