@@ -172,6 +172,7 @@ pub async fn run(
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         metrics: metrics_handle(),
         gun_prefixes: config.repositories.gun_prefixes.clone(),
+        auth: None,
     });
     let shown_host = if addr.ip().is_unspecified() {
         "localhost".to_string()
