@@ -2,7 +2,7 @@
 //! Bearer`, ask `crate::auth` whether the token is good and grants what the
 //! route needs, and answer a refusal with notary's 401 challenge.
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 
 use super::error::{AuthFailure, Unauthorized};
 use crate::auth::{Authenticator, Required};
@@ -59,9 +59,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 impl TokenAuth {
     /// Lets the request through as its caller, or refuses it.
-    pub fn check(&self, required: Required, headers: &HeaderMap) -> Result<Caller, Unauthorized> {
+    pub fn check(
+        &self,
+        required: Required,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Caller, Unauthorized> {
         let refuse = |failure| Unauthorized {
-            realm: self.realm(headers),
+            realm: self.realm(headers, uri),
             service: self.service.clone(),
             required: required.clone(),
             failure,
@@ -90,13 +95,15 @@ impl TokenAuth {
         })
     }
 
-    fn realm(&self, headers: &HeaderMap) -> String {
+    /// Go's `r.Host`: the Host header, or HTTP/2's `:authority`.
+    fn realm(&self, headers: &HeaderMap, uri: &Uri) -> String {
         if !self.autoredirect {
             return self.realm.clone();
         }
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()))
             .unwrap_or_default();
         format!("https://{host}/auth/token")
     }
@@ -107,9 +114,10 @@ pub fn authorize(
     auth: Option<&TokenAuth>,
     required: Option<Required>,
     headers: &HeaderMap,
+    uri: &Uri,
 ) -> Result<Caller, Unauthorized> {
     match (auth, required) {
-        (Some(auth), Some(required)) => auth.check(required, headers),
+        (Some(auth), Some(required)) => auth.check(required, headers, uri),
         _ => Ok(Caller::anonymous()),
     }
 }

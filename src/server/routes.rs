@@ -37,7 +37,12 @@ pub async fn dispatch<S: Store>(
         if let Some(refusal) = prefix_refusal(&state, &route) {
             break 'answer refusal;
         }
-        let caller = match authorize(state.auth.as_ref(), route.required(), request.headers()) {
+        let caller = match authorize(
+            state.auth.as_ref(),
+            route.required(),
+            request.headers(),
+            request.uri(),
+        ) {
             Ok(caller) => caller,
             Err(unauthorized) => break 'answer unauthorized.into_response(),
         };
