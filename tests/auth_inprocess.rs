@@ -80,7 +80,7 @@ impl TokenSigner {
         Self { key, cert }
     }
 
-    fn token_for(&self, subject: &str, access: Value) -> String {
+    fn token_for(&self, subject: &str, access: &Value) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let header =
             json!({"alg": "ES256", "typ": "JWT", "x5c": [STANDARD.encode(self.cert.der())]});
@@ -104,7 +104,7 @@ impl TokenSigner {
     fn token(&self, gun: &str, actions: &[&str]) -> String {
         self.token_for(
             "alice",
-            json!([{"type": "repository", "name": gun, "actions": actions}]),
+            &json!([{"type": "repository", "name": gun, "actions": actions}]),
         )
     }
 }
@@ -261,6 +261,9 @@ impl Server {
     }
 }
 
+/// (type, name, actions) of a required access.
+type Resource = (&'static str, &'static str, &'static [&'static str]);
+
 /// The challenge and body notary-server 0.7 sends (captured with curl).
 fn challenge(scope: &str, error: Option<&str>) -> String {
     let mut text = format!(r#"Bearer realm="{REALM}",service="{SERVICE}",scope="{scope}""#);
@@ -292,7 +295,7 @@ fn every_route_challenges_like_notary_server() {
     let hash = "a".repeat(64);
     let repo = |actions: &'static [&'static str]| ("repository", gun, actions);
     let catalog = ("registry", "catalog", &["*"][..]);
-    let cases: Vec<(&str, String, (&str, &str, &[&str]))> = vec![
+    let cases: Vec<(&str, String, Resource)> = vec![
         ("GET", "/v2/".into(), catalog),
         ("GET", "/v2/_trust/changefeed".into(), catalog),
         ("GET", "/nothing/here".into(), catalog),
@@ -397,7 +400,7 @@ fn good_tokens_open_exactly_their_routes() {
     let admin = signer.token(gun, &["*"]);
     let catalog = signer.token_for(
         "ops",
-        json!([{"type": "registry", "name": "catalog", "actions": ["*"]}]),
+        &json!([{"type": "registry", "name": "catalog", "actions": ["*"]}]),
     );
 
     // Reads: pull is enough; nothing is published yet, so 404.
@@ -460,7 +463,7 @@ fn good_tokens_open_exactly_their_routes() {
         &update,
         Some(&signer.token_for(
             "admin-of-tokens",
-            json!([{"type": "repository", "name": gun, "actions": ["*"]}]),
+            &json!([{"type": "repository", "name": gun, "actions": ["*"]}]),
         )),
     );
     assert_eq!(deleted.status, 200, "{}", deleted.body());

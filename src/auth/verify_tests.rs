@@ -33,6 +33,7 @@ struct Signer {
     alg: &'static str,
 }
 
+#[derive(Clone, Copy)]
 enum Kind {
     P256,
     P384,
@@ -163,7 +164,7 @@ impl Signer {
     }
 }
 
-fn claims_with(access: Value) -> Value {
+fn claims_with(access: &Value) -> Value {
     json!({
         "iss": ISSUER,
         "sub": "alice",
@@ -177,7 +178,7 @@ fn claims_with(access: Value) -> Value {
 }
 
 fn claims() -> Value {
-    claims_with(json!([{"type": "repository", "name": GUN, "actions": ["push", "pull"]}]))
+    claims_with(&json!([{"type": "repository", "name": GUN, "actions": ["push", "pull"]}]))
 }
 
 fn trusting(bundle: &[&Signer]) -> Verifier {
@@ -222,13 +223,13 @@ fn a_valid_chained_token_grants_its_access() {
 fn star_grants_the_admin_operations() {
     let signer = Signer::self_signed(Kind::P256);
     let verifier = trusting(&[&signer]);
-    let claims = claims_with(json!([{"type": "repository", "name": GUN, "actions": ["*"]}]));
+    let claims = claims_with(&json!([{"type": "repository", "name": GUN, "actions": ["*"]}]));
     let token = signer.token(chain_header(&[&signer]), &claims);
     let grants = verifier.verify(&token, now()).unwrap().grants;
     assert!(grants.allows(&Required::repository(GUN, ALL)));
     assert!(grants.allows(&Required::repository(GUN, PUSH_PULL)));
     // Only pull: neither push nor `*`.
-    let pull = claims_with(json!([{"type": "repository", "name": GUN, "actions": ["pull"]}]));
+    let pull = claims_with(&json!([{"type": "repository", "name": GUN, "actions": ["pull"]}]));
     let grants = verifier
         .verify(&signer.token(chain_header(&[&signer]), &pull), now())
         .unwrap()

@@ -61,7 +61,7 @@ impl TokenAuth {
     /// Lets the request through as its caller, or refuses it.
     pub fn check(
         &self,
-        required: Required,
+        required: &Required,
         headers: &HeaderMap,
         uri: &Uri,
     ) -> Result<Caller, Unauthorized> {
@@ -82,7 +82,7 @@ impl TokenAuth {
                 return Err(refuse(AuthFailure::InvalidToken));
             }
         };
-        if !verified.grants.allows(&required) {
+        if !verified.grants.allows(required) {
             tracing::info!(
                 subject = %verified.subject,
                 scope = %required.scope(),
@@ -117,7 +117,7 @@ pub fn authorize(
     uri: &Uri,
 ) -> Result<Caller, Unauthorized> {
     match (auth, required) {
-        (Some(auth), Some(required)) => auth.check(required, headers, uri),
+        (Some(auth), Some(required)) => auth.check(&required, headers, uri),
         _ => Ok(Caller::anonymous()),
     }
 }

@@ -280,8 +280,8 @@ impl Route {
 mod tests {
     use super::*;
 
-    fn route(method: Method, path: &str) -> Route {
-        Route::parse(&method, path)
+    fn route(method: &Method, path: &str) -> Route {
+        Route::parse(method, path)
     }
 
     #[test]
@@ -477,7 +477,7 @@ mod tests {
             (Method::PATCH, "/v2/".into(), "NotFound", None),
         ];
         for (method, path, operation, scope) in cases {
-            let route = route(method.clone(), &path);
+            let route = route(&method, &path);
             assert_eq!(route.operation().0, operation, "{method} {path}");
             assert_eq!(
                 route.required().map(|r| r.scope()).as_deref(),
@@ -490,16 +490,16 @@ mod tests {
     #[test]
     fn guns_come_from_before_the_last_trust_segment() {
         assert_eq!(
-            route(Method::GET, "/v2/a/_trust/b/_trust/changefeed").gun(),
+            route(&Method::GET, "/v2/a/_trust/b/_trust/changefeed").gun(),
             Some("a/_trust/b")
         );
         assert_eq!(
-            route(Method::GET, "/v2/a%2Fb/_trust/tuf/root.json").gun(),
+            route(&Method::GET, "/v2/a%2Fb/_trust/tuf/root.json").gun(),
             Some("a/b")
         );
-        assert_eq!(route(Method::GET, "/v2/_trust/changefeed").gun(), None);
+        assert_eq!(route(&Method::GET, "/v2/_trust/changefeed").gun(), None);
         assert_eq!(
-            route(Method::OPTIONS, "/v2/a/_trust/tuf/root.json"),
+            route(&Method::OPTIONS, "/v2/a/_trust/tuf/root.json"),
             Route::MethodNotAllowed
         );
     }
