@@ -22,6 +22,13 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
         &["tokio", "axum", "sqlx", "reqwest"],
     ),
     (
+        "auth",
+        &[
+            "policy", "store", "signer", "repo", "server", "app", "config",
+        ],
+        &["tokio", "axum", "sqlx", "reqwest"],
+    ),
+    (
         "store",
         &[
             "policy", "registry", "signer", "repo", "server", "app", "config",
