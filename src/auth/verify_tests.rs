@@ -579,3 +579,32 @@ fn the_cache_serves_repeats_and_never_revives_expired_tokens() {
         Err(Error::Expired { .. })
     ));
 }
+
+/// A certificate and the libtrust key ID notary-server 0.7 accepted as `kid`
+/// for it (a token signed by this key with only this `kid` got past its
+/// auth, one with another `kid` got 401).
+#[test]
+fn libtrust_key_id_matches_notary_server() {
+    const CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBgTCCASegAwIBAgIUOfott+j8Q00ihRasFBitZhSqSjowCgYIKoZIzj0EAwIw
+FjEUMBIGA1UEAwwLdG9rZW5zaWduZXIwHhcNMjYxMTI4MTczODI0WhcNMzYxMTI1
+MTczODI0WjAWMRQwEgYDVQQDDAt0b2tlbnNpZ25lcjBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABPyBplPp7mGiQStuDxtOyXuDQNYxvBPwiWCSt33p9a37zIAh+gOd
+UoSPN/0k1fWP2++48c5gyOkyLWx0PmolZJ6jUzBRMB0GA1UdDgQWBBRFrWhoSH65
+VANZcNbIRTMPlm0ahjAfBgNVHSMEGDAWgBRFrWhoSH65VANZcNbIRTMPlm0ahjAP
+BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCylFjmsYk1PHBFde8Y
+IrkKoSrTH72MU2ggnBG6SNAL1gIgLprUaZI9LswFEkTyKd4XsBeWI7m+haBgqrQp
+1SbWNfE=
+-----END CERTIFICATE-----
+";
+    let bundle = TrustBundle::from_pem(CERT.as_bytes()).unwrap();
+    assert_eq!(
+        bundle.by_kid("Y26O:JYXN:ENXJ:43R3:CXQZ:RLKI:4R56:LMUH:C6LE:YXWM:CGPZ:U7SY"),
+        bundle.keys.first().map(|key| &key.material)
+    );
+    assert!(
+        bundle
+            .by_kid("AAAA:JYXN:ENXJ:43R3:CXQZ:RLKI:4R56:LMUH:C6LE:YXWM:CGPZ:U7SY")
+            .is_none()
+    );
+}
