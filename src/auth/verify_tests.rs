@@ -608,3 +608,47 @@ IrkKoSrTH72MU2ggnBG6SNAL1gIgLprUaZI9LswFEkTyKd4XsBeWI7m+haBgqrQp
             .is_none()
     );
 }
+
+/// Intermediates that all verify each other (same name, same key) must not
+/// make the path search explode: each is tried once, and the chain is
+/// refused for leading nowhere.
+#[test]
+fn cross_signing_intermediates_are_searched_once() {
+    let root = Signer::self_signed_named(Kind::P256, "real root");
+    let verifier = trusting(&[&root]);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let loops: Vec<Signer> = (0..MAX_CHAIN_CERTIFICATES - 1)
+        .map(|serial| {
+            let mut params = ca_params("loop");
+            params.serial_number = Some(rcgen::SerialNumber::from(serial as u64 + 1));
+            let cert = params.self_signed(&key).unwrap();
+            let key = KeyPair::from_pem(&key.serialize_pem()).unwrap();
+            Signer::new(Kind::P256, key, cert)
+        })
+        .collect();
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "leaf");
+    let leaf_cert = params
+        .signed_by(&leaf_key, &rcgen::Issuer::new(ca_params("loop"), &key))
+        .unwrap();
+    let leaf = Signer::new(Kind::P256, leaf_key, leaf_cert);
+    let mut chain: Vec<&Signer> = vec![&leaf];
+    chain.extend(loops.iter());
+    let token = leaf.token(chain_header(&chain), &claims());
+    assert_eq!(
+        verifier.verify(&token, now()),
+        Err(Error::UntrustedChain {
+            problem: ChainProblem::NoPathToRoot
+        })
+    );
+    // One more certificate is over the limit.
+    chain.push(&root);
+    let token = leaf.token(chain_header(&chain), &claims());
+    assert_eq!(
+        verifier.verify(&token, now()),
+        Err(Error::UntrustedChain {
+            problem: ChainProblem::TooLong
+        })
+    );
+}
