@@ -189,6 +189,8 @@ async fn a_publish_that_changes_nothing_writes_nothing() {
         ],
         vec![("targets".to_string(), first.clone())],
         vec![("root".to_string(), root.clone())],
+        // An empty upload, as the notary client sends with nothing staged.
+        Vec::new(),
     ] {
         f.repo.publish(GUN, parts).await.unwrap();
         assert_eq!(changefeed_len(&f).await, records);

@@ -88,8 +88,14 @@ impl Default for Policy {
     }
 }
 
-/// Registry answers gathered before a publish takes its lock, by digest.
-type Prefetched = std::collections::HashMap<String, Result<Lookup, LookupError>>;
+/// Registry answers gathered before a publish takes its lock, by digest,
+/// and how many more lookups the publish may make under the lock (when the
+/// repository changed meanwhile) within `limits.registry_lookups_per_publish`.
+#[derive(Default)]
+struct Prefetched {
+    answers: std::collections::HashMap<String, Result<Lookup, LookupError>>,
+    spare: std::sync::atomic::AtomicUsize,
+}
 
 /// How many stripes the per-GUN publish locks are spread over.
 const LOCK_STRIPES: usize = 64;
@@ -222,18 +228,20 @@ impl<S: Store> Repo<S> {
     /// lock (a slow registry stalls no other publish). Under the lock the
     /// state is read again; if it changed meanwhile the update is validated
     /// again against it. Files identical to the stored ones are dropped,
-    /// and an upload made only of them writes nothing.
+    /// and an upload made only of them (or none) writes nothing.
     #[tracing::instrument(skip_all, fields(gun = %gun))]
     pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
         self.limits.check_parts(parts.len())?;
         let uploads = parse_parts(parts)?;
         self.limits.check_uploads(&uploads)?;
-        let sent_files = !uploads.is_empty();
 
         let state = self.load_state(gun, &uploads).await?;
         let changed = drop_unchanged(&state, uploads.clone());
-        if sent_files && changed.is_empty() {
-            tracing::info!("the upload repeats the stored files; nothing to write");
+        // Nothing new for an existing repository (an empty upload included,
+        // which the notary client sends when nothing is staged): the stored
+        // files stay, and reads re-sign the timestamp when it is due.
+        if changed.is_empty() && state.root.is_some() {
+            tracing::info!("the upload changes nothing; nothing to write");
             return Ok(());
         }
         let (seen, validated) = self.validate(gun, state, changed).await?;
@@ -245,7 +253,7 @@ impl<S: Store> Repo<S> {
             (state, validated)
         } else {
             let changed = drop_unchanged(&state, uploads);
-            if sent_files && changed.is_empty() {
+            if changed.is_empty() && state.root.is_some() {
                 return Ok(());
             }
             self.validate(gun, state, changed).await?
@@ -451,9 +459,23 @@ impl<S: Store> Repo<S> {
             }
             .into());
         }
-        let looked_up = match prefetched.get(&digest) {
+        let looked_up = match prefetched.answers.get(&digest) {
             Some(result) => result.clone(),
             None => {
+                let spare = prefetched.spare.fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                );
+                if spare.is_err() {
+                    let limit = self.limits.registry_lookups_per_publish;
+                    return Err(Error::LimitExceeded {
+                        cap: limits::Cap::RegistryLookupsPerPublish,
+                        role: None,
+                        count: limit.saturating_add(1),
+                        limit,
+                    });
+                }
                 self.policy
                     .manifests
                     .lookup(gun, &digest, meta.length)
@@ -494,7 +516,7 @@ impl<S: Store> Repo<S> {
         update: &ValidatedUpdate,
         state: &StoredState,
     ) -> Result<Prefetched, Error> {
-        let mut found = Prefetched::new();
+        let mut found = Prefetched::default();
         if !self.policy.manifests.covers(gun) {
             return Ok(found);
         }
@@ -527,9 +549,14 @@ impl<S: Store> Repo<S> {
             }
         }
         self.limits.check_lookups(wanted.len())?;
+        found.spare = self
+            .limits
+            .registry_lookups_per_publish
+            .saturating_sub(wanted.len())
+            .into();
         for (digest, length) in wanted {
             let result = self.policy.manifests.lookup(gun, &digest, length).await;
-            found.insert(digest, result);
+            found.answers.insert(digest, result);
         }
         Ok(found)
     }
@@ -1122,8 +1149,7 @@ fn conflict_or_store(error: store::Error) -> Error {
 
 /// Turns multipart parts into uploads: the role is the part's file name
 /// with an optional `.json`; for duplicates the last part wins. An empty
-/// upload is valid: the notary client sends one to have the server re-sign
-/// its snapshot and timestamp.
+/// upload is valid: the notary client sends one when nothing is staged.
 pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> {
     let mut by_role: BTreeMap<RoleName, SignedFile> = BTreeMap::new();
     for (filename, bytes) in parts {
