@@ -7,6 +7,8 @@
 #[path = "support/builder.rs"]
 mod builder;
 mod common;
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::io::Write;
 use std::pin::Pin;
@@ -433,4 +435,59 @@ fn a_client_that_never_finishes_its_header_is_disconnected() {
     // A complete request still works.
     let (status, _) = server.curl().get("/v2/");
     assert_eq!(status, 200);
+}
+
+#[test]
+fn a_forged_upload_over_http_sends_nothing_to_the_registry() {
+    let work = tempfile::tempdir().unwrap();
+    let stand_in = registry::CountingRegistry::start();
+    let notarium = common::Notarium::start(
+        &work.path().join("notarium"),
+        json!({"registries": [{
+            "gun_prefix": "registry.test/",
+            "url": format!("http://{}", stand_in.addr),
+            "timeout_seconds": 5,
+        }]}),
+    );
+    let gun = "registry.test/team/forged";
+    let client = notarium.notary(work.path().join("trust"));
+    client.ok(&["init", gun, "-p"]);
+    // A real signed tag is looked up (the stand-in does not know it, which
+    // is allowed here).
+    client.ok(&[
+        "addhash",
+        gun,
+        "1.0",
+        "10",
+        "--sha256",
+        &"ab".repeat(32),
+        "-p",
+    ]);
+    let looked_up = stand_in.requests();
+    assert!(looked_up > 0, "the stand-in was never asked");
+
+    // Targets with new tags, signed by a key the repository does not list.
+    let (status, current) = notarium
+        .curl()
+        .get(&format!("/v2/{gun}/_trust/tuf/targets.json"));
+    assert_eq!(status, 200);
+    let version = notarium::tuf::SignedFile::parse(&current)
+        .unwrap()
+        .common()
+        .unwrap()
+        .version;
+    let forger = ClientKeys::new(gun, OffsetDateTime::now_utc());
+    let tags: Vec<String> = (0..20).map(|i| format!("forged-{i}")).collect();
+    let forged = forger.targets(version + 1, &tags, OffsetDateTime::now_utc());
+    let path = work.path().join("forged-targets.json");
+    std::fs::write(&path, forged).unwrap();
+    let (status, body) = notarium.curl().publish(gun, &[("targets", &path)]);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("ErrBadTargets"), "{text}");
+    assert_eq!(
+        stand_in.requests(),
+        looked_up,
+        "a forged upload reached the registry"
+    );
 }
