@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration as StdDuration;
 
-use notarium::policy::{IndexKind, Lookup, LookupError, ManifestKind, ManifestSource, Violation};
+use notarium::policy::{
+    IndexKind, Lookup, LookupError, LookupFailure, ManifestKind, ManifestSource, Violation,
+};
 use notarium::registry::{RegistryClient, RegistrySettings};
 use notarium::repo::{Cap, Error, Limits, Policy, Rejection, Repo};
 use notarium::server::error::ApiError;
@@ -37,6 +39,8 @@ const GUN: &str = "registry.test/team/app";
 #[derive(Default)]
 struct Counting {
     lookups: AtomicUsize,
+    /// Answer every lookup with an unreachable registry.
+    unreachable: bool,
 }
 
 impl ManifestSource for Counting {
@@ -55,7 +59,17 @@ impl ManifestSource for Counting {
         _length: i64,
     ) -> Pin<Box<dyn Future<Output = Result<Lookup, LookupError>> + Send + 'a>> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(Lookup::Found(ManifestKind::Image)) })
+        let unreachable = self.unreachable;
+        Box::pin(async move {
+            if unreachable {
+                return Err(LookupError {
+                    registry: "http://10.0.0.1:5000".into(),
+                    failure: LookupFailure::Unreachable,
+                    reason: "cannot connect".into(),
+                });
+            }
+            Ok(Lookup::Found(ManifestKind::Image))
+        })
     }
 }
 
@@ -163,6 +177,35 @@ async fn a_forged_upload_causes_no_registry_traffic() {
         .await
         .unwrap();
     assert_eq!(registry.lookups.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn the_first_unanswered_lookup_ends_the_publish() {
+    let registry = Arc::new(Counting {
+        unreachable: true,
+        ..Counting::default()
+    });
+    let f = fixture(registry.clone(), Limits::default()).await;
+    init(&f).await;
+    let result = f
+        .repo
+        .publish(
+            GUN,
+            vec![("targets".into(), targets(&f, 2, &["1.0", "1.1", "1.2"]))],
+        )
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Policy(Violation::ManifestUnreachable {
+                failure: LookupFailure::Unreachable,
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
+    // Not one wait per tag on a registry that is down.
+    assert_eq!(registry.lookups.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

@@ -520,17 +520,15 @@ impl<S: Store> Repo<S> {
         if !self.policy.manifests.covers(gun) {
             return Ok(found);
         }
-        let mut wanted: Vec<(String, i64)> = Vec::new();
+        let mut wanted: Vec<(String, i64, &str)> = Vec::new();
         for (role, _, new) in &update.targets {
             let old = state
                 .targets
                 .get(role)
                 .and_then(|f| f.body::<Targets>(role.as_str()).ok());
-            for meta in new.targets.iter().filter_map(|(tag, meta)| {
-                let unchanged = old
-                    .as_ref()
-                    .is_some_and(|o| o.targets.get(tag) == Some(meta));
-                (!unchanged).then_some(meta)
+            for (tag, meta) in new.targets.iter().filter(|(tag, meta)| {
+                !old.as_ref()
+                    .is_some_and(|o| o.targets.get(*tag) == Some(*meta))
             }) {
                 // A declared index is refused without asking.
                 if matches!(
@@ -543,8 +541,8 @@ impl<S: Store> Repo<S> {
                     continue;
                 };
                 let digest = format!("sha256:{}", hex::encode(hash));
-                if !wanted.iter().any(|(d, _)| *d == digest) {
-                    wanted.push((digest, meta.length));
+                if !wanted.iter().any(|(d, _, _)| *d == digest) {
+                    wanted.push((digest, meta.length, tag));
                 }
             }
         }
@@ -554,8 +552,19 @@ impl<S: Store> Repo<S> {
             .registry_lookups_per_publish
             .saturating_sub(wanted.len())
             .into();
-        for (digest, length) in wanted {
+        for (digest, length, tag) in wanted {
             let result = self.policy.manifests.lookup(gun, &digest, length).await;
+            // A tag the registry cannot be asked about refuses the whole
+            // publish: stop here rather than wait on the others.
+            if let Err(error) = result {
+                return Err(Violation::ManifestUnreachable {
+                    tag: tag.to_string(),
+                    digest,
+                    registry: registry_host(gun).to_string(),
+                    failure: error.failure,
+                }
+                .into());
+            }
             found.answers.insert(digest, result);
         }
         Ok(found)
