@@ -1184,3 +1184,67 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
         .map(|(role, file)| Upload { role, file })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signer::Passphrase;
+    use crate::store::SqliteStore;
+    use crate::tuf::KeyAlgorithm;
+
+    async fn repo(wait: std::time::Duration) -> Repo<SqliteStore> {
+        let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let keys = KeyService::new(store.clone(), Passphrase::new("t"), KeyAlgorithm::Ed25519);
+        Repo::new(store, keys, system_clock()).with_concurrency(1, wait)
+    }
+
+    #[tokio::test]
+    async fn a_held_repository_lock_makes_writers_busy_not_stuck() {
+        let repo = repo(std::time::Duration::from_millis(20)).await;
+        let held = repo.lock("r/app").await.unwrap();
+        let result = repo.delete("r/app").await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::Busy {
+                    what: Busy::RepositoryLock,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        drop(held);
+        assert!(repo.delete("r/app").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn validation_waits_for_a_slot_are_bounded() {
+        let repo = repo(std::time::Duration::from_millis(20)).await;
+        let slot = repo.validation_slots.clone().acquire_owned().await.unwrap();
+        let result = repo
+            .validate("r/app", StoredState::default(), Vec::new())
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::Busy {
+                    what: Busy::Validation,
+                    ..
+                })
+            ),
+            "{:?}",
+            result.err()
+        );
+        drop(slot);
+        // With the slot free, validation runs (and refuses an empty first
+        // publish for want of a root).
+        let result = repo
+            .validate("r/app", StoredState::default(), Vec::new())
+            .await;
+        assert!(
+            matches!(result, Err(Error::Rejected { .. })),
+            "{:?}",
+            result.err()
+        );
+    }
+}
