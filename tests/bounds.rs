@@ -187,12 +187,11 @@ async fn the_first_unanswered_lookup_ends_the_publish() {
     });
     let f = fixture(registry.clone(), Limits::default()).await;
     init(&f).await;
+    let names: Vec<String> = (0..20).map(|i| format!("1.{i}")).collect();
+    let tags: Vec<&str> = names.iter().map(String::as_str).collect();
     let result = f
         .repo
-        .publish(
-            GUN,
-            vec![("targets".into(), targets(&f, 2, &["1.0", "1.1", "1.2"]))],
-        )
+        .publish(GUN, vec![("targets".into(), targets(&f, 2, &tags))])
         .await;
     assert!(
         matches!(
@@ -204,8 +203,10 @@ async fn the_first_unanswered_lookup_ends_the_publish() {
         ),
         "{result:?}"
     );
-    // Not one wait per tag on a registry that is down.
-    assert_eq!(registry.lookups.load(Ordering::SeqCst), 1);
+    // Not one wait per tag on a registry that is down: only the lookups
+    // already in flight (a few at once) were started.
+    let asked = registry.lookups.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&asked), "{asked} lookups");
 }
 
 #[tokio::test]

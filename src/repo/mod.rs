@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::{MutexGuard, Semaphore};
@@ -96,6 +97,9 @@ struct Prefetched {
     answers: std::collections::HashMap<String, Result<Lookup, LookupError>>,
     spare: std::sync::atomic::AtomicUsize,
 }
+
+/// Registry lookups one publish has in flight at once.
+const LOOKUPS_AT_ONCE: usize = 4;
 
 /// How many stripes the per-GUN publish locks are spread over.
 const LOCK_STRIPES: usize = 64;
@@ -552,10 +556,25 @@ impl<S: Store> Repo<S> {
             .registry_lookups_per_publish
             .saturating_sub(wanted.len())
             .into();
-        for (digest, length, tag) in wanted {
-            let result = self.policy.manifests.lookup(gun, &digest, length).await;
+        type Answer<'t> = (String, &'t str, Result<Lookup, LookupError>);
+        // Boxed futures: an `async` closure here trips the compiler's
+        // `Send` inference for the router's handler.
+        let lookups: Vec<std::pin::Pin<Box<dyn Future<Output = Answer<'_>> + Send + '_>>> = wanted
+            .into_iter()
+            .map(|(digest, length, tag)| {
+                let lookup: std::pin::Pin<Box<dyn Future<Output = Answer<'_>> + Send + '_>> =
+                    Box::pin(async move {
+                        let result = self.policy.manifests.lookup(gun, &digest, length).await;
+                        (digest, tag, result)
+                    });
+                lookup
+            })
+            .collect();
+        let mut answers = futures_util::stream::iter(lookups).buffer_unordered(LOOKUPS_AT_ONCE);
+        while let Some((digest, tag, result)) = answers.next().await {
             // A tag the registry cannot be asked about refuses the whole
-            // publish: stop here rather than wait on the others.
+            // publish: stop here (dropping the lookups in flight) rather
+            // than wait on the others.
             if let Err(error) = result {
                 return Err(Violation::ManifestUnreachable {
                     tag: tag.to_string(),
