@@ -49,6 +49,8 @@ pub const MAX_REGISTRY_TIMEOUT_SECONDS: u64 = 120;
 /// (documented in the README's configuration table).
 struct Bound {
     key: &'static str,
+    /// The environment variable that sets it: `NOTARIUM_` and the key in capitals, `.` as `_`.
+    env: &'static str,
     min: u64,
     max: u64,
     default: u64,
@@ -58,6 +60,7 @@ struct Bound {
 const BOUNDS: &[Bound] = &[
     Bound {
         key: "limits.keys_per_role",
+        env: "NOTARIUM_LIMITS_KEYS_PER_ROLE",
         min: 1,
         max: 1_000,
         default: 32,
@@ -65,6 +68,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "limits.signatures_per_file",
+        env: "NOTARIUM_LIMITS_SIGNATURES_PER_FILE",
         min: 1,
         max: 1_000,
         default: 64,
@@ -72,6 +76,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "limits.delegations_per_file",
+        env: "NOTARIUM_LIMITS_DELEGATIONS_PER_FILE",
         min: 1,
         max: 100_000,
         default: 1_000,
@@ -79,6 +84,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "limits.targets_per_file",
+        env: "NOTARIUM_LIMITS_TARGETS_PER_FILE",
         min: 1,
         max: 10_000_000,
         default: 100_000,
@@ -86,6 +92,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "limits.parts_per_upload",
+        env: "NOTARIUM_LIMITS_PARTS_PER_UPLOAD",
         min: 1,
         max: 100_000,
         default: 1_000,
@@ -93,6 +100,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "limits.registry_lookups_per_publish",
+        env: "NOTARIUM_LIMITS_REGISTRY_LOOKUPS_PER_PUBLISH",
         min: 1,
         max: 100_000,
         default: 100,
@@ -101,6 +109,7 @@ const BOUNDS: &[Bound] = &[
     // 0: one per CPU core.
     Bound {
         key: "limits.validation_concurrency",
+        env: "NOTARIUM_LIMITS_VALIDATION_CONCURRENCY",
         min: 0,
         max: 1_024,
         default: 0,
@@ -108,6 +117,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "limits.busy_wait_seconds",
+        env: "NOTARIUM_LIMITS_BUSY_WAIT_SECONDS",
         min: 1,
         max: 600,
         default: 30,
@@ -115,6 +125,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "server.header_read_timeout_seconds",
+        env: "NOTARIUM_SERVER_HEADER_READ_TIMEOUT_SECONDS",
         min: 1,
         max: 600,
         default: 30,
@@ -122,6 +133,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "server.idle_timeout_seconds",
+        env: "NOTARIUM_SERVER_IDLE_TIMEOUT_SECONDS",
         min: 1,
         max: 86_400,
         default: 300,
@@ -129,6 +141,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "server.max_connections",
+        env: "NOTARIUM_SERVER_MAX_CONNECTIONS",
         min: 1,
         max: 1_000_000,
         default: 1_024,
@@ -136,6 +149,7 @@ const BOUNDS: &[Bound] = &[
     },
     Bound {
         key: "server.http2_max_concurrent_streams",
+        env: "NOTARIUM_SERVER_HTTP2_MAX_CONCURRENT_STREAMS",
         min: 1,
         max: 10_000,
         default: 100,
@@ -1355,6 +1369,22 @@ fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError
         };
         Ok(Some(Val::new(value, &v.origin)))
     };
+    let mut bounds = std::collections::BTreeMap::new();
+    for b in BOUNDS {
+        if let Some(v) = get(b.env) {
+            let n = v
+                .value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError::Invalid {
+                    key: b.key.to_string(),
+                    value: v.value.clone(),
+                    allowed: b.allowed,
+                    origin: v.origin.clone(),
+                })?;
+            bounds.insert(b.key, Val::new(n, &v.origin));
+        }
+    }
     let passphrase = match env(ENV_KEY_PASSPHRASE) {
         Some(p) if p.is_empty() => {
             return Err(ConfigError::EmptySecret {
@@ -1381,6 +1411,7 @@ fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError
         auth_autoredirect: boolean(ENV_AUTH_AUTOREDIRECT)?,
         insecure_no_auth: boolean(ENV_INSECURE_NO_AUTH)?,
         passphrase,
+        bounds,
         ..Layer::default()
     })
 }
@@ -2044,7 +2075,7 @@ const EXAMPLE_JSON: &str = r#"{
   },
   "registries": [],
   "limits": {
-    "//": "Caps on one publish, checked before any signature is verified; a refusal names the setting. keys_per_role (1 to 1000): key IDs a role lists; a key map may hold this many per role it defines. signatures_per_file (1 to 1000). delegations_per_file (1 to 100000). targets_per_file (1 to 10000000). parts_per_upload (1 to 100000): files in one upload. registry_lookups_per_publish (1 to 100000): new or changed image digests checked with the registry per publish. validation_concurrency (0 to 1024; 0 = one per CPU core): signature verifications at once. busy_wait_seconds (1 to 600): the longest a publish waits for its repository's lock or a verification slot before a 503 asks it to retry.",
+    "//": "Caps on one publish, checked before any signature is verified; a refusal names the setting. keys_per_role (1 to 1000): key IDs a role lists; a key map may hold this many per role it defines. signatures_per_file (1 to 1000). delegations_per_file (1 to 100000). targets_per_file (1 to 10000000). parts_per_upload (1 to 100000): files in one upload. registry_lookups_per_publish (1 to 100000): new or changed image digests checked with the registry per publish. validation_concurrency (0 to 1024; 0 = one per CPU core): signature verifications at once. busy_wait_seconds (1 to 600): the longest a publish waits for its repository's lock or a verification slot before a 503 asks it to retry. Each also reads NOTARIUM_LIMITS_<KEY> (e.g. NOTARIUM_LIMITS_TARGETS_PER_FILE); the server connection settings NOTARIUM_SERVER_<KEY>.",
     "keys_per_role": 32,
     "signatures_per_file": 64,
     "delegations_per_file": 1000,
@@ -2214,6 +2245,37 @@ mod tests {
                 let err = err_str(&text(b.min - 1));
                 assert!(err.contains(b.key), "{err}");
             }
+        }
+        // The environment overrides the file, and is checked the same way.
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "c.json",
+            r#"{"limits": {"targets_per_file": 10}}"#,
+        );
+        let env = env_of(&[
+            ("NOTARIUM_LIMITS_TARGETS_PER_FILE", "20"),
+            ("NOTARIUM_SERVER_MAX_CONNECTIONS", "5"),
+        ]);
+        let (c, _) = Config::load(Some(&file), &env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.limits.targets_per_file, 20);
+        assert_eq!(c.server.connections.max_connections, 5);
+        for value in ["0", "lots"] {
+            let env = env_of(&[("NOTARIUM_LIMITS_TARGETS_PER_FILE", value)]);
+            let err = Config::load(Some(&file), &env, ConfigOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("limits.targets_per_file")
+                    && err.contains("NOTARIUM_LIMITS_TARGETS_PER_FILE"),
+                "{err}"
+            );
+        }
+        for b in BOUNDS {
+            assert_eq!(
+                b.env,
+                format!("NOTARIUM_{}", b.key.replace('.', "_").to_uppercase())
+            );
         }
         let (_, w) = load_str(r#"{"limits": {"targets": 5}}"#).unwrap();
         assert!(w.iter().any(|w| w.key() == "limits.targets"), "{w:?}");

@@ -7,6 +7,8 @@
 #[path = "support/builder.rs"]
 mod builder;
 mod common;
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::io::Write;
 use std::pin::Pin;
@@ -15,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration as StdDuration;
 
-use notarium::policy::{IndexKind, Lookup, LookupError, ManifestKind, ManifestSource, Violation};
+use notarium::policy::{
+    IndexKind, Lookup, LookupError, LookupFailure, ManifestKind, ManifestSource, Violation,
+};
 use notarium::registry::{RegistryClient, RegistrySettings};
 use notarium::repo::{Cap, Error, Limits, Policy, Rejection, Repo};
 use notarium::server::error::ApiError;
@@ -35,6 +39,8 @@ const GUN: &str = "registry.test/team/app";
 #[derive(Default)]
 struct Counting {
     lookups: AtomicUsize,
+    /// Answer every lookup with an unreachable registry.
+    unreachable: bool,
 }
 
 impl ManifestSource for Counting {
@@ -53,7 +59,17 @@ impl ManifestSource for Counting {
         _length: i64,
     ) -> Pin<Box<dyn Future<Output = Result<Lookup, LookupError>> + Send + 'a>> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(Lookup::Found(ManifestKind::Image)) })
+        let unreachable = self.unreachable;
+        Box::pin(async move {
+            if unreachable {
+                return Err(LookupError {
+                    registry: "http://10.0.0.1:5000".into(),
+                    failure: LookupFailure::Unreachable,
+                    reason: "cannot connect".into(),
+                });
+            }
+            Ok(Lookup::Found(ManifestKind::Image))
+        })
     }
 }
 
@@ -164,6 +180,36 @@ async fn a_forged_upload_causes_no_registry_traffic() {
 }
 
 #[tokio::test]
+async fn the_first_unanswered_lookup_ends_the_publish() {
+    let registry = Arc::new(Counting {
+        unreachable: true,
+        ..Counting::default()
+    });
+    let f = fixture(registry.clone(), Limits::default()).await;
+    init(&f).await;
+    let names: Vec<String> = (0..20).map(|i| format!("1.{i}")).collect();
+    let tags: Vec<&str> = names.iter().map(String::as_str).collect();
+    let result = f
+        .repo
+        .publish(GUN, vec![("targets".into(), targets(&f, 2, &tags))])
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Policy(Violation::ManifestUnreachable {
+                failure: LookupFailure::Unreachable,
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
+    // Not one wait per tag on a registry that is down: only the lookups
+    // already in flight (a few at once) were started.
+    let asked = registry.lookups.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&asked), "{asked} lookups");
+}
+
+#[tokio::test]
 async fn a_publish_that_changes_nothing_writes_nothing() {
     let f = fixture(Arc::new(Counting::default()), Limits::default()).await;
     let root = root(&f).await;
@@ -189,6 +235,8 @@ async fn a_publish_that_changes_nothing_writes_nothing() {
         ],
         vec![("targets".to_string(), first.clone())],
         vec![("root".to_string(), root.clone())],
+        // An empty upload, as the notary client sends with nothing staged.
+        Vec::new(),
     ] {
         f.repo.publish(GUN, parts).await.unwrap();
         assert_eq!(changefeed_len(&f).await, records);
@@ -431,4 +479,59 @@ fn a_client_that_never_finishes_its_header_is_disconnected() {
     // A complete request still works.
     let (status, _) = server.curl().get("/v2/");
     assert_eq!(status, 200);
+}
+
+#[test]
+fn a_forged_upload_over_http_sends_nothing_to_the_registry() {
+    let work = tempfile::tempdir().unwrap();
+    let stand_in = registry::CountingRegistry::start();
+    let notarium = common::Notarium::start(
+        &work.path().join("notarium"),
+        json!({"registries": [{
+            "gun_prefix": "registry.test/",
+            "url": format!("http://{}", stand_in.addr),
+            "timeout_seconds": 5,
+        }]}),
+    );
+    let gun = "registry.test/team/forged";
+    let client = notarium.notary(work.path().join("trust"));
+    client.ok(&["init", gun, "-p"]);
+    // A real signed tag is looked up (the stand-in does not know it, which
+    // is allowed here).
+    client.ok(&[
+        "addhash",
+        gun,
+        "1.0",
+        "10",
+        "--sha256",
+        &"ab".repeat(32),
+        "-p",
+    ]);
+    let looked_up = stand_in.requests();
+    assert!(looked_up > 0, "the stand-in was never asked");
+
+    // Targets with new tags, signed by a key the repository does not list.
+    let (status, current) = notarium
+        .curl()
+        .get(&format!("/v2/{gun}/_trust/tuf/targets.json"));
+    assert_eq!(status, 200);
+    let version = notarium::tuf::SignedFile::parse(&current)
+        .unwrap()
+        .common()
+        .unwrap()
+        .version;
+    let forger = ClientKeys::new(gun, OffsetDateTime::now_utc());
+    let tags: Vec<String> = (0..20).map(|i| format!("forged-{i}")).collect();
+    let forged = forger.targets(version + 1, &tags, OffsetDateTime::now_utc());
+    let path = work.path().join("forged-targets.json");
+    std::fs::write(&path, forged).unwrap();
+    let (status, body) = notarium.curl().publish(gun, &[("targets", &path)]);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("ErrBadTargets"), "{text}");
+    assert_eq!(
+        stand_in.requests(),
+        looked_up,
+        "a forged upload reached the registry"
+    );
 }

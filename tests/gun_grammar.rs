@@ -43,6 +43,7 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
         max_body_bytes: 1 << 20,
         metrics: metrics_handle(),
         gun_prefixes: Vec::new(),
+        auth: None,
     }));
     (app, dir)
 }

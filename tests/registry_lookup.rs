@@ -524,6 +524,29 @@ async fn bearer_challenges_fetch_a_pull_token_for_the_repository() {
 }
 
 #[tokio::test]
+async fn lookups_running_together_share_one_token() {
+    let (url, fake) = serve_fake(Fake::default()).await;
+    let mut with_creds = settings("fake/", &url);
+    with_creds.username = Some(TOKEN_USER.to_owned());
+    with_creds.password = Some(Zeroizing::new(TOKEN_PASSWORD.to_owned()));
+    let client = RegistryClient::new(vec![with_creds]).unwrap();
+    let digests: Vec<String> = (0..6)
+        .map(|i| format!("sha256:{}", format!("{i:02x}").repeat(32)))
+        .collect();
+    let answers = futures_util::future::join_all(
+        digests
+            .iter()
+            .map(|d| client.lookup("fake/bearer/app", d, 0)),
+    )
+    .await;
+    assert!(
+        answers.iter().all(|a| *a == Ok(Lookup::Unknown)),
+        "{answers:?}"
+    );
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn basic_challenges_use_the_configured_credentials() {
     let image = image_body();
     let digest = oci::sha256(&image);

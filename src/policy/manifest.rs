@@ -159,38 +159,6 @@ pub fn custom_media_type(custom: Option<&Value>) -> Option<&str> {
         .find_map(|key| custom.get(*key).and_then(Value::as_str))
 }
 
-/// The refusal, in the documents' words, reason first and short: the
-/// client shows only the first KiB. It also says how to drop the refused
-/// tag from docker's changelist, which docker would otherwise re-send on
-/// every signed push.
-pub fn refusal_message(gun: &str, tag: &str, digest: &str, kind: &IndexKind) -> String {
-    let short: String = digest.chars().take(19).collect();
-    let reset = format!(
-        "Nothing was stored. To drop it from docker's pending changes run: notary -d ~/.docker/trust reset {gun} --all"
-    );
-    match kind {
-        IndexKind::Application => format!(
-            "tag {tag} is an application (an OCI index, {short}…): you cannot sign an application \
-             since the Notary signer cannot sign OCI (Open Container Initiative) indices. Sign its \
-             invocation image {tag}-invoc instead. {reset}"
-        ),
-        IndexKind::OciIndex | IndexKind::ManifestList => {
-            let what = if *kind == IndexKind::OciIndex {
-                "an OCI image index"
-            } else {
-                "a Docker manifest list"
-            };
-            format!(
-                "tag {tag} is a multi-platform image ({what}, {short}…): Docker Content Trust \
-                 does not support multi-arch images (OCI indexes or manifest lists); sign each \
-                 platform's image under its own tag. (Docker's containerd image store may push an \
-                 index even for one platform: push with the classic store, or sign the platform \
-                 manifest.) {reset}"
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,31 +215,6 @@ mod tests {
         let multiarch = json!({"schemaVersion": 2, "manifests": [
             {"digest": "sha256:01", "platform": {"architecture": "amd64", "os": "linux"}}]});
         assert!(!is_application(&multiarch));
-    }
-
-    #[test]
-    fn refusals_state_the_limitation_and_fit_in_a_client_error() {
-        // A long but realistic GUN and the longest tag; longer ones are cut by
-        // the error body limit, which keeps the reason (it comes first).
-        let gun = format!("registry.example.com/{}", "a".repeat(40));
-        for kind in [
-            IndexKind::Application,
-            IndexKind::OciIndex,
-            IndexKind::ManifestList,
-        ] {
-            let message = refusal_message(
-                &gun,
-                &"t".repeat(128),
-                &format!("sha256:{}", "f".repeat(64)),
-                &kind,
-            );
-            assert!(message.len() < 800, "{kind:?}: {} bytes", message.len());
-            assert!(message.contains("reset"));
-        }
-        let app = refusal_message("r/a", "0.1.0", "sha256:abc", &IndexKind::Application);
-        assert!(app.contains("cannot sign an application") && app.contains("0.1.0-invoc"));
-        let multi = refusal_message("r/a", "1.0", "sha256:abc", &IndexKind::OciIndex);
-        assert!(multi.contains("does not support multi-arch images"));
     }
 
     #[test]

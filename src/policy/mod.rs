@@ -14,25 +14,25 @@ use thiserror::Error;
 
 pub use manifest::{IndexKind, ManifestKind};
 
-/// Why an upload breaks a server rule. Messages are written for users: the
-/// reason first, then what to do.
+/// Why an upload breaks a server rule, as typed facts. The words users read
+/// are in `server/error.rs`; these `Display` forms are short, for logs.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Violation {
     #[error("{0}")]
     Name(#[from] names::NameError),
 
-    #[error("tag {tag} in {gun} is immutable: it is already signed with a different digest")]
+    #[error("immutable tag {gun}:{tag} changed")]
     ImmutableTagChanged { gun: String, tag: String },
 
-    #[error("tag {tag} in {gun} is immutable: a signed tag cannot be removed")]
+    #[error("immutable tag {gun}:{tag} removed")]
     ImmutableTagRemoved { gun: String, tag: String },
 
-    #[error("repository {gun} is immutable: its trust data cannot be deleted")]
+    #[error("immutable repository {gun} deleted")]
     ImmutableRepository { gun: String },
 
     /// The target is an OCI image index or a Docker manifest list.
-    #[error("{}", manifest::refusal_message(gun, tag, digest, kind))]
+    #[error("tag {tag} ({digest}) is an index: {kind:?}")]
     Index {
         gun: String,
         tag: String,
@@ -50,20 +50,14 @@ pub enum Violation {
         failure: LookupFailure,
     },
 
-    #[error(
-        "tag {tag} ({digest}) is not in the registry {registry}; this repository only signs \
-         pushed image manifests: push the image first"
-    )]
+    #[error("tag {tag} ({digest}) is not in the registry {registry}")]
     UnknownDigest {
         tag: String,
         digest: String,
         registry: String,
     },
 
-    #[error(
-        "the certificate of delegation {role} (subject {subject:?}) is not issued by a trusted \
-         certificate authority: {reason}"
-    )]
+    #[error("untrusted certificate for delegation {role} (subject {subject:?}): {reason}")]
     UntrustedDelegation {
         role: String,
         subject: String,

@@ -116,6 +116,9 @@ struct Registry {
     http: reqwest::Client,
     /// Bearer tokens earned from this registry's token service.
     tokens: TokenCache,
+    /// One token fetch at a time, so lookups running together share the
+    /// token the first one earns.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 /// Looks manifests up in the configured registries.
@@ -303,6 +306,7 @@ impl Registry {
             settings,
             http,
             tokens: TokenCache::default(),
+            token_fetch: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -409,6 +413,11 @@ impl Registry {
             .iter()
             .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
         {
+            let _one_at_a_time = self.token_fetch.lock().await;
+            // Earned meanwhile by a concurrent lookup?
+            if let Some(value) = self.tokens.get(&self.base, scope) {
+                return Ok(value);
+            }
             let (value, lifetime) =
                 token::fetch(&self.http, bearer, scope, self.basic(), self.plain_http)
                     .await

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::{MutexGuard, Semaphore};
@@ -91,8 +92,17 @@ impl Default for Policy {
     }
 }
 
-/// Registry answers gathered before a publish takes its lock, by digest.
-type Prefetched = std::collections::HashMap<String, Result<Lookup, LookupError>>;
+/// Registry answers gathered before a publish takes its lock, by digest,
+/// and how many more lookups the publish may make under the lock (when the
+/// repository changed meanwhile) within `limits.registry_lookups_per_publish`.
+#[derive(Default)]
+struct Prefetched {
+    answers: std::collections::HashMap<String, Result<Lookup, LookupError>>,
+    spare: std::sync::atomic::AtomicUsize,
+}
+
+/// Registry lookups one publish has in flight at once.
+const LOOKUPS_AT_ONCE: usize = 4;
 
 /// How many stripes the per-GUN publish locks are spread over.
 const LOCK_STRIPES: usize = 64;
@@ -225,18 +235,20 @@ impl<S: Store> Repo<S> {
     /// lock (a slow registry stalls no other publish). Under the lock the
     /// state is read again; if it changed meanwhile the update is validated
     /// again against it. Files identical to the stored ones are dropped,
-    /// and an upload made only of them writes nothing.
+    /// and an upload made only of them (or none) writes nothing.
     #[tracing::instrument(skip_all, fields(gun = %gun))]
     pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
         self.limits.check_parts(parts.len())?;
         let uploads = parse_parts(parts)?;
         self.limits.check_uploads(&uploads)?;
-        let sent_files = !uploads.is_empty();
 
         let state = self.load_state(gun, &uploads).await?;
         let changed = drop_unchanged(&state, uploads.clone());
-        if sent_files && changed.is_empty() {
-            tracing::info!("the upload repeats the stored files; nothing to write");
+        // Nothing new for an existing repository (an empty upload included,
+        // which the notary client sends when nothing is staged): the stored
+        // files stay, and reads re-sign the timestamp when it is due.
+        if changed.is_empty() && state.root.is_some() {
+            tracing::info!("the upload changes nothing; nothing to write");
             return Ok(());
         }
         let (seen, validated) = self.validate(gun, state, changed).await?;
@@ -248,7 +260,7 @@ impl<S: Store> Repo<S> {
             (state, validated)
         } else {
             let changed = drop_unchanged(&state, uploads);
-            if sent_files && changed.is_empty() {
+            if changed.is_empty() && state.root.is_some() {
                 return Ok(());
             }
             self.validate(gun, state, changed).await?
@@ -454,9 +466,23 @@ impl<S: Store> Repo<S> {
             }
             .into());
         }
-        let looked_up = match prefetched.get(&digest) {
+        let looked_up = match prefetched.answers.get(&digest) {
             Some(result) => result.clone(),
             None => {
+                let spare = prefetched.spare.fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                );
+                if spare.is_err() {
+                    let limit = self.limits.registry_lookups_per_publish;
+                    return Err(Error::LimitExceeded {
+                        cap: limits::Cap::RegistryLookupsPerPublish,
+                        role: None,
+                        count: limit.saturating_add(1),
+                        limit,
+                    });
+                }
                 self.policy
                     .manifests
                     .lookup(gun, &digest, meta.length)
@@ -497,21 +523,19 @@ impl<S: Store> Repo<S> {
         update: &ValidatedUpdate,
         state: &StoredState,
     ) -> Result<Prefetched, Error> {
-        let mut found = Prefetched::new();
+        let mut found = Prefetched::default();
         if !self.policy.manifests.covers(gun) {
             return Ok(found);
         }
-        let mut wanted: Vec<(String, i64)> = Vec::new();
+        let mut wanted: Vec<(String, i64, &str)> = Vec::new();
         for (role, _, new) in &update.targets {
             let old = state
                 .targets
                 .get(role)
                 .and_then(|f| f.body::<Targets>(role.as_str()).ok());
-            for meta in new.targets.iter().filter_map(|(tag, meta)| {
-                let unchanged = old
-                    .as_ref()
-                    .is_some_and(|o| o.targets.get(tag) == Some(meta));
-                (!unchanged).then_some(meta)
+            for (tag, meta) in new.targets.iter().filter(|(tag, meta)| {
+                !old.as_ref()
+                    .is_some_and(|o| o.targets.get(*tag) == Some(*meta))
             }) {
                 // A declared index is refused without asking.
                 if matches!(
@@ -524,15 +548,46 @@ impl<S: Store> Repo<S> {
                     continue;
                 };
                 let digest = format!("sha256:{}", hex::encode(hash));
-                if !wanted.iter().any(|(d, _)| *d == digest) {
-                    wanted.push((digest, meta.length));
+                if !wanted.iter().any(|(d, _, _)| *d == digest) {
+                    wanted.push((digest, meta.length, tag));
                 }
             }
         }
         self.limits.check_lookups(wanted.len())?;
-        for (digest, length) in wanted {
-            let result = self.policy.manifests.lookup(gun, &digest, length).await;
-            found.insert(digest, result);
+        found.spare = self
+            .limits
+            .registry_lookups_per_publish
+            .saturating_sub(wanted.len())
+            .into();
+        type Answer<'t> = (String, &'t str, Result<Lookup, LookupError>);
+        // Boxed futures: an `async` closure here trips the compiler's
+        // `Send` inference for the router's handler.
+        let lookups: Vec<std::pin::Pin<Box<dyn Future<Output = Answer<'_>> + Send + '_>>> = wanted
+            .into_iter()
+            .map(|(digest, length, tag)| {
+                let lookup: std::pin::Pin<Box<dyn Future<Output = Answer<'_>> + Send + '_>> =
+                    Box::pin(async move {
+                        let result = self.policy.manifests.lookup(gun, &digest, length).await;
+                        (digest, tag, result)
+                    });
+                lookup
+            })
+            .collect();
+        let mut answers = futures_util::stream::iter(lookups).buffer_unordered(LOOKUPS_AT_ONCE);
+        while let Some((digest, tag, result)) = answers.next().await {
+            // A tag the registry cannot be asked about refuses the whole
+            // publish: stop here (dropping the lookups in flight) rather
+            // than wait on the others.
+            if let Err(error) = result {
+                return Err(Violation::ManifestUnreachable {
+                    tag: tag.to_string(),
+                    digest,
+                    registry: registry_host(gun).to_string(),
+                    failure: error.failure,
+                }
+                .into());
+            }
+            found.answers.insert(digest, result);
         }
         Ok(found)
     }
@@ -1136,8 +1191,7 @@ fn conflict_or_store(error: store::Error) -> Error {
 
 /// Turns multipart parts into uploads: the role is the part's file name
 /// with an optional `.json`; for duplicates the last part wins. An empty
-/// upload is valid: the notary client sends one to have the server re-sign
-/// its snapshot and timestamp.
+/// upload is valid: the notary client sends one when nothing is staged.
 pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> {
     let mut by_role: BTreeMap<RoleName, SignedFile> = BTreeMap::new();
     for (filename, bytes) in parts {
@@ -1169,4 +1223,68 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
         .into_iter()
         .map(|(role, file)| Upload { role, file })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signer::Passphrase;
+    use crate::store::SqliteStore;
+    use crate::tuf::KeyAlgorithm;
+
+    async fn repo(wait: std::time::Duration) -> Repo<SqliteStore> {
+        let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let keys = KeyService::new(store.clone(), Passphrase::new("t"), KeyAlgorithm::Ed25519);
+        Repo::new(store, keys, system_clock()).with_concurrency(1, wait)
+    }
+
+    #[tokio::test]
+    async fn a_held_repository_lock_makes_writers_busy_not_stuck() {
+        let repo = repo(std::time::Duration::from_millis(20)).await;
+        let held = repo.lock("r/app").await.unwrap();
+        let result = repo.delete("r/app").await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::Busy {
+                    what: Busy::RepositoryLock,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        drop(held);
+        assert!(repo.delete("r/app").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn validation_waits_for_a_slot_are_bounded() {
+        let repo = repo(std::time::Duration::from_millis(20)).await;
+        let slot = repo.validation_slots.clone().acquire_owned().await.unwrap();
+        let result = repo
+            .validate("r/app", StoredState::default(), Vec::new())
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::Busy {
+                    what: Busy::Validation,
+                    ..
+                })
+            ),
+            "{:?}",
+            result.err()
+        );
+        drop(slot);
+        // With the slot free, validation runs (and refuses an empty first
+        // publish for want of a root).
+        let result = repo
+            .validate("r/app", StoredState::default(), Vec::new())
+            .await;
+        assert!(
+            matches!(result, Err(Error::Rejected { .. })),
+            "{:?}",
+            result.err()
+        );
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Required;
 use crate::policy::names::NameError;
-use crate::policy::{LookupFailure, Violation};
+use crate::policy::{IndexKind, LookupFailure, Violation};
 use crate::repo::{Busy, Cap, Error as RepoError, Rejection, UploadProblem};
 
 /// Clients read at most this many bytes of an error body.
@@ -224,20 +224,7 @@ impl ApiError {
     /// Server-rule refusals: reported as invalid targets (the client prints
     /// "The targets metadata is invalid: …") except for a refused delete.
     fn policy(violation: &Violation) -> Self {
-        let message = match violation {
-            Violation::ManifestUnreachable {
-                tag,
-                digest,
-                registry,
-                failure,
-            } => format!(
-                "cannot check manifest type of tag {tag} ({digest}) with the registry \
-                 {registry}: {}; nothing was stored: publish again once the registry answers, or \
-                 ask the server's operator",
-                lookup_failure(*failure)
-            ),
-            other => other.to_string(),
-        };
+        let message = violation_message(violation);
         let (kind, reason) = match violation {
             Violation::Name(NameError::TagTooLong { .. } | NameError::TagGrammar { .. }) => {
                 (Rejection::BadTargets, "invalid_tag")
@@ -312,6 +299,87 @@ fn upload_problem(problem: &UploadProblem) -> String {
         }
     };
     format!("the upload is malformed: {what}")
+}
+
+/// A server rule's refusal for users: the reason first, then what to do.
+fn violation_message(violation: &Violation) -> String {
+    match violation {
+        Violation::Name(error) => error.to_string(),
+        Violation::ImmutableTagChanged { gun, tag } => {
+            format!("tag {tag} in {gun} is immutable: it is already signed with a different digest")
+        }
+        Violation::ImmutableTagRemoved { gun, tag } => {
+            format!("tag {tag} in {gun} is immutable: a signed tag cannot be removed")
+        }
+        Violation::ImmutableRepository { gun } => {
+            format!("repository {gun} is immutable: its trust data cannot be deleted")
+        }
+        Violation::Index {
+            gun,
+            tag,
+            digest,
+            kind,
+        } => refusal_message(gun, tag, digest, *kind),
+        Violation::ManifestUnreachable {
+            tag,
+            digest,
+            registry,
+            failure,
+        } => format!(
+            "cannot check manifest type of tag {tag} ({digest}) with the registry {registry}: \
+             {}; nothing was stored: publish again once the registry answers, or ask the \
+             server's operator",
+            lookup_failure(*failure)
+        ),
+        Violation::UnknownDigest {
+            tag,
+            digest,
+            registry,
+        } => format!(
+            "tag {tag} ({digest}) is not in the registry {registry}; this repository only signs \
+             pushed image manifests: push the image first"
+        ),
+        Violation::UntrustedDelegation {
+            role,
+            subject,
+            reason,
+        } => format!(
+            "the certificate of delegation {role} (subject {subject:?}) is not issued by a \
+             trusted certificate authority: {reason}"
+        ),
+    }
+}
+
+/// The refusal, in the documents' words, reason first and short: the
+/// client shows only the first KiB. It also says how to drop the refused
+/// tag from docker's changelist, which docker would otherwise re-send on
+/// every signed push.
+fn refusal_message(gun: &str, tag: &str, digest: &str, kind: IndexKind) -> String {
+    let short: String = digest.chars().take(19).collect();
+    let reset = format!(
+        "Nothing was stored. To drop it from docker's pending changes run: notary -d ~/.docker/trust reset {gun} --all"
+    );
+    match kind {
+        IndexKind::Application => format!(
+            "tag {tag} is an application (an OCI index, {short}…): you cannot sign an application \
+             since the Notary signer cannot sign OCI (Open Container Initiative) indices. Sign its \
+             invocation image {tag}-invoc instead. {reset}"
+        ),
+        IndexKind::OciIndex | IndexKind::ManifestList => {
+            let what = if kind == IndexKind::OciIndex {
+                "an OCI image index"
+            } else {
+                "a Docker manifest list"
+            };
+            format!(
+                "tag {tag} is a multi-platform image ({what}, {short}…): Docker Content Trust \
+                 does not support multi-arch images (OCI indexes or manifest lists); sign each \
+                 platform's image under its own tag. (Docker's containerd image store may push an \
+                 index even for one platform: push with the classic store, or sign the platform \
+                 manifest.) {reset}"
+            )
+        }
+    }
 }
 
 /// What a busy server asks clients to wait before retrying.
@@ -766,6 +834,31 @@ mod tests {
         // Server faults carry no detail at all.
         let fault = ApiError::from_repo(&RepoError::ValidationAborted, true);
         assert!(fault.detail.is_none());
+    }
+
+    #[test]
+    fn refusals_state_the_limitation_and_fit_in_a_client_error() {
+        // A long but realistic GUN and the longest tag; longer ones are cut by
+        // the error body limit, which keeps the reason (it comes first).
+        let gun = format!("registry.example.com/{}", "a".repeat(40));
+        for kind in [
+            IndexKind::Application,
+            IndexKind::OciIndex,
+            IndexKind::ManifestList,
+        ] {
+            let message = refusal_message(
+                &gun,
+                &"t".repeat(128),
+                &format!("sha256:{}", "f".repeat(64)),
+                kind,
+            );
+            assert!(message.len() < 800, "{kind:?}: {} bytes", message.len());
+            assert!(message.contains("reset"));
+        }
+        let app = refusal_message("r/a", "0.1.0", "sha256:abc", IndexKind::Application);
+        assert!(app.contains("cannot sign an application") && app.contains("0.1.0-invoc"));
+        let multi = refusal_message("r/a", "1.0", "sha256:abc", IndexKind::OciIndex);
+        assert!(multi.contains("does not support multi-arch images"));
     }
 
     #[test]

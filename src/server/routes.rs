@@ -131,8 +131,9 @@ async fn health<S: Store>(state: &AppState<S>) -> Response {
     match state.repo.store().ping().await {
         Ok(()) => (StatusCode::OK, "{}").into_response(),
         Err(error) => {
+            // The cause (paths, OS errors) is for the log, not for callers.
             tracing::error!(error = %error, "health check failed");
-            let body = serde_json::json!({"DB operational": error.to_string()}).to_string();
+            let body = serde_json::json!({"DB operational": "storage unavailable"}).to_string();
             (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
         }
     }

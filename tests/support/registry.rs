@@ -223,3 +223,55 @@ fn header(head: &str, name: &str) -> Option<String> {
             .then(|| value.trim().to_string())
     })
 }
+
+/// A registry stand-in that counts the requests it gets and knows no
+/// manifest (every answer is `404 MANIFEST_UNKNOWN`): for tests that a
+/// refused upload causes no registry traffic. Served by a thread for the
+/// life of the process.
+pub struct CountingRegistry {
+    pub addr: SocketAddr,
+    requests: std::sync::Arc<AtomicUsize>,
+}
+
+impl CountingRegistry {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counted = counted.clone();
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    // One request per connection: read its head, answer,
+                    // close.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let body =
+                        r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Self { addr, requests }
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
