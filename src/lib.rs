@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod fuzzing;
 pub mod policy;
 pub mod repo;
 pub mod server;

@@ -2,6 +2,7 @@
 //! metrics, request logs and TLS serving.
 
 pub mod error;
+pub mod multipart;
 pub mod registry;
 pub mod routes;
 pub mod tls;

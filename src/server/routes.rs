@@ -450,39 +450,7 @@ async fn read_multipart(
     content_type: &str,
     body: Bytes,
 ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
-    let malformed = |reason: String| RepoError::MalformedUpload { reason };
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "multipart/form-data" && mime != "multipart/mixed" {
-        return Err(malformed(format!(
-            "expected a multipart/form-data body, got {:?}",
-            content_type.chars().take(60).collect::<String>()
-        )));
-    }
-    let boundary =
-        multer::parse_boundary(content_type.replacen("multipart/mixed", "multipart/form-data", 1))
-            .map_err(|e| malformed(format!("no multipart boundary: {e}")))?;
-    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(malformed(format!("unreadable multipart body: {e}"))),
-        };
-        let filename = field.file_name().unwrap_or("").to_string();
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| malformed(format!("unreadable part {filename:?}: {e}")))?;
-        parts.push((filename, data.to_vec()));
-    }
-    Ok(parts)
+    super::multipart::parse(content_type, body)
 }
 
 #[cfg(test)]
