@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod fuzzing;
 pub mod policy;
 pub mod registry;
 pub mod repo;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod multipart;
 pub mod route;
 pub mod routes;
 pub mod serve;

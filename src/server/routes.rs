@@ -403,44 +403,7 @@ async fn read_multipart(
     content_type: &str,
     body: Bytes,
 ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
-    let malformed = |problem: UploadProblem| RepoError::MalformedUpload { problem };
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "multipart/form-data" && mime != "multipart/mixed" {
-        return Err(malformed(UploadProblem::NotMultipart {
-            content_type: content_type.chars().take(60).collect(),
-        }));
-    }
-    let boundary =
-        multer::parse_boundary(content_type.replacen("multipart/mixed", "multipart/form-data", 1))
-            .map_err(|_| malformed(UploadProblem::NoBoundary))?;
-    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => {
-                // multer's text describes its parser state: log it only.
-                tracing::info!(error = %e, "malformed multipart upload");
-                return Err(malformed(UploadProblem::BadMultipart));
-            }
-        };
-        let filename = field.file_name().unwrap_or("").to_string();
-        let data = field.bytes().await.map_err(|e| {
-            tracing::info!(error = %e, "unreadable multipart part");
-            malformed(UploadProblem::BadPart {
-                filename: filename.chars().take(80).collect(),
-            })
-        })?;
-        parts.push((filename, data.to_vec()));
-    }
-    Ok(parts)
+    super::multipart::parse(content_type, body)
 }
 
 #[cfg(test)]
