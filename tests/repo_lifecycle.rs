@@ -109,6 +109,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
                 ("root".into(), root),
                 ("targets".into(), targets_bytes(&f, 1, &["v1"])),
             ],
+            "tester",
         )
         .await
         .unwrap();
@@ -133,6 +134,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
         .publish(
             GUN,
             vec![("targets".into(), targets_bytes(&f, 2, &["v1", "v2"]))],
+            "tester",
         )
         .await
         .unwrap();
@@ -141,6 +143,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
         .publish(
             GUN,
             vec![("targets".into(), targets_bytes(&f, 2, &["evil"]))],
+            "tester",
         )
         .await;
     assert!(
@@ -171,7 +174,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
     ));
 
     // Delete removes exactly this GUN.
-    assert!(f.repo.delete(GUN).await.unwrap());
+    assert!(f.repo.delete(GUN, "tester").await.unwrap());
     assert!(matches!(
         f.repo.current(GUN, &RoleName::Root).await,
         Err(Error::NotFound { .. })
@@ -195,6 +198,7 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
                 ("root".into(), root_bytes(&f, 1).await),
                 ("targets".into(), expired),
             ],
+            "tester",
         )
         .await;
     match result {
@@ -249,6 +253,7 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
                 ("root".into(), root),
                 ("targets".into(), targets_bytes(&other, 1, &[])),
             ],
+            "tester",
         )
         .await;
     assert!(
@@ -320,6 +325,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                     targets_with(&f, 1, &[("v1", "one")], Some(&delegate)),
                 ),
             ],
+            "tester",
         )
         .await
         .unwrap();
@@ -332,6 +338,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                 "targets/releases".into(),
                 releases_with(&f, &delegate, 1, &[("v1", "evil")]),
             )],
+            "tester",
         )
         .await;
     assert!(
@@ -346,6 +353,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                 "targets/releases".into(),
                 releases_with(&f, &delegate, 1, &[("v1", "one"), ("v2", "two")]),
             )],
+            "tester",
         )
         .await
         .unwrap();
@@ -358,6 +366,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                 "targets".into(),
                 targets_with(&f, 2, &[("v1", "one")], None),
             )],
+            "tester",
         )
         .await;
     assert!(
@@ -407,6 +416,7 @@ async fn a_declared_image_media_type_does_not_bypass_the_registry() {
         .publish(
             GUN,
             vec![("root".into(), root), ("targets".into(), targets)],
+            "tester",
         )
         .await;
     assert!(
@@ -442,6 +452,7 @@ async fn a_client_held_snapshot_near_expiry_does_not_make_reads_re_sign() {
                 ("targets".into(), targets),
                 ("snapshot".into(), snapshot),
             ],
+            "tester",
         )
         .await
         .unwrap();

@@ -131,6 +131,26 @@ impl ApiError {
                 Some(readable(*kind, message)),
                 kind.label(),
             ),
+            RepoError::RetiredKey {
+                role,
+                key_id,
+                retired_at,
+            } => {
+                let date = retired_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                let message = format!(
+                    "root lists {role} key {key_id} which was retired when this repository was \
+                     deleted on {date}: this is the deleted repository's trust data. \
+                     Initialise the repository anew (notary delete <gun>, then notary init \
+                     <gun>) so that it gets new server keys"
+                );
+                Self::new(
+                    Code::InvalidUpdate,
+                    Some(readable(Rejection::BadRoot, &message)),
+                    "retired_key",
+                )
+            }
             RepoError::StaleVersion { .. } => Self::client(Code::Version, &message, "old_version"),
             RepoError::Conflict { .. } => Self::client(Code::Version, &message, "conflict"),
             RepoError::NotFound { .. } => Self::not_found(),

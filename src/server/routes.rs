@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::error::{ApiError, Code};
-use crate::repo::{Error as RepoError, Served, check_gun};
+use crate::repo::{ANONYMOUS, Error as RepoError, Served, check_gun};
 use crate::store::Store;
 use crate::tuf::RoleName;
 
@@ -193,7 +193,7 @@ pub async fn dispatch<S: Store>(
             with_operation(key_response(result), "GetKey")
         }
         (Method::POST, TufFile::Key(role)) => {
-            let result = state.repo.rotate_key(&gun, &role).await;
+            let result = state.repo.rotate_key(&gun, &role, ANONYMOUS).await;
             with_operation(key_response(result), "RotateKey")
         }
         (method, _) => not_found_or_405(&method),
@@ -295,7 +295,7 @@ fn key_response(result: Result<crate::tuf::PublicKey, RepoError>) -> Response {
 }
 
 async fn delete<S: Store>(state: &AppState<S>, gun: &str) -> Response {
-    match state.repo.delete(gun).await {
+    match state.repo.delete(gun, ANONYMOUS).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(error) => ApiError::from_repo(&error, true).into_response(),
     }
@@ -434,7 +434,7 @@ async fn update<S: Store>(state: &AppState<S>, gun: &str, request: Request) -> R
         Ok(parts) => parts,
         Err(error) => return ApiError::from_repo(&error, true).into_response(),
     };
-    match state.repo.publish(gun, parts).await {
+    match state.repo.publish(gun, parts, ANONYMOUS).await {
         Ok(()) => {
             metrics::counter!("notarium_publishes_total").increment(1);
             StatusCode::OK.into_response()
