@@ -284,6 +284,15 @@ mod tests {
                 "NO_FILENAME",
             ),
             (
+                RepoError::RetiredKey {
+                    role: "timestamp",
+                    key_id: "k".into(),
+                    retired_at: time::OffsetDateTime::UNIX_EPOCH,
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
                 RepoError::InvalidRole { role: "x".into() },
                 StatusCode::BAD_REQUEST,
                 "INVALID_ROLE",
