@@ -70,6 +70,9 @@ fn delete_retires_server_keys_and_refuses_the_old_root() {
     let old_targets = get_ok(&curl, &tuf_path(gun, "targets.json"));
     let old_snapshot = get_ok(&curl, &tuf_path(gun, "snapshot.json"));
     let old_timestamp_keys = role_key_ids(&old_root, "timestamp");
+    // A reader that pins the old root.
+    let early = server.notary(dir.join("early"));
+    assert!(early.ok(&["list", gun]).contains("v1"));
 
     let out = owner.ok(&["delete", gun, "--remote"]);
     assert!(
@@ -119,6 +122,19 @@ fn delete_retires_server_keys_and_refuses_the_old_root() {
     assert_ne!(new_timestamp_keys, old_timestamp_keys);
     let listed = server.notary(dir.join("reader")).ok(&["list", gun]);
     assert!(listed.contains("v2") && !listed.contains("v1 "), "{listed}");
+    // The early reader's pinned root did not sign the new one: it must drop
+    // its local trust data (what README tells owners of a deleted
+    // repository), then it trusts the new repository.
+    let pinned = early.run(&["list", gun]);
+    assert!(!pinned.status.success(), "{}", all_output(&pinned));
+    assert!(
+        all_output(&pinned).contains("could not rotate trust to a new trusted root"),
+        "{}",
+        all_output(&pinned)
+    );
+    early.ok(&["delete", gun]);
+    let listed = early.ok(&["list", gun]);
+    assert!(listed.contains("v2"), "{listed}");
 
     // The audit trail, newest first: publishes, the delete, publishes.
     let output = notarium_cli(&server, &["audit", gun, "--json"]);
