@@ -26,6 +26,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// while a write transaction is open (WAL).
 const MAX_CONNECTIONS: u32 = 8;
 
+/// SQLite's page cache per connection (negative: KiB). The default 2 MiB
+/// per connection mostly held copies of large metadata blobs that the
+/// repository's own cache already keeps, eight times over.
+const PAGE_CACHE: &str = "-256";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// SQLite-backed [`Store`]. Cheap to clone (the pool is shared).
@@ -72,7 +77,8 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", PAGE_CACHE);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
@@ -837,6 +843,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(cache.to_string(), PAGE_CACHE);
     }
 
     #[test]
