@@ -603,7 +603,12 @@ mod tests {
             keys.sign(old.id(), b"m").await,
             Err(Error::RetiredKey { .. })
         ));
-        assert!(keys.held_key_ids(GUN, "timestamp").await.unwrap().is_empty());
+        assert!(
+            keys.held_key_ids(GUN, "timestamp")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(keys.retired(GUN, old.id()).await.unwrap().is_some());
         assert_eq!(keys.retired("other/gun", old.id()).await.unwrap(), None);
         assert_eq!(keys.retired(GUN, "unknown").await.unwrap(), None);
