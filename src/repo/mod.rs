@@ -208,9 +208,14 @@ impl<S: Store> Repo<S> {
             .generate_timestamp(gun, &update.root, &snapshot_bytes, timestamp_version, now)
             .await?;
         files.push(NewFile::new("timestamp", timestamp_version, timestamp));
-        let stored = self.store.publish_as(gun, files, Some(subject)).await;
+        let used = self.keys.unrecorded_uses();
+        let stored = self
+            .store
+            .publish_as(gun, files, Some(subject), &used)
+            .await;
         self.cache.invalidate(gun, false);
         stored.map_err(conflict_or_store)?;
+        self.keys.uses_recorded(&used);
         tracing::info!(roles = update.targets.len(), subject, "published");
         Ok(())
     }
@@ -894,9 +899,11 @@ impl<S: Store> Repo<S> {
             .generate_timestamp(gun, &root, &snapshot_bytes, version, now)
             .await?;
         files.push(NewFile::new("timestamp", version, timestamp));
-        let stored = self.store.publish(gun, files).await;
+        let used = self.keys.unrecorded_uses();
+        let stored = self.store.publish_as(gun, files, None, &used).await;
         self.cache.invalidate(gun, false);
         stored.map_err(conflict_or_store)?;
+        self.keys.uses_recorded(&used);
         tracing::info!("re-signed timestamp");
         Ok(())
     }

@@ -12,6 +12,7 @@
 mod lru;
 pub mod sealed;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -91,6 +92,10 @@ pub struct KeyService<S: Store> {
     create_locks: StripedLocks,
     /// Keys already unsealed, so signing a timestamp does not unseal again.
     unsealed: std::sync::Mutex<Lru<String, Unsealed>>,
+    /// Keys that signed for the first time, not yet recorded as used: the
+    /// repository records them in the transaction that stores what they
+    /// signed ([`KeyService::unrecorded_uses`]), saving a durable commit.
+    unrecorded: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Key creation is serialised per (gun, role) over this many stripes, so
@@ -122,6 +127,7 @@ impl<S: Store> KeyService<S> {
             kek: OnceCell::new(),
             create_locks: StripedLocks::new(CREATE_LOCK_STRIPES),
             unsealed: std::sync::Mutex::new(Lru::new(MAX_UNSEALED)),
+            unrecorded: std::sync::Mutex::default(),
         }
     }
 
@@ -207,10 +213,12 @@ impl<S: Store> KeyService<S> {
         let _creating = self.create_locks.for_key(&[gun, role]).lock().await;
         let keytype = keytype_of(self.algorithm);
         let held = self.store.keys_for(gun, role).await?;
-        if let Some(unused) = held
-            .iter()
-            .find(|key| key.last_used.is_none() && key.algorithm == keytype.as_str())
-        {
+        let unrecorded = self.unrecorded_uses();
+        if let Some(unused) = held.iter().find(|key| {
+            key.last_used.is_none()
+                && !unrecorded.contains(&key.key_id)
+                && key.algorithm == keytype.as_str()
+        }) {
             return public_key_of(unused);
         }
 
@@ -254,6 +262,25 @@ impl<S: Store> KeyService<S> {
             Ok(key) if key.gun == gun => Ok(key.retired_at),
             Ok(_) | Err(store::Error::NotFound) => Ok(None),
             Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Keys that have signed but are not yet recorded as used in the store:
+    /// pass them to [`Store::publish_as`] with what they signed, then call
+    /// [`KeyService::uses_recorded`]. Until then they count as used here.
+    pub fn unrecorded_uses(&self) -> Vec<String> {
+        self.unrecorded
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The store committed the first use of `key_ids`.
+    pub fn uses_recorded(&self, key_ids: &[String]) {
+        if let Ok(mut unrecorded) = self.unrecorded.lock() {
+            for key_id in key_ids {
+                unrecorded.remove(key_id);
+            }
         }
     }
 
@@ -309,8 +336,10 @@ impl<S: Store> KeyService<S> {
         })
         .await?;
         let signature = key.sign(message)?;
-        if stored.last_used.is_none() {
-            self.store.mark_key_used(key_id).await?;
+        if stored.last_used.is_none()
+            && let Ok(mut unrecorded) = self.unrecorded.lock()
+        {
+            unrecorded.insert(key_id.to_string());
         }
         self.remember_unsealed(key_id, &stored.gun, key);
         Ok(signature)
@@ -431,6 +460,14 @@ mod tests {
         verify_signature(&first, &signature.method, message, &signature.sig).unwrap();
         assert!(verify_signature(&first, &signature.method, b"other", &signature.sig).is_err());
 
+        // The first use is recorded by the publish that stores what the key
+        // signed; until then it counts as used in this process.
+        assert_eq!(keys.unrecorded_uses(), [first.id()]);
+        assert_eq!(
+            keys.store.get_key(first.id()).await.unwrap().last_used,
+            None
+        );
+
         // Used now: the next create mints a new key, listed first.
         let second = keys.create_key(GUN, "timestamp").await.unwrap();
         assert_ne!(second.id(), first.id());
@@ -442,6 +479,20 @@ mod tests {
         assert_eq!(keys.public_key(first.id()).await.unwrap(), first);
         // The used key still signs.
         keys.sign(first.id(), message).await.unwrap();
+        keys.store
+            .publish_as(GUN, Vec::new(), None, &keys.unrecorded_uses())
+            .await
+            .unwrap();
+        keys.uses_recorded(&[first.id().to_string()]);
+        assert!(keys.unrecorded_uses().is_empty());
+        assert!(
+            keys.store
+                .get_key(first.id())
+                .await
+                .unwrap()
+                .last_used
+                .is_some()
+        );
     }
 
     #[tokio::test]

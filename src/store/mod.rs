@@ -346,17 +346,20 @@ pub trait Store: Send + Sync + 'static {
     /// publishers of the same version exactly one succeeds. A timestamp file
     /// also writes an `update` changefeed record.
     fn publish(&self, gun: &str, files: Vec<NewFile>) -> impl Future<Output = Result<()>> + Send {
-        self.publish_as(gun, files, None)
+        self.publish_as(gun, files, None, &[])
     }
 
-    /// [`Store::publish`], plus (when `subject` is given) an audit record of
-    /// every file written, in the same transaction: a refused publish
-    /// records nothing.
+    /// [`Store::publish`], plus, in the same transaction (a refused publish
+    /// records nothing): an audit record of every file written when
+    /// `subject` is given, and the first use of the server keys in
+    /// `used_keys` (as [`Store::mark_key_used`]; already-marked keys keep
+    /// their time). One durable commit instead of two for a new repository.
     fn publish_as(
         &self,
         gun: &str,
         files: Vec<NewFile>,
         subject: Option<&str>,
+        used_keys: &[String],
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Hard-deletes every metadata row of exactly `gun`, records a `deletion`
@@ -763,13 +766,14 @@ pub(crate) mod tests {
                 gun,
                 vec![file("root", 1), file("targets", 1)],
                 Some("alice"),
+                &[],
             )
             .await
             .unwrap();
         // A refused publish records nothing.
         assert!(matches!(
             store
-                .publish_as(gun, vec![file("targets", 1)], Some("mallory"))
+                .publish_as(gun, vec![file("targets", 1)], Some("mallory"), &[])
                 .await,
             Err(Error::Conflict { .. })
         ));
@@ -787,10 +791,29 @@ pub(crate) mod tests {
             .await
             .unwrap();
         store.put_key(key("a1", gun, "timestamp")).await.unwrap();
+        // First uses are recorded with the publish, and only if it stores.
+        let used = ["a1".to_string()];
+        assert!(matches!(
+            store
+                .publish_as(gun, vec![file("targets", 1)], None, &used)
+                .await,
+            Err(Error::Conflict { .. })
+        ));
+        assert_eq!(store.get_key("a1").await.unwrap().last_used, None);
+        store
+            .publish_as(gun, vec![file("timestamp", 2)], None, &used)
+            .await
+            .unwrap();
+        assert!(store.get_key("a1").await.unwrap().last_used.is_some());
         store.delete(gun, "carol").await.unwrap();
         // Another GUN's records stay apart.
         store
-            .publish_as("example.com/other", vec![file("root", 1)], Some("dave"))
+            .publish_as(
+                "example.com/other",
+                vec![file("root", 1)],
+                Some("dave"),
+                &[],
+            )
             .await
             .unwrap();
 

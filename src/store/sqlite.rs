@@ -406,10 +406,25 @@ impl Store for SqliteStore {
         gun: &str,
         files: Vec<NewFile>,
         subject: Option<&str>,
+        used_keys: &[String],
     ) -> Result<()> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
         let mut written = insert_files(&mut tx, gun, &files).await;
+        for key_id in used_keys {
+            if written.is_err() {
+                break;
+            }
+            written = sqlx::query(
+                "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                 WHERE key_id = ? AND last_used IS NULL",
+            )
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await
+            .map(drop)
+            .map_err(Error::from);
+        }
         if let (Ok(()), Some(subject)) = (&written, subject) {
             let entry = NewAuditEntry {
                 gun: gun.to_string(),
