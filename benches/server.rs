@@ -46,6 +46,7 @@ fn bench(c: &mut Criterion) {
                 ("root".into(), client.root(1, &snapshot, &timestamp, now)),
                 ("targets".into(), client.targets(1, &names, now)),
             ],
+            "bench",
         )
         .await
         .unwrap();

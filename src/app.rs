@@ -18,8 +18,8 @@ use crate::repo::{Limits, Policy, Repo, default_validation_slots, system_clock};
 use crate::server::auth::TokenAuth;
 use crate::server::tls::{self, TlsError};
 use crate::server::{AppState, Caching, Connections, metrics_handle, router, serve_tls};
-use crate::signer::{KeyService, Passphrase};
-use crate::store::SqliteStore;
+use crate::signer::{Error as SignerError, KeyService, Passphrase};
+use crate::store::{SqliteStore, Store};
 use crate::tuf::KeyAlgorithm;
 
 #[derive(Debug, Error)]
@@ -30,6 +30,23 @@ pub enum StartError {
     Policy(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Generating a new passphrase over existing keys would lose them.
+    #[error(
+        "the database holds sealed server keys, but NOTARIUM_KEY_PASSPHRASE is not set and the \
+         passphrase file {} does not exist: restore that file (or set NOTARIUM_KEY_PASSPHRASE) \
+         with the passphrase the keys were sealed with; notarium will not generate a new one \
+         over existing keys",
+        path.display()
+    )]
+    PassphraseMissing { path: PathBuf },
+    #[error(
+        "the key passphrase from {origin} does not open the server keys sealed in the database: \
+         set NOTARIUM_KEY_PASSPHRASE (or restore <keys_dir>/passphrase) to the passphrase they \
+         were sealed with"
+    )]
+    WrongPassphrase { origin: String },
+    #[error("cannot open the server keys: {0}")]
+    Keys(#[source] crate::signer::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -226,9 +243,29 @@ pub async fn run(
     check_exposure(&config)?;
     let auth = token_auth(&config)?;
     let store = open_store(&config).await.map_err(StartError::Store)?;
-    let passphrase = match &config.keys.passphrase {
-        Some(secret) => Passphrase::new(secret.expose()),
-        None => Passphrase::new(tls::ensure_passphrase(&config.server.keys_dir)?.as_str()),
+    let sealed_keys_exist = store
+        .newest_key()
+        .await
+        .map_err(|e| StartError::Store(format!("cannot read the server keys: {e}")))?
+        .is_some();
+    let passphrase_file = config.server.keys_dir.join(tls::PASSPHRASE_FILE);
+    let (passphrase, passphrase_source) = match &config.keys.passphrase {
+        Some(secret) => (
+            Passphrase::new(secret.expose()),
+            "NOTARIUM_KEY_PASSPHRASE".to_string(),
+        ),
+        None => {
+            if sealed_keys_exist && !passphrase_file.exists() {
+                return Err(StartError::PassphraseMissing {
+                    path: passphrase_file,
+                });
+            }
+            let passphrase = tls::ensure_passphrase(&config.server.keys_dir)?;
+            (
+                Passphrase::new(passphrase.as_str()),
+                passphrase_file.display().to_string(),
+            )
+        }
     };
     let algorithm = match config.trust_service.key_algorithm {
         ConfigAlgorithm::Ecdsa => KeyAlgorithm::EcdsaP256,
@@ -236,6 +273,16 @@ pub async fn run(
     };
     let store = Arc::new(store);
     let keys = KeyService::new(store.clone(), passphrase, algorithm);
+    // Derive the key-encryption key now: a wrong passphrase stops the start
+    // rather than the first publish.
+    keys.unlock().await.map_err(|error| match error {
+        SignerError::WrongPassphrase | SignerError::UnknownKek { .. } => {
+            StartError::WrongPassphrase {
+                origin: passphrase_source,
+            }
+        }
+        other => StartError::Keys(other),
+    })?;
     let limits = &config.limits;
     let validation_slots = match limits.validation_concurrency {
         0 => default_validation_slots(),

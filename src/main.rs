@@ -39,6 +39,27 @@ enum Command {
         #[arg(long, global = true)]
         db_url: Option<String>,
     },
+    /// Print the audit trail of a repository (GUN): every accepted publish,
+    /// delete and key rotation, with when, who and which roles and
+    /// versions, newest first.
+    Audit {
+        gun: String,
+        /// At most this many records (1 to 1000).
+        #[arg(long, default_value_t = notarium::repo::DEFAULT_AUDIT_PAGE)]
+        limit: i64,
+        /// Only records older than this record ID (to page back).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Print JSON (an array of records) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The server's configuration file (for its database).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Database file or sqlite: URL (overrides the configuration).
+        #[arg(long)]
+        db_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -119,10 +140,115 @@ fn main() -> ExitCode {
             config,
             db_url,
         } => immutable(action, config.as_deref(), db_url),
+        Command::Audit {
+            gun,
+            limit,
+            before,
+            json,
+            config,
+            db_url,
+        } => admin(config.as_deref(), db_url, |store| async move {
+            audit(&store, &gun, limit, before, json).await
+        }),
     }
 }
 
+/// `notarium audit`: the records, newest first, as text or JSON.
+async fn audit(
+    store: &notarium::store::SqliteStore,
+    gun: &str,
+    limit: i64,
+    before: Option<i64>,
+    json: bool,
+) -> Result<String, String> {
+    notarium::repo::check_gun(gun).map_err(|e| e.to_string())?;
+    if !(1..=notarium::store::MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(format!(
+            "--limit {limit}: expected 1 to {}",
+            notarium::store::MAX_AUDIT_PAGE
+        ));
+    }
+    let records = store
+        .audit(gun, limit, before)
+        .await
+        .map_err(|e| e.to_string())?;
+    if json {
+        return serde_json::to_string_pretty(&records).map_err(|e| e.to_string());
+    }
+    if records.is_empty() {
+        return Ok(format!("no audit records for {gun}"));
+    }
+    let lines: Vec<String> = records
+        .iter()
+        .map(|record| {
+            let when = record
+                .created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let roles: Vec<String> = record
+                .roles
+                .iter()
+                .map(|r| match record.action {
+                    notarium::store::AuditAction::RotateKey => r.role.clone(),
+                    _ => format!("{} v{}", r.role, r.version),
+                })
+                .collect();
+            let mut line = format!(
+                "#{:<6} {when}  {:<10}  {:<20}  {}",
+                record.id,
+                record.action.as_str(),
+                record.subject,
+                roles.join(", ")
+            );
+            if !record.key_ids.is_empty() {
+                let label = match record.action {
+                    notarium::store::AuditAction::Delete => "retired keys",
+                    _ => "key",
+                };
+                line.push_str(&format!("  ({label} {})", record.key_ids.join(", ")));
+            }
+            line
+        })
+        .collect();
+    Ok(lines.join("\n"))
+}
+
 fn immutable(action: ImmutableAction, config: Option<&Path>, db_url: Option<String>) -> ExitCode {
+    admin(config, db_url, |store| async move {
+        match action {
+            ImmutableAction::Set { gun } => {
+                notarium::repo::check_gun(&gun).map_err(|e| e.to_string())?;
+                let changed = store
+                    .set_immutable(&gun, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let already = if changed { "" } else { " (it already was)" };
+                Ok(format!("{gun} is now immutable{already}"))
+            }
+            ImmutableAction::Clear { gun } => {
+                let changed = store
+                    .set_immutable(&gun, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let already = if changed { "" } else { " (it was not marked)" };
+                Ok(format!("{gun} is no longer marked immutable{already}"))
+            }
+            ImmutableAction::List => Ok(store
+                .immutable_repositories()
+                .await
+                .map_err(|e| e.to_string())?
+                .join("\n")),
+        }
+    })
+}
+
+/// Runs an admin command against the configured database and prints its
+/// output.
+fn admin<F, Fut>(config: Option<&Path>, db_url: Option<String>, command: F) -> ExitCode
+where
+    F: FnOnce(notarium::store::SqliteStore) -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
     let overrides = ConfigOverrides {
         db_url,
         ..ConfigOverrides::default()
@@ -147,31 +273,7 @@ fn immutable(action: ImmutableAction, config: Option<&Path>, db_url: Option<Stri
     };
     let result = runtime.block_on(async {
         let store = notarium::app::open_store(&config).await?;
-        let outcome = match action {
-            ImmutableAction::Set { gun } => {
-                notarium::repo::check_gun(&gun).map_err(|e| e.to_string())?;
-                let changed = store
-                    .set_immutable(&gun, true)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let already = if changed { "" } else { " (it already was)" };
-                format!("{gun} is now immutable{already}")
-            }
-            ImmutableAction::Clear { gun } => {
-                let changed = store
-                    .set_immutable(&gun, false)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let already = if changed { "" } else { " (it was not marked)" };
-                format!("{gun} is no longer marked immutable{already}")
-            }
-            ImmutableAction::List => store
-                .immutable_repositories()
-                .await
-                .map_err(|e| e.to_string())?
-                .join("\n"),
-        };
-        Ok::<String, String>(outcome)
+        command(store).await
     });
     match result {
         Ok(text) => {

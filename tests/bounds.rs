@@ -132,6 +132,7 @@ async fn init(f: &Fixture) {
                 ("root".into(), root(f).await),
                 ("targets".into(), targets(f, 1, &[])),
             ],
+            notarium::repo::ANONYMOUS,
         )
         .await
         .unwrap();
@@ -155,7 +156,14 @@ async fn a_forged_upload_causes_no_registry_traffic() {
     // Targets naming new tags but signed by a key root does not list.
     let forger = ClientKeys::new(GUN, f.now);
     let forged = forger.targets(2, &names(&["1.0", "1.1", "1.2"]), f.now);
-    let result = f.repo.publish(GUN, vec![("targets".into(), forged)]).await;
+    let result = f
+        .repo
+        .publish(
+            GUN,
+            vec![("targets".into(), forged)],
+            notarium::repo::ANONYMOUS,
+        )
+        .await;
     assert!(
         matches!(
             result,
@@ -173,6 +181,7 @@ async fn a_forged_upload_causes_no_registry_traffic() {
         .publish(
             GUN,
             vec![("targets".into(), targets(&f, 2, &["1.0", "1.1", "1.2"]))],
+            notarium::repo::ANONYMOUS,
         )
         .await
         .unwrap();
@@ -191,7 +200,11 @@ async fn the_first_unanswered_lookup_ends_the_publish() {
     let tags: Vec<&str> = names.iter().map(String::as_str).collect();
     let result = f
         .repo
-        .publish(GUN, vec![("targets".into(), targets(&f, 2, &tags))])
+        .publish(
+            GUN,
+            vec![("targets".into(), targets(&f, 2, &tags))],
+            notarium::repo::ANONYMOUS,
+        )
         .await;
     assert!(
         matches!(
@@ -221,6 +234,7 @@ async fn a_publish_that_changes_nothing_writes_nothing() {
                 ("root".into(), root.clone()),
                 ("targets".into(), first.clone()),
             ],
+            notarium::repo::ANONYMOUS,
         )
         .await
         .unwrap();
@@ -238,7 +252,10 @@ async fn a_publish_that_changes_nothing_writes_nothing() {
         // An empty upload, as the notary client sends with nothing staged.
         Vec::new(),
     ] {
-        f.repo.publish(GUN, parts).await.unwrap();
+        f.repo
+            .publish(GUN, parts, notarium::repo::ANONYMOUS)
+            .await
+            .unwrap();
         assert_eq!(changefeed_len(&f).await, records);
         assert_eq!(f.repo.store().latest_versions(GUN).await.unwrap(), versions);
     }
@@ -251,6 +268,7 @@ async fn a_publish_that_changes_nothing_writes_nothing() {
                 ("root".into(), root),
                 ("targets".into(), targets(&f, 2, &["1.0", "2.0"])),
             ],
+            notarium::repo::ANONYMOUS,
         )
         .await
         .unwrap();
@@ -290,6 +308,7 @@ async fn caps_are_accepted_at_the_limit_and_refused_above_it() {
         .publish(
             GUN,
             vec![("targets".into(), targets(&f, 2, &["a", "b", "c", "d"]))],
+            notarium::repo::ANONYMOUS,
         )
         .await;
     assert_eq!(
@@ -312,6 +331,7 @@ async fn caps_are_accepted_at_the_limit_and_refused_above_it() {
         .publish(
             GUN,
             vec![("targets".into(), targets(&f, 2, &["a", "b", "c"]))],
+            notarium::repo::ANONYMOUS,
         )
         .await;
     assert_eq!(
@@ -323,7 +343,11 @@ async fn caps_are_accepted_at_the_limit_and_refused_above_it() {
 
     // At both caps: accepted.
     f.repo
-        .publish(GUN, vec![("targets".into(), targets(&f, 2, &["a", "b"]))])
+        .publish(
+            GUN,
+            vec![("targets".into(), targets(&f, 2, &["a", "b"]))],
+            notarium::repo::ANONYMOUS,
+        )
         .await
         .unwrap();
     assert_eq!(registry.lookups.load(Ordering::SeqCst), 2);
@@ -331,6 +355,7 @@ async fn caps_are_accepted_at_the_limit_and_refused_above_it() {
         .publish(
             GUN,
             vec![("targets".into(), targets(&f, 3, &["a", "b", "c"]))],
+            notarium::repo::ANONYMOUS,
         )
         .await
         .unwrap();
@@ -339,7 +364,11 @@ async fn caps_are_accepted_at_the_limit_and_refused_above_it() {
     let junk = || ("targets".to_string(), b"not even json".to_vec());
     let result = f
         .repo
-        .publish(GUN, vec![junk(), junk(), junk(), junk()])
+        .publish(
+            GUN,
+            vec![junk(), junk(), junk(), junk()],
+            notarium::repo::ANONYMOUS,
+        )
         .await;
     assert_eq!(
         limit_of(&result),
@@ -352,7 +381,14 @@ async fn caps_are_accepted_at_the_limit_and_refused_above_it() {
     let other = notarium::tuf::SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
     let body = f.client.targets_body(4, &names(&["a"]), f.now);
     let signed = sign_metadata(&body, &[&f.client.targets_key, &extra, &other]).unwrap();
-    let result = f.repo.publish(GUN, vec![("targets".into(), signed)]).await;
+    let result = f
+        .repo
+        .publish(
+            GUN,
+            vec![("targets".into(), signed)],
+            notarium::repo::ANONYMOUS,
+        )
+        .await;
     assert_eq!(
         limit_of(&result),
         Some((Cap::SignaturesPerFile, 3, 2)),
@@ -360,7 +396,11 @@ async fn caps_are_accepted_at_the_limit_and_refused_above_it() {
     );
     let signed = sign_metadata(&body, &[&f.client.targets_key, &extra]).unwrap();
     f.repo
-        .publish(GUN, vec![("targets".into(), signed)])
+        .publish(
+            GUN,
+            vec![("targets".into(), signed)],
+            notarium::repo::ANONYMOUS,
+        )
         .await
         .unwrap();
 }
@@ -379,7 +419,14 @@ async fn custom_data_describing_a_cnab_index_is_refused_as_an_application() {
         },
     });
     let signed = sign_metadata(&body, &[&f.client.targets_key]).unwrap();
-    let result = f.repo.publish(GUN, vec![("targets".into(), signed)]).await;
+    let result = f
+        .repo
+        .publish(
+            GUN,
+            vec![("targets".into(), signed)],
+            notarium::repo::ANONYMOUS,
+        )
+        .await;
     let Err(Error::Policy(Violation::Index { kind, .. })) = &result else {
         panic!("{result:?}");
     };
@@ -412,7 +459,11 @@ async fn an_unreachable_registry_is_refused_without_internal_detail() {
     init(&f).await;
     let result = f
         .repo
-        .publish(GUN, vec![("targets".into(), targets(&f, 2, &["1.0"]))])
+        .publish(
+            GUN,
+            vec![("targets".into(), targets(&f, 2, &["1.0"]))],
+            notarium::repo::ANONYMOUS,
+        )
         .await;
     let error = result.unwrap_err();
     let body = String::from_utf8(ApiError::from_repo(&error, true).body()).unwrap();
@@ -525,7 +576,10 @@ fn a_forged_upload_over_http_sends_nothing_to_the_registry() {
     let forged = forger.targets(version + 1, &tags, OffsetDateTime::now_utc());
     let path = work.path().join("forged-targets.json");
     std::fs::write(&path, forged).unwrap();
-    let (status, body) = notarium.curl().publish(gun, &[("targets", &path)]);
+    let (status, body) =
+        notarium
+            .curl()
+            .publish(gun, &[("targets", &path)]);
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("ErrBadTargets"), "{text}");

@@ -109,6 +109,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
                 ("root".into(), root),
                 ("targets".into(), targets_bytes(&f, 1, &["v1"])),
             ],
+            "tester",
         )
         .await
         .unwrap();
@@ -133,6 +134,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
         .publish(
             GUN,
             vec![("targets".into(), targets_bytes(&f, 2, &["v1", "v2"]))],
+            "tester",
         )
         .await
         .unwrap();
@@ -141,6 +143,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
         .publish(
             GUN,
             vec![("targets".into(), targets_bytes(&f, 2, &["evil"]))],
+            "tester",
         )
         .await;
     assert!(
@@ -171,7 +174,7 @@ async fn publish_serve_refresh_and_refuse_rollback() {
     ));
 
     // Delete removes exactly this GUN.
-    assert!(f.repo.delete(GUN).await.unwrap());
+    assert!(f.repo.delete(GUN, "tester").await.unwrap());
     assert!(matches!(
         f.repo.current(GUN, &RoleName::Root).await,
         Err(Error::NotFound { .. })
@@ -195,6 +198,7 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
                 ("root".into(), root_bytes(&f, 1).await),
                 ("targets".into(), expired),
             ],
+            "tester",
         )
         .await;
     match result {
@@ -249,6 +253,7 @@ async fn expired_uploads_and_unheld_keys_are_refused() {
                 ("root".into(), root),
                 ("targets".into(), targets_bytes(&other, 1, &[])),
             ],
+            "tester",
         )
         .await;
     assert!(
@@ -320,6 +325,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                     targets_with(&f, 1, &[("v1", "one")], Some(&delegate)),
                 ),
             ],
+            "tester",
         )
         .await
         .unwrap();
@@ -332,6 +338,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                 "targets/releases".into(),
                 releases_with(&f, &delegate, 1, &[("v1", "evil")]),
             )],
+            "tester",
         )
         .await;
     assert!(
@@ -346,6 +353,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                 "targets/releases".into(),
                 releases_with(&f, &delegate, 1, &[("v1", "one"), ("v2", "two")]),
             )],
+            "tester",
         )
         .await
         .unwrap();
@@ -358,6 +366,7 @@ async fn immutable_tags_hold_across_roles_and_delegation_removal() {
                 "targets".into(),
                 targets_with(&f, 2, &[("v1", "one")], None),
             )],
+            "tester",
         )
         .await;
     assert!(
@@ -407,6 +416,7 @@ async fn a_declared_image_media_type_does_not_bypass_the_registry() {
         .publish(
             GUN,
             vec![("root".into(), root), ("targets".into(), targets)],
+            "tester",
         )
         .await;
     assert!(
@@ -442,6 +452,7 @@ async fn a_client_held_snapshot_near_expiry_does_not_make_reads_re_sign() {
                 ("targets".into(), targets),
                 ("snapshot".into(), snapshot),
             ],
+            "tester",
         )
         .await
         .unwrap();
@@ -455,4 +466,116 @@ async fn a_client_held_snapshot_near_expiry_does_not_make_reads_re_sign() {
         assert_eq!(current_version(&f, RoleName::Timestamp).await, 2);
         assert_eq!(current_version(&f, RoleName::Snapshot).await, 1);
     }
+}
+
+#[tokio::test]
+async fn audit_trail_and_retired_keys_after_delete() {
+    use notarium::store::AuditAction;
+    let f = fixture().await;
+    let root = root_bytes(&f, 1).await;
+    let targets = targets_bytes(&f, 1, &["v1"]);
+    f.repo
+        .publish(
+            GUN,
+            vec![
+                ("root".into(), root.clone()),
+                ("targets".into(), targets.clone()),
+            ],
+            "alice",
+        )
+        .await
+        .unwrap();
+    // A refused publish records nothing.
+    let stale = f
+        .repo
+        .publish(GUN, vec![("targets".into(), targets.clone())], "mallory")
+        .await;
+    assert!(
+        matches!(stale, Err(Error::StaleVersion { .. })),
+        "{stale:?}"
+    );
+    let rotated = f
+        .repo
+        .rotate_key(GUN, &RoleName::Timestamp, "bob")
+        .await
+        .unwrap();
+    assert!(f.repo.delete(GUN, "carol").await.unwrap());
+
+    // The deleted repository's root lists retired keys: refused, nothing
+    // stored, nothing recorded.
+    let replay = f
+        .repo
+        .publish(
+            GUN,
+            vec![("root".into(), root), ("targets".into(), targets)],
+            "mallory",
+        )
+        .await;
+    match replay {
+        Err(Error::RetiredKey { role, .. }) => assert_eq!(role, "timestamp"),
+        other => panic!("expected a retired-key refusal, got {other:?}"),
+    }
+    assert!(matches!(
+        f.repo.current(GUN, &RoleName::Root).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    let records = f.repo.audit(GUN, None, None).await.unwrap();
+    let summary: Vec<(AuditAction, &str)> = records
+        .iter()
+        .map(|r| (r.action, r.subject.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (AuditAction::Delete, "carol"),
+            (AuditAction::RotateKey, "bob"),
+            (AuditAction::Publish, "alice"),
+        ]
+    );
+    let published: Vec<(&str, i64)> = records[2]
+        .roles
+        .iter()
+        .map(|r| (r.role.as_str(), r.version))
+        .collect();
+    assert_eq!(
+        published,
+        [
+            ("root", 1),
+            ("targets", 1),
+            ("snapshot", 1),
+            ("timestamp", 1)
+        ]
+    );
+    assert_eq!(records[1].key_ids, [rotated.id()]);
+    assert!(records[0].key_ids.contains(&rotated.id().to_string()));
+    assert!(matches!(
+        f.repo.audit(GUN, Some(0), None).await,
+        Err(Error::InvalidParameters { .. })
+    ));
+
+    // A new repository of the name gets new server keys and publishes.
+    let fresh_root = root_bytes(&f, 1).await;
+    f.repo
+        .publish(
+            GUN,
+            vec![
+                ("root".into(), fresh_root),
+                ("targets".into(), targets_bytes(&f, 1, &["v2"])),
+            ],
+            "alice",
+        )
+        .await
+        .unwrap();
+    let timestamp = f.repo.public_key(GUN, &RoleName::Timestamp).await.unwrap();
+    assert_ne!(timestamp.id(), rotated.id());
+
+    // Immutability marks, for the admin endpoint.
+    assert!(f.repo.set_immutable(GUN, true).await.unwrap());
+    assert_eq!(
+        f.repo.immutable_repositories().await.unwrap(),
+        [GUN.to_string()]
+    );
+    assert!(f.repo.set_immutable(GUN, false).await.unwrap());
+    assert!(f.repo.immutable_repositories().await.unwrap().is_empty());
 }

@@ -172,7 +172,9 @@ impl Fixture {
             .iter()
             .map(|(role, bytes)| (role.to_string(), bytes.clone()))
             .collect();
-        self.repo.publish(GUN, parts).await
+        self.repo
+            .publish(GUN, parts, notarium::repo::ANONYMOUS)
+            .await
     }
 
     /// Publishes `parts` with an honest client snapshot and remembers them.

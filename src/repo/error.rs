@@ -190,6 +190,15 @@ pub enum Error {
     #[error("validation stopped unexpectedly")]
     ValidationAborted,
 
+    /// An uploaded root lists a server key retired when this repository
+    /// was deleted: a replay of the deleted trust data.
+    #[error("root lists {role} key {key_id}, retired when the repository was deleted")]
+    RetiredKey {
+        role: &'static str,
+        key_id: String,
+        retired_at: time::OffsetDateTime,
+    },
+
     #[error("no {what} for this repository")]
     NotFound { what: String },
 

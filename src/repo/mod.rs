@@ -22,7 +22,9 @@ use crate::policy::{
     Lookup, LookupError, ManifestKind, ManifestSource, NoRegistry, Violation, names,
 };
 use crate::signer::KeyService;
-use crate::store::{self, Change, NewFile, Store, StoredFile};
+use crate::store::{
+    self, AuditAction, AuditEntry, Change, NewAuditEntry, NewFile, RoleVersion, Store, StoredFile,
+};
 use crate::striped::StripedLocks;
 use crate::tuf::encoding::format_time;
 use crate::tuf::{
@@ -46,6 +48,12 @@ pub const SNAPSHOT_REFRESH: Duration = Duration::days(30);
 /// How long to serve the last good timestamp after a failed re-sign before
 /// trying again.
 pub const RESIGN_RETRY: Duration = Duration::seconds(60);
+
+/// The audit trail's subject for callers without a token.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Audit pages hold this many records unless asked otherwise.
+pub const DEFAULT_AUDIT_PAGE: i64 = 100;
 
 /// Where the current time comes from; tests pin it.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -237,10 +245,18 @@ impl<S: Store> Repo<S> {
     /// again against it. Files identical to the stored ones are dropped,
     /// and an upload made only of them (or none) writes nothing.
     #[tracing::instrument(skip_all, fields(gun = %gun))]
-    pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
+    /// `subject` (the token's `sub`, or [`ANONYMOUS`]) is recorded in the
+    /// audit trail with the stored files, in the same transaction.
+    pub async fn publish(
+        &self,
+        gun: &str,
+        parts: Vec<(String, Vec<u8>)>,
+        subject: &str,
+    ) -> Result<(), Error> {
         self.limits.check_parts(parts.len())?;
         let uploads = parse_parts(parts)?;
         self.limits.check_uploads(&uploads)?;
+        self.refuse_retired_keys(gun, &uploads).await?;
 
         let state = self.load_state(gun, &uploads).await?;
         let changed = drop_unchanged(&state, uploads.clone());
@@ -301,10 +317,43 @@ impl<S: Store> Repo<S> {
             .generate_timestamp(gun, &update.root, &snapshot_bytes, timestamp_version, now)
             .await?;
         files.push(NewFile::new("timestamp", timestamp_version, timestamp));
-        let stored = self.store.publish(gun, files).await;
+        let used = self.keys.unrecorded_uses();
+        let stored = self
+            .store
+            .publish_as(gun, files, Some(subject), &used)
+            .await;
         self.cache.invalidate(gun, false);
         stored.map_err(conflict_or_store)?;
-        tracing::info!(roles = update.targets.len(), "published");
+        self.keys.uses_recorded(&used);
+        tracing::info!(roles = update.targets.len(), subject, "published");
+        Ok(())
+    }
+
+    /// A root that lists, for timestamp or snapshot, a server key retired
+    /// when this GUN was deleted is a replay of the deleted repository's
+    /// trust data: refused, so DELETE cannot be used to roll back.
+    async fn refuse_retired_keys(&self, gun: &str, uploads: &[Upload]) -> Result<(), Error> {
+        let Some(root) = uploads
+            .iter()
+            .find(|u| u.role == RoleName::Root)
+            .and_then(|u| u.file.body::<Root>("root").ok())
+        else {
+            return Ok(());
+        };
+        for role in ["timestamp", "snapshot"] {
+            let Some(listed) = root.roles.get(role) else {
+                continue;
+            };
+            for key_id in &listed.keyids {
+                if let Some(retired_at) = self.keys.retired(gun, key_id).await? {
+                    return Err(Error::RetiredKey {
+                        role,
+                        key_id: key_id.clone(),
+                        retired_at,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1027,9 +1076,11 @@ impl<S: Store> Repo<S> {
             .generate_timestamp(gun, &root, &snapshot_bytes, version, now)
             .await?;
         files.push(NewFile::new("timestamp", version, timestamp));
-        let stored = self.store.publish(gun, files).await;
+        let used = self.keys.unrecorded_uses();
+        let stored = self.store.publish_as(gun, files, None, &used).await;
         self.cache.invalidate(gun, false);
         stored.map_err(conflict_or_store)?;
+        self.keys.uses_recorded(&used);
         tracing::info!("re-signed timestamp");
         Ok(())
     }
@@ -1054,13 +1105,35 @@ impl<S: Store> Repo<S> {
 
     /// `POST <role>.key`: a new key (or the newest never-used one); it takes
     /// effect once a root listing it is published.
-    pub async fn rotate_key(&self, gun: &str, role: &RoleName) -> Result<PublicKey, Error> {
-        Ok(self.keys.create_key(gun, role.as_str()).await?)
+    /// Recorded in the audit trail by `subject` (version 0: a rotation
+    /// names a role, not a metadata version).
+    pub async fn rotate_key(
+        &self,
+        gun: &str,
+        role: &RoleName,
+        subject: &str,
+    ) -> Result<PublicKey, Error> {
+        let key = self.keys.create_key(gun, role.as_str()).await?;
+        self.store
+            .record_audit(NewAuditEntry {
+                gun: gun.to_string(),
+                action: AuditAction::RotateKey,
+                subject: subject.to_string(),
+                roles: vec![RoleVersion {
+                    role: role.to_string(),
+                    version: 0,
+                }],
+                key_ids: vec![key.id().to_string()],
+            })
+            .await?;
+        Ok(key)
     }
 
-    /// Deletes all metadata of exactly this GUN.
+    /// Deletes all metadata of exactly this GUN and retires its server keys
+    /// (a later `init` gets new ones; a replayed old root is refused),
+    /// recording `subject` in the audit trail, all in one transaction.
     #[tracing::instrument(skip_all, fields(gun = %gun))]
-    pub async fn delete(&self, gun: &str) -> Result<bool, Error> {
+    pub async fn delete(&self, gun: &str, subject: &str) -> Result<bool, Error> {
         if self.is_immutable(gun).await? {
             return Err(Violation::ImmutableRepository {
                 gun: gun.to_string(),
@@ -1068,9 +1141,51 @@ impl<S: Store> Repo<S> {
             .into());
         }
         let _writer = self.lock(gun).await?;
-        let deleted = self.store.delete(gun).await;
+        let deleted = self.store.delete(gun, subject).await;
         self.cache.invalidate(gun, true);
-        Ok(deleted?)
+        self.keys.forget(gun);
+        let deleted = deleted?;
+        tracing::info!(
+            subject,
+            retired_keys = deleted.retired_keys.len(),
+            "deleted"
+        );
+        Ok(deleted.any())
+    }
+
+    /// The audit trail of `gun`, newest first: at most `limit` records
+    /// (default [`DEFAULT_AUDIT_PAGE`], at most [`store::MAX_AUDIT_PAGE`]),
+    /// older than the record with ID `before` if given.
+    pub async fn audit(
+        &self,
+        gun: &str,
+        limit: Option<i64>,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        check_gun(gun)?;
+        let limit = limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+        if !(1..=store::MAX_AUDIT_PAGE).contains(&limit) {
+            return Err(Error::InvalidParameters {
+                reason: format!(
+                    "invalid limit {limit}: expected 1 to {}",
+                    store::MAX_AUDIT_PAGE
+                ),
+            });
+        }
+        Ok(self.store.audit(gun, limit, before).await?)
+    }
+
+    /// Marks `gun` immutable (`true`) or clears the mark; returns whether
+    /// it changed. Marks from the configuration are not affected.
+    pub async fn set_immutable(&self, gun: &str, immutable: bool) -> Result<bool, Error> {
+        check_gun(gun)?;
+        Ok(self.store.set_immutable(gun, immutable).await?)
+    }
+
+    /// The GUNs marked immutable in the store, sorted (configured prefixes
+    /// are listed in the configuration).
+    pub async fn immutable_repositories(&self) -> Result<Vec<String>, Error> {
+        Ok(self.store.immutable_repositories().await?)
     }
 
     /// The changefeed (PROTOCOL.md §1.6), from raw query parameters.
@@ -1242,7 +1357,7 @@ mod tests {
     async fn a_held_repository_lock_makes_writers_busy_not_stuck() {
         let repo = repo(std::time::Duration::from_millis(20)).await;
         let held = repo.lock("r/app").await.unwrap();
-        let result = repo.delete("r/app").await;
+        let result = repo.delete("r/app", ANONYMOUS).await;
         assert!(
             matches!(
                 result,
@@ -1254,7 +1369,7 @@ mod tests {
             "{result:?}"
         );
         drop(held);
-        assert!(repo.delete("r/app").await.is_ok());
+        assert!(repo.delete("r/app", ANONYMOUS).await.is_ok());
     }
 
     #[tokio::test]

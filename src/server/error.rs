@@ -174,6 +174,26 @@ impl ApiError {
                 Some(readable(Rejection::BadSnapshot, &message)),
                 "snapshot_inconsistent",
             ),
+            RepoError::RetiredKey {
+                role,
+                key_id,
+                retired_at,
+            } => {
+                let date = retired_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                let message = format!(
+                    "root lists {role} key {key_id} which was retired when this repository was \
+                     deleted on {date}: this is the deleted repository's trust data. \
+                     Initialise the repository anew (notary delete <gun>, then notary init \
+                     <gun>) so that it gets new server keys"
+                );
+                Self::new(
+                    Code::InvalidUpdate,
+                    Some(readable(Rejection::BadRoot, &message)),
+                    "retired_key",
+                )
+            }
             RepoError::StaleVersion { .. } => Self::client(Code::Version, &message, "old_version"),
             RepoError::Conflict { .. } => Self::client(Code::Version, &message, "conflict"),
             RepoError::NotFound { .. } => Self::not_found(),
@@ -629,6 +649,15 @@ mod tests {
                 RepoError::NoFilename,
                 StatusCode::BAD_REQUEST,
                 "NO_FILENAME",
+            ),
+            (
+                RepoError::RetiredKey {
+                    role: "timestamp",
+                    key_id: "k".into(),
+                    retired_at: time::OffsetDateTime::UNIX_EPOCH,
+                },
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
             ),
             (
                 RepoError::InvalidRole { role: "x".into() },

@@ -235,12 +235,12 @@ async fn rotate<S: Store>(
     caller: &Caller,
 ) -> Response {
     tracing::info!(subject = %caller.subject, role = %role, "rotating a server-held key");
-    key_response(state.repo.rotate_key(gun, role).await)
+    key_response(state.repo.rotate_key(gun, role, &caller.subject).await)
 }
 
 async fn delete<S: Store>(state: &AppState<S>, gun: &str, caller: &Caller) -> Response {
     tracing::info!(subject = %caller.subject, "deleting trust data");
-    match state.repo.delete(gun).await {
+    match state.repo.delete(gun, &caller.subject).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(error) => ApiError::from_repo(&error, true).into_response(),
     }
@@ -386,7 +386,7 @@ async fn update<S: Store>(
         Ok(parts) => parts,
         Err(error) => return ApiError::from_repo(&error, true).into_response(),
     };
-    match state.repo.publish(gun, parts).await {
+    match state.repo.publish(gun, parts, &caller.subject).await {
         Ok(()) => {
             tracing::info!(subject = %caller.subject, "published");
             metrics::counter!("notarium_publishes_total").increment(1);

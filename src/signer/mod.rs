@@ -2,23 +2,30 @@
 //! private key bytes (PROTOCOL.md §1.4, §5). It hands out public keys and
 //! signatures, nothing else.
 //!
-//! Keys live in the [`Store`] sealed under a passphrase ([`sealed`]). A key
-//! is unsealed when it first signs and then kept in memory (bounded), as
-//! notary-signer keeps its keys; the decrypted PKCS#8 bytes are zeroized.
+//! Keys live in the [`Store`] sealed ([`sealed`]) under a key-encryption key
+//! derived from the passphrase once per process, with a random salt kept in
+//! the database; keys sealed the notary-signer way (PBES2) still open. A key
+//! is unsealed when it first signs and then kept in a bounded LRU, as
+//! notary-signer keeps its keys in memory; decrypted PKCS#8 bytes are
+//! zeroized. Keys of a deleted repository are retired and never sign again.
 
+mod lru;
 pub mod sealed;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
 use thiserror::Error;
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 
-use crate::store::{self, NewKey, Store, StoredKey};
+use crate::store::{self, KekParams, NewKey, Store, StoredKey};
 use crate::striped::StripedLocks;
 use crate::tuf::{self, KeyAlgorithm, KeyType, PublicKey, Signature, SigningKey};
 
-pub use sealed::Passphrase;
+use lru::Lru;
+pub use sealed::{Kek, Passphrase};
 
 /// The one error type of the signer layer.
 #[derive(Debug, Error)]
@@ -36,6 +43,10 @@ pub enum Error {
     #[error("key {key_id} is not held by this server")]
     UnknownKey { key_id: String },
 
+    /// The key's repository was deleted; it never signs again.
+    #[error("key {key_id} was retired")]
+    RetiredKey { key_id: String },
+
     #[error("stored key {key_id} has unsupported algorithm {algorithm:?}")]
     UnsupportedAlgorithm { key_id: String, algorithm: String },
 
@@ -45,6 +56,10 @@ pub enum Error {
 
     #[error("sealed key cannot be opened: wrong passphrase (or a damaged wrapped key)")]
     WrongPassphrase,
+
+    /// A key sealed under a key-encryption key other than this database's.
+    #[error("sealed key names key-encryption key {kid}, which this database does not hold")]
+    UnknownKek { kid: String },
 
     #[error("sealed key failed authentication: it has been modified")]
     SealedKeyTampered,
@@ -59,19 +74,28 @@ pub enum Error {
     Sealing { operation: &'static str },
 }
 
+/// An unsealed key and the GUN it serves (to forget it when the GUN is
+/// deleted).
+type Unsealed = (Arc<SigningKey>, Arc<str>);
+
 /// Creates, holds and signs with server keys, sealed in a [`Store`].
 pub struct KeyService<S: Store> {
     store: Arc<S>,
     passphrase: Arc<Passphrase>,
     algorithm: KeyAlgorithm,
+    /// PBKDF2 iterations for a new key-encryption key.
     iterations: u32,
+    /// Derived once, on first use or by [`KeyService::unlock`] at start-up.
+    kek: OnceCell<Arc<Kek>>,
     /// Serialises `create_key`, so two concurrent requests for the same
     /// (gun, role) get the same unused key rather than two new ones.
     create_locks: StripedLocks,
-    /// Keys already unsealed, so signing a timestamp does not pay for
-    /// PBKDF2 each time (notary-signer also keeps its keys in memory).
-    /// Bounded: emptied when full.
-    unsealed: std::sync::Mutex<HashMap<String, Arc<SigningKey>>>,
+    /// Keys already unsealed, so signing a timestamp does not unseal again.
+    unsealed: std::sync::Mutex<Lru<String, Unsealed>>,
+    /// Keys that signed for the first time, not yet recorded as used: the
+    /// repository records them in the transaction that stores what they
+    /// signed ([`KeyService::unrecorded_uses`]), saving a durable commit.
+    unrecorded: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Key creation is serialised per (gun, role) over this many stripes, so
@@ -92,22 +116,23 @@ impl<S: Store> fmt::Debug for KeyService<S> {
 
 impl<S: Store> KeyService<S> {
     /// New keys are generated with `algorithm` (notary-signer's
-    /// `key_algorithm`; ECDSA P-256 is Notary's default) and sealed with
-    /// [`sealed::DEFAULT_ITERATIONS`].
+    /// `key_algorithm`; ECDSA P-256 is Notary's default). A new database's
+    /// key-encryption key is derived with [`sealed::DEFAULT_ITERATIONS`].
     pub fn new(store: Arc<S>, passphrase: Passphrase, algorithm: KeyAlgorithm) -> Self {
         Self {
             store,
             passphrase: Arc::new(passphrase),
             algorithm,
             iterations: sealed::DEFAULT_ITERATIONS,
+            kek: OnceCell::new(),
             create_locks: StripedLocks::new(CREATE_LOCK_STRIPES),
-            unsealed: std::sync::Mutex::default(),
+            unsealed: std::sync::Mutex::new(Lru::new(MAX_UNSEALED)),
+            unrecorded: std::sync::Mutex::default(),
         }
     }
 
-    /// PBKDF2 iterations for newly sealed keys; must lie in
-    /// [`sealed::ITERATIONS`]. Existing keys open with whatever they were
-    /// sealed with.
+    /// PBKDF2 iterations for a new key-encryption key; must lie in
+    /// [`sealed::ITERATIONS`]. An existing one keeps its stored count.
     pub fn with_pbkdf2_iterations(mut self, iterations: u32) -> Result<Self, Error> {
         self.iterations = sealed::check_iterations(iterations.into())?;
         Ok(self)
@@ -117,31 +142,93 @@ impl<S: Store> KeyService<S> {
         self.algorithm
     }
 
+    /// Derives the key-encryption key and checks the passphrase against the
+    /// database: its stored check value, or (for a database sealed the old
+    /// way only) its newest key. [`Error::WrongPassphrase`] if it does not
+    /// open them. Call at start-up; otherwise the first key operation does.
+    pub async fn unlock(&self) -> Result<(), Error> {
+        self.kek().await.map(drop)
+    }
+
+    async fn kek(&self) -> Result<Arc<Kek>, Error> {
+        self.kek
+            .get_or_try_init(|| self.derive_kek())
+            .await
+            .cloned()
+    }
+
+    async fn derive_kek(&self) -> Result<Arc<Kek>, Error> {
+        let stored = self.store.kek_params().await?;
+        let sealed_keys_exist = self.store.newest_key().await?;
+        match (&stored, &sealed_keys_exist) {
+            (Some(params), _) => {
+                let kek = self.derive(params.salt.clone(), params.iterations).await?;
+                match kek.verify_check(&params.check_value) {
+                    Ok(()) => return Ok(Arc::new(kek)),
+                    // Nothing is sealed under it yet: start afresh below.
+                    Err(Error::WrongPassphrase) if sealed_keys_exist.is_none() => {}
+                    Err(other) => return Err(other),
+                }
+            }
+            (None, Some(key)) => {
+                // Sealed the old way only: the passphrase must open a key.
+                let passphrase = Arc::clone(&self.passphrase);
+                let token = key.sealed_private.clone();
+                blocking(move || sealed::open(&token, &passphrase).map(drop)).await?;
+            }
+            (None, None) => {}
+        }
+        let salt = sealed::new_salt()?;
+        let kek = self.derive(salt.clone(), self.iterations).await?;
+        let params = KekParams {
+            salt,
+            iterations: self.iterations,
+            check_value: kek.check_value()?,
+        };
+        let kept = self
+            .store
+            .put_kek_params(params.clone(), stored.is_some())
+            .await?;
+        if kept == params {
+            return Ok(Arc::new(kek));
+        }
+        // Another process stored its parameters first: use those.
+        let kek = self.derive(kept.salt, kept.iterations).await?;
+        kek.verify_check(&kept.check_value)?;
+        Ok(Arc::new(kek))
+    }
+
+    async fn derive(&self, salt: Vec<u8>, iterations: u32) -> Result<Kek, Error> {
+        let passphrase = Arc::clone(&self.passphrase);
+        blocking(move || Kek::derive(&passphrase, &salt, iterations)).await
+    }
+
     /// notary-signer's `Create` (PROTOCOL.md §1.4, §5): a key for (gun,
     /// role) of the configured algorithm that has never signed is returned
     /// again instead of minting another, so repeated `GET …key` calls
     /// cannot fill the database. Otherwise a new key is generated and
-    /// stored sealed.
+    /// stored sealed under the KEK (no PBKDF2 run). Retired keys are never
+    /// handed out.
     pub async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, Error> {
         let _creating = self.create_locks.for_key(&[gun, role]).lock().await;
         let keytype = keytype_of(self.algorithm);
         let held = self.store.keys_for(gun, role).await?;
-        if let Some(unused) = held
-            .iter()
-            .find(|key| key.last_used.is_none() && key.algorithm == keytype.as_str())
-        {
+        let unrecorded = self.unrecorded_uses();
+        if let Some(unused) = held.iter().find(|key| {
+            key.last_used.is_none()
+                && !unrecorded.contains(&key.key_id)
+                && key.algorithm == keytype.as_str()
+        }) {
             return public_key_of(unused);
         }
 
         let algorithm = self.algorithm;
-        let passphrase = Arc::clone(&self.passphrase);
-        let iterations = self.iterations;
-        // Key generation and PBKDF2 are CPU-bound: keep them off the
-        // async workers.
+        let kek = self.kek().await?;
+        // Key generation is CPU-bound: keep it off the async workers.
         let (public, sealed_private) = blocking(move || {
             let key = SigningKey::generate(algorithm)?;
             let pkcs8 = key.to_pkcs8()?;
-            let sealed_private = sealed::seal(&pkcs8, &passphrase, iterations)?;
+            let sealed_private = kek.seal(&pkcs8)?;
             Ok((key.public_key().clone(), sealed_private))
         })
         .await?;
@@ -162,10 +249,46 @@ impl<S: Store> KeyService<S> {
         public_key_of(&self.stored(key_id).await?)
     }
 
-    /// IDs of the keys held for (gun, role), newest first.
+    /// IDs of the keys held for (gun, role), newest first; retired keys are
+    /// not held.
     pub async fn held_key_ids(&self, gun: &str, role: &str) -> Result<Vec<String>, Error> {
         let held = self.store.keys_for(gun, role).await?;
         Ok(held.into_iter().map(|key| key.key_id).collect())
+    }
+
+    /// When `key_id` was retired, if it is a retired key of `gun`.
+    pub async fn retired(&self, gun: &str, key_id: &str) -> Result<Option<OffsetDateTime>, Error> {
+        match self.store.get_key(key_id).await {
+            Ok(key) if key.gun == gun => Ok(key.retired_at),
+            Ok(_) | Err(store::Error::NotFound) => Ok(None),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Keys that have signed but are not yet recorded as used in the store:
+    /// pass them to [`Store::publish_as`] with what they signed, then call
+    /// [`KeyService::uses_recorded`]. Until then they count as used here.
+    pub fn unrecorded_uses(&self) -> Vec<String> {
+        self.unrecorded
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The store committed the first use of `key_ids`.
+    pub fn uses_recorded(&self, key_ids: &[String]) {
+        if let Ok(mut unrecorded) = self.unrecorded.lock() {
+            for key_id in key_ids {
+                unrecorded.remove(key_id);
+            }
+        }
+    }
+
+    /// Drops the unsealed keys of `gun` from memory (its keys were retired).
+    pub fn forget(&self, gun: &str) {
+        if let Ok(mut unsealed) = self.unsealed.lock() {
+            unsealed.remove_where(|_, (_, of)| &**of == gun);
+        }
     }
 
     /// The newest key held for (gun, role), for callers that need "the"
@@ -181,20 +304,26 @@ impl<S: Store> KeyService<S> {
 
     /// Signs `message` (canonical `signed` bytes) with a held key, then
     /// records the key as used. The signer hashes per key type, as
-    /// notary-signer does.
+    /// notary-signer does. Retired keys refuse.
     pub async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Signature, Error> {
         if let Some(key) = self.unsealed_key(key_id) {
             // Already used (it was unsealed to sign), so nothing to record.
             return Ok(key.sign(message)?);
         }
         let stored = self.stored(key_id).await?;
+        if stored.retired_at.is_some() {
+            return Err(Error::RetiredKey {
+                key_id: key_id.to_string(),
+            });
+        }
         let algorithm = algorithm_of(&stored)?;
         let expected = public_key_of(&stored)?;
+        let kek = self.kek().await?;
         let passphrase = Arc::clone(&self.passphrase);
         let key_id_owned = stored.key_id.clone();
         let sealed_private = stored.sealed_private;
         let key = blocking(move || {
-            let pkcs8 = sealed::open(&sealed_private, &passphrase)?;
+            let pkcs8 = sealed::open_any(&sealed_private, &kek, &passphrase)?;
             let key = SigningKey::from_pkcs8(algorithm, &pkcs8)?;
             // A row whose sealed key was swapped would otherwise sign under
             // a key ID it does not own.
@@ -207,23 +336,23 @@ impl<S: Store> KeyService<S> {
         })
         .await?;
         let signature = key.sign(message)?;
-        if stored.last_used.is_none() {
-            self.store.mark_key_used(key_id).await?;
+        if stored.last_used.is_none()
+            && let Ok(mut unrecorded) = self.unrecorded.lock()
+        {
+            unrecorded.insert(key_id.to_string());
         }
-        self.remember_unsealed(key_id, key);
+        self.remember_unsealed(key_id, &stored.gun, key);
         Ok(signature)
     }
 
     fn unsealed_key(&self, key_id: &str) -> Option<Arc<SigningKey>> {
-        self.unsealed.lock().ok()?.get(key_id).cloned()
+        let mut unsealed = self.unsealed.lock().ok()?;
+        unsealed.get(&key_id.to_string()).map(|(key, _)| key)
     }
 
-    fn remember_unsealed(&self, key_id: &str, key: SigningKey) {
+    fn remember_unsealed(&self, key_id: &str, gun: &str, key: SigningKey) {
         if let Ok(mut unsealed) = self.unsealed.lock() {
-            if unsealed.len() >= MAX_UNSEALED {
-                unsealed.clear();
-            }
-            unsealed.insert(key_id.to_string(), Arc::new(key));
+            unsealed.put(key_id.to_string(), (Arc::new(key), Arc::from(gun)));
         }
     }
 
@@ -331,6 +460,14 @@ mod tests {
         verify_signature(&first, &signature.method, message, &signature.sig).unwrap();
         assert!(verify_signature(&first, &signature.method, b"other", &signature.sig).is_err());
 
+        // The first use is recorded by the publish that stores what the key
+        // signed; until then it counts as used in this process.
+        assert_eq!(keys.unrecorded_uses(), [first.id()]);
+        assert_eq!(
+            keys.store.get_key(first.id()).await.unwrap().last_used,
+            None
+        );
+
         // Used now: the next create mints a new key, listed first.
         let second = keys.create_key(GUN, "timestamp").await.unwrap();
         assert_ne!(second.id(), first.id());
@@ -342,6 +479,20 @@ mod tests {
         assert_eq!(keys.public_key(first.id()).await.unwrap(), first);
         // The used key still signs.
         keys.sign(first.id(), message).await.unwrap();
+        keys.store
+            .publish_as(GUN, Vec::new(), None, &keys.unrecorded_uses())
+            .await
+            .unwrap();
+        keys.uses_recorded(&[first.id().to_string()]);
+        assert!(keys.unrecorded_uses().is_empty());
+        assert!(
+            keys.store
+                .get_key(first.id())
+                .await
+                .unwrap()
+                .last_used
+                .is_some()
+        );
     }
 
     #[tokio::test]
@@ -378,7 +529,8 @@ mod tests {
         let public = keys.create_key(GUN, "timestamp").await.unwrap();
         let stored = keys.store.get_key(public.id()).await.unwrap();
 
-        let pkcs8 = sealed::open(&stored.sealed_private, &Passphrase::new("pass")).unwrap();
+        let kek = keys.kek().await.unwrap();
+        let pkcs8 = kek.open(&stored.sealed_private).unwrap();
         let key = SigningKey::from_pkcs8(KeyAlgorithm::EcdsaP256, &pkcs8).unwrap();
         assert_eq!(key.public_key(), &public);
 
@@ -401,6 +553,119 @@ mod tests {
         assert_eq!(stored.sealed_private.split('.').count(), 5);
         assert_eq!(stored.public, public.public_bytes());
         assert_eq!(stored.algorithm, "ecdsa");
+    }
+
+    fn header_of(token: &str) -> serde_json::Value {
+        let protected = token.split('.').next().unwrap();
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(protected)
+            .unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn new_keys_are_wrapped_by_the_database_kek() {
+        let (_dir, db) = temp_db();
+        let keys = service(&db, "pass", KeyAlgorithm::EcdsaP256).await;
+        let a = keys.create_key(GUN, "timestamp").await.unwrap();
+        let b = keys.create_key(GUN, "snapshot").await.unwrap();
+        let params = keys.store.kek_params().await.unwrap().unwrap();
+        assert_eq!(params.iterations, ITERATIONS);
+        let kek = keys.kek().await.unwrap();
+        for key in [&a, &b] {
+            let token = keys.store.get_key(key.id()).await.unwrap().sealed_private;
+            let header = header_of(&token);
+            assert_eq!(header["alg"], "A256KW");
+            assert_eq!(header["kid"].as_str(), Some(kek.id()));
+            assert!(header.get("p2c").is_none());
+        }
+        // A restarted process (same passphrase) derives the same KEK.
+        keys.store.close().await;
+        let again = service(&db, "pass", KeyAlgorithm::EcdsaP256).await;
+        again.unlock().await.unwrap();
+        assert_eq!(again.kek().await.unwrap().id(), kek.id());
+        again.sign(a.id(), b"m").await.unwrap();
+        assert_eq!(again.store.kek_params().await.unwrap().unwrap(), params);
+    }
+
+    #[tokio::test]
+    async fn keys_sealed_the_old_way_still_open() {
+        let (_dir, db) = temp_db();
+        let store = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let legacy = sealed::seal(&key.to_pkcs8().unwrap(), &Passphrase::new("old"), 1000).unwrap();
+        store
+            .put_key(NewKey {
+                key_id: key.public_key().id().to_string(),
+                gun: GUN.into(),
+                role: "timestamp".into(),
+                algorithm: "ecdsa".into(),
+                public: key.public_key().public_bytes().to_vec(),
+                sealed_private: legacy,
+            })
+            .await
+            .unwrap();
+        store.close().await;
+
+        // A wrong passphrase is caught by the old key itself at unlock.
+        let wrong = service(&db, "new", KeyAlgorithm::EcdsaP256).await;
+        assert!(matches!(wrong.unlock().await, Err(Error::WrongPassphrase)));
+        assert_eq!(wrong.store.kek_params().await.unwrap(), None);
+
+        let keys = service(&db, "old", KeyAlgorithm::EcdsaP256).await;
+        keys.unlock().await.unwrap();
+        let signature = keys.sign(key.public_key().id(), b"m").await.unwrap();
+        verify_signature(key.public_key(), &signature.method, b"m", &signature.sig).unwrap();
+        // New keys beside it use the KEK.
+        let new = keys.create_key(GUN, "snapshot").await.unwrap();
+        let token = keys.store.get_key(new.id()).await.unwrap().sealed_private;
+        assert_eq!(header_of(&token)["alg"], "A256KW");
+    }
+
+    #[tokio::test]
+    async fn a_database_without_keys_takes_a_new_passphrase() {
+        let (_dir, db) = temp_db();
+        let first = service(&db, "first", KeyAlgorithm::EcdsaP256).await;
+        first.unlock().await.unwrap();
+        let before = first.store.kek_params().await.unwrap().unwrap();
+        first.store.close().await;
+        // Nothing is sealed yet, so nothing is lost by starting afresh.
+        let second = service(&db, "second", KeyAlgorithm::EcdsaP256).await;
+        second.unlock().await.unwrap();
+        let after = second.store.kek_params().await.unwrap().unwrap();
+        assert_ne!(after.salt, before.salt);
+        second.create_key(GUN, "timestamp").await.unwrap();
+        second.store.close().await;
+        // Now a key exists: the first passphrase is refused.
+        let first = service(&db, "first", KeyAlgorithm::EcdsaP256).await;
+        assert!(matches!(first.unlock().await, Err(Error::WrongPassphrase)));
+    }
+
+    #[tokio::test]
+    async fn retired_keys_never_sign_nor_get_handed_out() {
+        let (_dir, db) = temp_db();
+        let keys = service(&db, "pass", KeyAlgorithm::EcdsaP256).await;
+        let old = keys.create_key(GUN, "timestamp").await.unwrap();
+        keys.sign(old.id(), b"m").await.unwrap();
+        let deleted = keys.store.delete(GUN, "tester").await.unwrap();
+        assert_eq!(deleted.retired_keys, [old.id()]);
+        keys.forget(GUN);
+        assert!(matches!(
+            keys.sign(old.id(), b"m").await,
+            Err(Error::RetiredKey { .. })
+        ));
+        assert!(
+            keys.held_key_ids(GUN, "timestamp")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(keys.retired(GUN, old.id()).await.unwrap().is_some());
+        assert_eq!(keys.retired("other/gun", old.id()).await.unwrap(), None);
+        assert_eq!(keys.retired(GUN, "unknown").await.unwrap(), None);
+        let new = keys.create_key(GUN, "timestamp").await.unwrap();
+        assert_ne!(new.id(), old.id());
+        assert_eq!(keys.retired(GUN, new.id()).await.unwrap(), None);
     }
 
     #[tokio::test]

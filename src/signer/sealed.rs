@@ -1,24 +1,29 @@
-//! Private keys at rest, sealed as notary-signer seals them (PROTOCOL.md §5,
-//! `signer/keydbstore/sql_keydbstore.go` via jose2go): a compact JWE with
-//! `alg` = `PBES2-HS256+A128KW` and `enc` = `A256GCM`.
+//! Private keys at rest, as compact JWEs (RFC 7516), in one of two forms.
 //!
-//! 1. KEK = PBKDF2-HMAC-SHA256(passphrase, alg ‖ 0x00 ‖ p2s, p2c), 16 bytes
-//!    (RFC 7518 §4.8.1.1).
-//! 2. A random 32-byte CEK, wrapped with AES-128 key wrap (RFC 3394).
-//! 3. AES-256-GCM under the CEK, 12-byte random IV, AAD = the base64url
-//!    protected header (RFC 7516 §5.1 step 14).
+//! **Current: `alg` = `A256KW`, `enc` = `A256GCM`, `kid` naming the KEK.**
+//! A key-encryption key (KEK) is derived from the passphrase once per process
+//! ([`Kek::derive`]: PBKDF2-HMAC-SHA256 over a per-database random salt), so
+//! sealing a new key costs no PBKDF2 run. Each key gets a random 32-byte CEK,
+//! wrapped with AES-256 key wrap (RFC 3394) under the KEK.
 //!
-//! Output: `header.encrypted_key.iv.ciphertext.tag`, base64url without
-//! padding. Only the header differs from jose2go's: a 16-byte rather than
-//! 12-byte salt, and by default more PBKDF2 iterations (any count in
-//! [`ITERATIONS`] opens, notary-signer's 8192 included).
+//! **Legacy, still opened: notary-signer's form** (PROTOCOL.md §5,
+//! `signer/keydbstore/sql_keydbstore.go` via jose2go): `alg` =
+//! `PBES2-HS256+A128KW`, the KEK derived per key as
+//! PBKDF2-HMAC-SHA256(passphrase, alg ‖ 0x00 ‖ p2s, p2c), 16 bytes
+//! (RFC 7518 §4.8.1.1), wrapping the CEK with AES-128 key wrap. Keys imported
+//! from notary-signer, and keys sealed by older notarium builds, are in this
+//! form.
+//!
+//! Both: AES-256-GCM under the CEK, 12-byte random IV, AAD = the base64url
+//! protected header (RFC 7516 §5.1 step 14). Output:
+//! `header.encrypted_key.iv.ciphertext.tag`, base64url without padding.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::ops::RangeInclusive;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::key_wrap::{AES_128, KeyEncryptionKey, KeyWrap};
+use aws_lc_rs::key_wrap::{AES_128, AES_256, AesBlockCipher, KeyEncryptionKey, KeyWrap};
 use aws_lc_rs::pbkdf2;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
@@ -29,26 +34,30 @@ use zeroize::Zeroizing;
 
 use super::Error;
 
+/// The legacy (notary-signer) key-management algorithm.
 pub const ALG: &str = "PBES2-HS256+A128KW";
+/// The current key-management algorithm: the CEK wrapped by the KEK.
+pub const KEK_ALG: &str = "A256KW";
 pub const ENC: &str = "A256GCM";
 
 /// notary-signer's (jose2go's) fixed iteration count.
 pub const NOTARY_ITERATIONS: u32 = 8192;
 
-/// Iterations used for new seals: well above jose2go's 8192, which dates
-/// from 2015. Unsealing happens once per signature (tens of ms in a release
-/// build), and keys are signed with rarely, so the cost is affordable.
-pub const DEFAULT_ITERATIONS: u32 = 100_000;
+/// Iterations for deriving a KEK (and for legacy seals). The KEK is derived
+/// once per process, so this can be far above jose2go's 8192 of 2015
+/// (OWASP's 2023 figure for PBKDF2-HMAC-SHA256) without slowing requests.
+pub const DEFAULT_ITERATIONS: u32 = 600_000;
 
-/// Iteration counts accepted when opening. The count comes from the token,
-/// so an upper bound keeps a planted token from pinning a CPU; the lower
-/// bound refuses trivially weak seals.
+/// Iteration counts accepted when opening. The count comes from the token
+/// (or the database), so an upper bound keeps a planted value from pinning
+/// a CPU; the lower bound refuses trivially weak seals.
 pub const ITERATIONS: RangeInclusive<u32> = 1_000..=1_000_000;
 
 const SALT_LEN: usize = 16;
 /// RFC 7518 §4.8.1.1 asks for at least 8 bytes; more than 64 is not a salt.
 const SALT_LEN_ACCEPTED: RangeInclusive<usize> = 8..=64;
-const KEK_LEN: usize = 16;
+const LEGACY_KEK_LEN: usize = 16;
+const KEK_LEN: usize = 32;
 const CEK_LEN: usize = 32;
 /// RFC 3394 adds one 8-byte block.
 const WRAPPED_CEK_LEN: usize = CEK_LEN + 8;
@@ -56,6 +65,15 @@ const TAG_LEN: usize = 16;
 /// A sealed private key is a few hundred bytes; refuse anything absurd
 /// before decoding it.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Domain separation for the KEK derivation, so it never equals a legacy
+/// per-key KEK even for the same salt.
+const KEK_SALT_PREFIX: &[u8] = b"notarium-kek-v1\0";
+/// `kid` prefix of tokens sealed under a KEK.
+const KID_PREFIX: &str = "notarium-kek-v1:";
+/// The known answer sealed under a new KEK and stored with its salt: opening
+/// it at start-up tells a wrong passphrase apart before any key is needed.
+const CHECK_PLAINTEXT: &[u8] = b"notarium key-encryption-key check v1";
 
 /// A passphrase for sealing keys. Zeroized on drop, never printed.
 #[derive(Clone)]
@@ -83,14 +101,144 @@ impl fmt::Debug for Passphrase {
     }
 }
 
-/// The protected header, fields in the order Go's `json.Marshal` writes a
-/// map (sorted), so our tokens look like notary-signer's.
+/// The legacy protected header, fields in the order Go's `json.Marshal`
+/// writes a map (sorted), so these tokens look like notary-signer's.
 #[derive(Serialize)]
 struct Header<'a> {
     alg: &'a str,
     enc: &'a str,
     p2c: u32,
     p2s: &'a str,
+}
+
+/// The protected header of a KEK-wrapped token.
+#[derive(Serialize)]
+struct KekHeader<'a> {
+    alg: &'a str,
+    enc: &'a str,
+    kid: &'a str,
+}
+
+/// A key-encryption key derived from the passphrase. Zeroized on drop.
+pub struct Kek {
+    id: String,
+    key: Zeroizing<[u8; KEK_LEN]>,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kek")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kek {
+    /// PBKDF2-HMAC-SHA256(passphrase, prefix ‖ salt, iterations): the one
+    /// expensive step, done once per process.
+    pub fn derive(passphrase: &Passphrase, salt: &[u8], iterations: u32) -> Result<Self, Error> {
+        let iterations = check_iterations(iterations.into())?;
+        if !SALT_LEN_ACCEPTED.contains(&salt.len()) {
+            return Err(Error::UnsupportedSealing {
+                field: "salt",
+                value: format!("{} bytes", salt.len()),
+            });
+        }
+        let mut salt_input = Vec::with_capacity(KEK_SALT_PREFIX.len() + salt.len());
+        salt_input.extend_from_slice(KEK_SALT_PREFIX);
+        salt_input.extend_from_slice(salt);
+        let mut key = Zeroizing::new([0u8; KEK_LEN]);
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN),
+            &salt_input,
+            passphrase.as_bytes(),
+            key.as_mut(),
+        );
+        // The ID names the salt (public), not the key, so it reveals nothing.
+        let digest = crate::tuf::sha256(salt);
+        let id = format!("{KID_PREFIX}{}", hex::encode(&digest[..8]));
+        Ok(Self { id, key })
+    }
+
+    /// The `kid` written into tokens sealed under this KEK.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Seals `plaintext` under this KEK: no PBKDF2 run.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String, Error> {
+        let header = serde_json::to_vec(&KekHeader {
+            alg: KEK_ALG,
+            enc: ENC,
+            kid: &self.id,
+        })
+        .map_err(|_| Error::Sealing {
+            operation: "header encoding",
+        })?;
+        encrypt(
+            URL_SAFE_NO_PAD.encode(header),
+            &AES_256,
+            self.key.as_ref(),
+            plaintext,
+        )
+    }
+
+    /// The known answer to store with the salt ([`Kek::verify_check`]).
+    pub fn check_value(&self) -> Result<String, Error> {
+        self.seal(CHECK_PLAINTEXT)
+    }
+
+    /// Whether `check` (from [`Kek::check_value`]) opens under this KEK:
+    /// [`Error::WrongPassphrase`] if not.
+    pub fn verify_check(&self, check: &str) -> Result<(), Error> {
+        let opened = self.open(check)?;
+        if opened.as_slice() == CHECK_PLAINTEXT {
+            Ok(())
+        } else {
+            Err(Error::WrongPassphrase)
+        }
+    }
+
+    /// Opens a token sealed by [`Kek::seal`] under this KEK.
+    pub fn open(&self, token: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let parts = Parts::split(token)?;
+        let header = header_map(parts.protected)?;
+        check_common_header(&header, KEK_ALG)?;
+        let kid = text_field(&header, "kid")?;
+        if kid != self.id {
+            return Err(Error::UnknownKek {
+                kid: kid.chars().take(80).collect(),
+            });
+        }
+        decrypt(&parts, &AES_256, self.key.as_ref())
+    }
+}
+
+/// A fresh random salt for a KEK.
+pub fn new_salt() -> Result<Vec<u8>, Error> {
+    let mut salt = vec![0u8; SALT_LEN];
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| Error::Sealing {
+            operation: "random generation",
+        })?;
+    Ok(salt)
+}
+
+/// Opens a token of either form: KEK-wrapped ones with `kek`, legacy ones
+/// with the passphrase (one PBKDF2 run).
+pub fn open_any(
+    token: &str,
+    kek: &Kek,
+    passphrase: &Passphrase,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let parts = Parts::split(token)?;
+    let header = header_map(parts.protected)?;
+    match text_field(&header, "alg")? {
+        KEK_ALG => kek.open(token),
+        _ => open(token, passphrase),
+    }
 }
 
 /// Checks an iteration count against [`ITERATIONS`].
@@ -104,22 +252,16 @@ pub fn check_iterations(iterations: u64) -> Result<u32, Error> {
         })
 }
 
-/// Seals `plaintext` (a private key) under `passphrase`.
+/// Seals `plaintext` the legacy (notary-signer) way under `passphrase`: one
+/// PBKDF2 run per call. Kept for writing tokens notary-signer can read.
 pub fn seal(plaintext: &[u8], passphrase: &Passphrase, iterations: u32) -> Result<String, Error> {
     let iterations = check_iterations(iterations.into())?;
-    let rng = SystemRandom::new();
-    let random = |buf: &mut [u8]| {
-        rng.fill(buf).map_err(|_| Error::Sealing {
-            operation: "random generation",
-        })
-    };
     let mut salt = [0u8; SALT_LEN];
-    random(&mut salt)?;
-    let mut cek = Zeroizing::new([0u8; CEK_LEN]);
-    random(cek.as_mut())?;
-    let mut iv = [0u8; NONCE_LEN];
-    random(&mut iv)?;
-
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| Error::Sealing {
+            operation: "random generation",
+        })?;
     let p2s = URL_SAFE_NO_PAD.encode(salt);
     let header = serde_json::to_vec(&Header {
         alg: ALG,
@@ -130,11 +272,88 @@ pub fn seal(plaintext: &[u8], passphrase: &Passphrase, iterations: u32) -> Resul
     .map_err(|_| Error::Sealing {
         operation: "header encoding",
     })?;
-    let protected = URL_SAFE_NO_PAD.encode(header);
+    let kek = derive_legacy_kek(passphrase, &salt, iterations);
+    encrypt(
+        URL_SAFE_NO_PAD.encode(header),
+        &AES_128,
+        kek.as_ref(),
+        plaintext,
+    )
+}
 
-    let kek = derive_kek(passphrase, &salt, iterations);
+/// Opens a legacy (PBES2) token. A wrong passphrase shows as
+/// [`Error::WrongPassphrase`] (the key unwrap's integrity check fails; a
+/// damaged wrapped key looks the same); a token whose content was altered as
+/// [`Error::SealedKeyTampered`].
+pub fn open(token: &str, passphrase: &Passphrase) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let parts = Parts::split(token)?;
+    let (salt, iterations) = read_header(parts.protected)?;
+    let kek = derive_legacy_kek(passphrase, &salt, iterations);
+    decrypt(&parts, &AES_128, kek.as_ref())
+}
+
+/// The five parts of a compact JWE, decoded and length-checked.
+struct Parts<'a> {
+    protected: &'a str,
+    wrapped: Vec<u8>,
+    iv: [u8; NONCE_LEN],
+    ciphertext: Vec<u8>,
+    tag: Vec<u8>,
+}
+
+impl<'a> Parts<'a> {
+    fn split(token: &'a str) -> Result<Self, Error> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(malformed("token too long"));
+        }
+        let parts: Vec<&str> = token.split('.').collect();
+        let [protected, wrapped, iv, ciphertext, tag] = parts[..] else {
+            return Err(malformed("not five dot-separated parts"));
+        };
+        let wrapped = decode(wrapped, "encrypted key is not base64url")?;
+        let iv = decode(iv, "IV is not base64url")?;
+        let tag = decode(tag, "tag is not base64url")?;
+        let ciphertext = decode(ciphertext, "ciphertext is not base64url")?;
+        if wrapped.len() != WRAPPED_CEK_LEN {
+            return Err(malformed("encrypted key has the wrong length"));
+        }
+        let iv: [u8; NONCE_LEN] = iv
+            .try_into()
+            .map_err(|_| malformed("IV has the wrong length"))?;
+        if tag.len() != TAG_LEN {
+            return Err(malformed("tag has the wrong length"));
+        }
+        Ok(Self {
+            protected,
+            wrapped,
+            iv,
+            ciphertext,
+            tag,
+        })
+    }
+}
+
+/// A random CEK wrapped under `wrap_key`, then AES-256-GCM with the
+/// protected header as AAD.
+fn encrypt(
+    protected: String,
+    cipher: &'static AesBlockCipher,
+    wrap_key: &[u8],
+    plaintext: &[u8],
+) -> Result<String, Error> {
+    let rng = SystemRandom::new();
+    let random = |buf: &mut [u8]| {
+        rng.fill(buf).map_err(|_| Error::Sealing {
+            operation: "random generation",
+        })
+    };
+    let mut cek = Zeroizing::new([0u8; CEK_LEN]);
+    random(cek.as_mut())?;
+    let mut iv = [0u8; NONCE_LEN];
+    random(&mut iv)?;
+
     let mut wrapped = [0u8; WRAPPED_CEK_LEN];
-    KeyEncryptionKey::new(&AES_128, kek.as_ref())
+    KeyEncryptionKey::new(cipher, wrap_key)
         .and_then(|kek| kek.wrap(cek.as_ref(), &mut wrapped).map(|_| ()))
         .map_err(|_| Error::Sealing {
             operation: "key wrap",
@@ -163,46 +382,28 @@ pub fn seal(plaintext: &[u8], passphrase: &Passphrase, iterations: u32) -> Resul
     .join("."))
 }
 
-/// Opens a sealed key. A wrong passphrase shows as [`Error::WrongPassphrase`]
-/// (the key unwrap's integrity check fails; a damaged wrapped key looks the
-/// same); a token whose content was altered as [`Error::SealedKeyTampered`].
-pub fn open(token: &str, passphrase: &Passphrase) -> Result<Zeroizing<Vec<u8>>, Error> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(malformed("token too long"));
-    }
-    let parts: Vec<&str> = token.split('.').collect();
-    let [protected, wrapped, iv, ciphertext, tag] = parts[..] else {
-        return Err(malformed("not five dot-separated parts"));
-    };
-    let (salt, iterations) = read_header(protected)?;
-    let wrapped = decode(wrapped, "encrypted key is not base64url")?;
-    let iv = decode(iv, "IV is not base64url")?;
-    let tag = decode(tag, "tag is not base64url")?;
-    let mut plaintext = Zeroizing::new(decode(ciphertext, "ciphertext is not base64url")?);
-    if wrapped.len() != WRAPPED_CEK_LEN {
-        return Err(malformed("encrypted key has the wrong length"));
-    }
-    let iv: [u8; NONCE_LEN] = iv
-        .try_into()
-        .map_err(|_| malformed("IV has the wrong length"))?;
-    if tag.len() != TAG_LEN {
-        return Err(malformed("tag has the wrong length"));
-    }
-
-    let kek = derive_kek(passphrase, &salt, iterations);
+fn decrypt(
+    parts: &Parts<'_>,
+    cipher: &'static AesBlockCipher,
+    wrap_key: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     let mut cek = Zeroizing::new([0u8; CEK_LEN]);
-    let unwrapped = KeyEncryptionKey::new(&AES_128, kek.as_ref())
-        .and_then(|kek| kek.unwrap(&wrapped, cek.as_mut()).map(|out| out.len()))
+    let unwrapped = KeyEncryptionKey::new(cipher, wrap_key)
+        .and_then(|kek| {
+            kek.unwrap(&parts.wrapped, cek.as_mut())
+                .map(|out| out.len())
+        })
         .map_err(|_| Error::WrongPassphrase)?;
     if unwrapped != CEK_LEN {
         return Err(Error::WrongPassphrase);
     }
+    let mut plaintext = Zeroizing::new(parts.ciphertext.clone());
     gcm_key(&cek)
         .and_then(|key| {
             key.open_in_place_separate_tag(
-                Nonce::assume_unique_for_key(iv),
-                Aad::from(protected.as_bytes()),
-                &tag,
+                Nonce::assume_unique_for_key(parts.iv),
+                Aad::from(parts.protected.as_bytes()),
+                &parts.tag,
                 &mut plaintext,
             )
             .map(|_| ())
@@ -211,18 +412,23 @@ pub fn open(token: &str, passphrase: &Passphrase) -> Result<Zeroizing<Vec<u8>>, 
     Ok(plaintext)
 }
 
-/// Validates the protected header; returns (salt, iterations).
-fn read_header(protected: &str) -> Result<(Vec<u8>, u32), Error> {
+fn header_map(protected: &str) -> Result<Map<String, Value>, Error> {
     let json = decode(protected, "header is not base64url")?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&json).map_err(|_| malformed("header is not a JSON object"))?;
-    let text = |field: &'static str| match header.get(field) {
+    serde_json::from_slice(&json).map_err(|_| malformed("header is not a JSON object"))
+}
+
+fn text_field<'h>(header: &'h Map<String, Value>, field: &'static str) -> Result<&'h str, Error> {
+    match header.get(field) {
         Some(Value::String(value)) => Ok(value.as_str()),
         Some(_) => Err(malformed("header field is not a string")),
         None => Err(malformed("header field missing")),
-    };
-    for (field, expected) in [("alg", ALG), ("enc", ENC)] {
-        let value = text(field)?;
+    }
+}
+
+/// `alg` and `enc` as expected, and no extension we cannot honour.
+fn check_common_header(header: &Map<String, Value>, alg: &'static str) -> Result<(), Error> {
+    for (field, expected) in [("alg", alg), ("enc", ENC)] {
+        let value = text_field(header, field)?;
         if value != expected {
             return Err(Error::UnsupportedSealing {
                 field,
@@ -239,6 +445,13 @@ fn read_header(protected: &str) -> Result<(Vec<u8>, u32), Error> {
             });
         }
     }
+    Ok(())
+}
+
+/// Validates a legacy protected header; returns (salt, iterations).
+fn read_header(protected: &str) -> Result<(Vec<u8>, u32), Error> {
+    let header = header_map(protected)?;
+    check_common_header(&header, ALG)?;
     let iterations = match header.get("p2c") {
         Some(Value::Number(n)) => n.as_u64().ok_or(Error::UnsupportedSealing {
             field: "p2c",
@@ -248,7 +461,7 @@ fn read_header(protected: &str) -> Result<(Vec<u8>, u32), Error> {
         None => return Err(malformed("header field missing")),
     };
     let iterations = check_iterations(iterations)?;
-    let salt = decode(text("p2s")?, "p2s is not base64url")?;
+    let salt = decode(text_field(&header, "p2s")?, "p2s is not base64url")?;
     if !SALT_LEN_ACCEPTED.contains(&salt.len()) {
         return Err(Error::UnsupportedSealing {
             field: "p2s",
@@ -258,13 +471,17 @@ fn read_header(protected: &str) -> Result<(Vec<u8>, u32), Error> {
     Ok((salt, iterations))
 }
 
-fn derive_kek(passphrase: &Passphrase, salt: &[u8], iterations: u32) -> Zeroizing<[u8; KEK_LEN]> {
+fn derive_legacy_kek(
+    passphrase: &Passphrase,
+    salt: &[u8],
+    iterations: u32,
+) -> Zeroizing<[u8; LEGACY_KEK_LEN]> {
     // RFC 7518 §4.8.1.1: the salt input is prefixed with the algorithm name.
     let mut salt_input = Vec::with_capacity(ALG.len() + 1 + salt.len());
     salt_input.extend_from_slice(ALG.as_bytes());
     salt_input.push(0);
     salt_input.extend_from_slice(salt);
-    let mut kek = Zeroizing::new([0u8; KEK_LEN]);
+    let mut kek = Zeroizing::new([0u8; LEGACY_KEK_LEN]);
     // `check_iterations` keeps the count >= 1000.
     let iterations = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
     pbkdf2::derive(
@@ -328,8 +545,8 @@ mod tests {
     }
 
     #[test]
-    fn default_iterations_round_trip() {
-        let token = seal(b"key", &pass(), DEFAULT_ITERATIONS).unwrap();
+    fn notary_iterations_round_trip() {
+        let token = seal(b"key", &pass(), NOTARY_ITERATIONS).unwrap();
         assert_eq!(open(&token, &pass()).unwrap().as_slice(), b"key");
     }
 
@@ -513,6 +730,79 @@ mod tests {
                 "{bad:.40}"
             );
         }
+    }
+
+    fn kek() -> Kek {
+        Kek::derive(&pass(), &[7u8; SALT_LEN], TEST_ITERATIONS).unwrap()
+    }
+
+    #[test]
+    fn kek_round_trip_and_header() {
+        let kek = kek();
+        let secret = b"\x30\x81\x87 some PKCS#8 bytes";
+        let token = kek.seal(secret).unwrap();
+        assert_eq!(kek.open(&token).unwrap().as_slice(), secret);
+        assert_ne!(token, kek.seal(secret).unwrap());
+        let header: Map<String, Value> = serde_json::from_slice(&parts(&token)[0]).unwrap();
+        let keys: Vec<&str> = header.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["alg", "enc", "kid"]);
+        assert_eq!(header["alg"], "A256KW");
+        assert_eq!(header["enc"], "A256GCM");
+        assert_eq!(header["kid"].as_str().unwrap(), kek.id());
+        assert!(kek.id().starts_with(KID_PREFIX));
+        // Same passphrase and salt: same KEK (a restarted process opens it).
+        let again = Kek::derive(&pass(), &[7u8; SALT_LEN], TEST_ITERATIONS).unwrap();
+        assert_eq!(again.open(&token).unwrap().as_slice(), secret);
+        assert_eq!(
+            format!("{again:?}"),
+            format!("Kek {{ id: {:?}, .. }}", kek.id())
+        );
+    }
+
+    #[test]
+    fn kek_check_value_tells_a_wrong_passphrase() {
+        let kek = kek();
+        let check = kek.check_value().unwrap();
+        kek.verify_check(&check).unwrap();
+        let wrong =
+            Kek::derive(&Passphrase::new("wrong"), &[7u8; SALT_LEN], TEST_ITERATIONS).unwrap();
+        // Same salt, so the same kid: only the unwrap can tell.
+        assert_eq!(wrong.id(), kek.id());
+        assert!(matches!(
+            wrong.verify_check(&check),
+            Err(Error::WrongPassphrase)
+        ));
+        // A token for another KEK (other salt) is named as such.
+        let other = Kek::derive(&pass(), &[8u8; SALT_LEN], TEST_ITERATIONS).unwrap();
+        assert!(matches!(other.open(&check), Err(Error::UnknownKek { .. })));
+        assert!(matches!(
+            Kek::derive(&pass(), &[1u8; 4], TEST_ITERATIONS),
+            Err(Error::UnsupportedSealing { field: "salt", .. })
+        ));
+    }
+
+    #[test]
+    fn open_any_opens_both_forms() {
+        let kek = kek();
+        let new = kek.seal(b"new").unwrap();
+        let legacy = seal(b"legacy", &pass(), TEST_ITERATIONS).unwrap();
+        assert_eq!(open_any(&new, &kek, &pass()).unwrap().as_slice(), b"new");
+        assert_eq!(
+            open_any(&legacy, &kek, &pass()).unwrap().as_slice(),
+            b"legacy"
+        );
+        // The legacy opener does not take KEK tokens.
+        assert!(matches!(
+            open(&new, &pass()),
+            Err(Error::UnsupportedSealing { field: "alg", .. })
+        ));
+        // Tampering a KEK token's ciphertext is caught by the tag.
+        let mut ciphertext = parts(&new)[3].clone();
+        ciphertext[0] ^= 1;
+        assert!(matches!(
+            kek.open(&with_part(&new, 3, &ciphertext)),
+            Err(Error::SealedKeyTampered)
+        ));
     }
 
     #[test]

@@ -166,6 +166,8 @@ pub struct StoredKey {
     /// Set by the first signature; a never-used key may be handed out again
     /// instead of minting another (PROTOCOL.md §5).
     pub last_used: Option<OffsetDateTime>,
+    /// Set when the repository was deleted: the key never signs again.
+    pub retired_at: Option<OffsetDateTime>,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -177,6 +179,7 @@ impl std::fmt::Debug for StoredKey {
             .field("algorithm", &self.algorithm)
             .field("created_at", &self.created_at)
             .field("last_used", &self.last_used)
+            .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +205,112 @@ impl std::fmt::Debug for NewKey {
             .finish_non_exhaustive()
     }
 }
+
+/// Parameters of the key-encryption key (one per database): the salt and
+/// iteration count it is derived with, and a known answer sealed under it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KekParams {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub check_value: String,
+}
+
+impl std::fmt::Debug for KekParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KekParams")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an audit record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Publish,
+    Delete,
+    RotateKey,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Delete => "delete",
+            Self::RotateKey => "rotate_key",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "publish" => Some(Self::Publish),
+            "delete" => Some(Self::Delete),
+            "rotate_key" => Some(Self::RotateKey),
+            _ => None,
+        }
+    }
+}
+
+/// A role and its version, as recorded in the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoleVersion {
+    pub role: String,
+    pub version: i64,
+}
+
+/// An audit record to append; the store stamps the time and ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub gun: String,
+    pub action: AuditAction,
+    /// Who: the token's `sub`, or "anonymous" without auth.
+    pub subject: String,
+    pub roles: Vec<RoleVersion>,
+    pub key_ids: Vec<String>,
+}
+
+/// One audit record: when, which GUN, what, which roles and versions, who.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub gun: String,
+    pub action: AuditAction,
+    pub subject: String,
+    /// What was stored (publish: every file written, generated snapshot and
+    /// timestamp included; delete: the newest version of each role removed;
+    /// rotation: the role).
+    pub roles: Vec<RoleVersion>,
+    /// Rotation: the new key. Delete: the keys it retired.
+    pub key_ids: Vec<String>,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+    let text = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(&text)
+}
+
+/// What a delete removed and retired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// The newest version of each role that was deleted, by role name.
+    pub roles: Vec<RoleVersion>,
+    /// Server keys of the GUN retired by this delete.
+    pub retired_keys: Vec<String>,
+}
+
+impl Deleted {
+    /// Whether any metadata was deleted.
+    pub fn any(&self) -> bool {
+        !self.roles.is_empty()
+    }
+}
+
+/// At most this many audit records are returned per page.
+pub const MAX_AUDIT_PAGE: i64 = 1000;
 
 /// Storage backend. GUNs and roles are compared exactly (no prefixes, no case
 /// folding). Times are stamped by the backend, like Notary's
@@ -236,12 +345,41 @@ pub trait Store: Send + Sync + 'static {
     /// (gun, role) already has an equal or higher version; of two concurrent
     /// publishers of the same version exactly one succeeds. A timestamp file
     /// also writes an `update` changefeed record.
-    fn publish(&self, gun: &str, files: Vec<NewFile>) -> impl Future<Output = Result<()>> + Send;
+    fn publish(&self, gun: &str, files: Vec<NewFile>) -> impl Future<Output = Result<()>> + Send {
+        self.publish_as(gun, files, None, &[])
+    }
 
-    /// Hard-deletes every metadata row of exactly `gun` and records a
-    /// `deletion` change if anything was deleted. Server keys are kept, as in
-    /// Notary (PROTOCOL.md §1.5). Returns whether anything was deleted.
-    fn delete(&self, gun: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// [`Store::publish`], plus, in the same transaction (a refused publish
+    /// records nothing): an audit record of every file written when
+    /// `subject` is given, and the first use of the server keys in
+    /// `used_keys` (as [`Store::mark_key_used`]; already-marked keys keep
+    /// their time). One durable commit instead of two for a new repository.
+    fn publish_as(
+        &self,
+        gun: &str,
+        files: Vec<NewFile>,
+        subject: Option<&str>,
+        used_keys: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Hard-deletes every metadata row of exactly `gun`, records a `deletion`
+    /// change if anything was deleted, and retires the GUN's server keys so
+    /// a later repository of that name gets new ones (unlike Notary, which
+    /// keeps them: PROTOCOL.md §1.5). If anything was deleted or retired, an
+    /// audit record by `subject` is written, all in one transaction.
+    fn delete(&self, gun: &str, subject: &str) -> impl Future<Output = Result<Deleted>> + Send;
+
+    /// Appends an audit record on its own (key rotations).
+    fn record_audit(&self, entry: NewAuditEntry) -> impl Future<Output = Result<()>> + Send;
+
+    /// Audit records of exactly `gun`, newest first: at most `limit`
+    /// (clamped to 1..=[`MAX_AUDIT_PAGE`]), with IDs below `before` if given.
+    fn audit(
+        &self,
+        gun: &str,
+        limit: i64,
+        before: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
 
     /// A changefeed page (PROTOCOL.md §1.6), always oldest→newest. Forward
     /// (`records > 0`, `change_id >= 0`): IDs after `change_id`. Backwards
@@ -263,12 +401,29 @@ pub trait Store: Send + Sync + 'static {
 
     fn get_key(&self, key_id: &str) -> impl Future<Output = Result<StoredKey>> + Send;
 
-    /// Every key held for (gun, role), newest first.
+    /// Every key held for (gun, role) and not retired, newest first.
     fn keys_for(
         &self,
         gun: &str,
         role: &str,
     ) -> impl Future<Output = Result<Vec<StoredKey>>> + Send;
+
+    /// The most recently created key of any GUN, retired or not: a sample to
+    /// check the passphrase against, and whether sealed keys exist at all.
+    fn newest_key(&self) -> impl Future<Output = Result<Option<StoredKey>>> + Send;
+
+    /// The key-encryption key's parameters, if set.
+    fn kek_params(&self) -> impl Future<Output = Result<Option<KekParams>>> + Send;
+
+    /// Stores `params` unless parameters are already stored; returns the
+    /// stored ones (of two processes starting at once, both use the
+    /// winner's). With `replace`, overwrites them: only for a database that
+    /// holds no sealed keys.
+    fn put_kek_params(
+        &self,
+        params: KekParams,
+        replace: bool,
+    ) -> impl Future<Output = Result<KekParams>> + Send;
 
     /// Records that the key has signed (sets `last_used` to now).
     fn mark_key_used(&self, key_id: &str) -> impl Future<Output = Result<()>> + Send;
@@ -345,7 +500,11 @@ pub(crate) mod tests {
         ));
         assert!(store.latest_versions(gun).await.unwrap().is_empty());
         assert!(store.changes(None, 0, 100).await.unwrap().is_empty());
-        assert!(!store.delete(gun).await.unwrap());
+        assert_eq!(
+            store.delete(gun, "alice").await.unwrap(),
+            Deleted::default()
+        );
+        assert!(store.audit(gun, 10, None).await.unwrap().is_empty());
 
         // First publish.
         let v1 = vec![
@@ -443,7 +602,7 @@ pub(crate) mod tests {
                 .unwrap();
         }
 
-        // Server keys (kept across a GUN delete, as in Notary).
+        // Server keys (retired by a GUN delete, unlike Notary).
         store.put_key(key("k1", gun, "timestamp")).await.unwrap();
         store.put_key(key("k2", gun, "timestamp")).await.unwrap();
         store.put_key(key("k3", gun, "snapshot")).await.unwrap();
@@ -473,9 +632,47 @@ pub(crate) mod tests {
         ));
         assert!(matches!(store.get_key("nope").await, Err(Error::NotFound)));
 
-        // Delete exactly this GUN.
-        assert!(store.delete(gun).await.unwrap());
-        assert!(!store.delete(gun).await.unwrap());
+        // A neighbour's key is not retired with this GUN.
+        store
+            .put_key(key("n1", neighbours[0], "timestamp"))
+            .await
+            .unwrap();
+
+        // Delete exactly this GUN: its metadata goes, its keys retire.
+        let deleted = store.delete(gun, "alice").await.unwrap();
+        assert_eq!(
+            deleted.roles,
+            [
+                ("root", 1),
+                ("snapshot", 2),
+                ("targets", 2),
+                ("timestamp", 2)
+            ]
+            .map(|(role, version)| RoleVersion {
+                role: role.into(),
+                version
+            })
+        );
+        assert_eq!(deleted.retired_keys, ["k1", "k2", "k3"]);
+        assert_eq!(
+            store.delete(gun, "alice").await.unwrap(),
+            Deleted::default()
+        );
+        assert!(store.keys_for(gun, "timestamp").await.unwrap().is_empty());
+        assert!(store.keys_for(gun, "snapshot").await.unwrap().is_empty());
+        let retired = store.get_key("k1").await.unwrap();
+        assert!(retired.retired_at.is_some());
+        assert!(retired.last_used.is_some());
+        assert_eq!(
+            store
+                .keys_for(neighbours[0], "timestamp")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(store.get_key("n1").await.unwrap().retired_at, None);
+        assert_eq!(store.newest_key().await.unwrap().unwrap().key_id, "n1");
         assert!(store.latest_versions(gun).await.unwrap().is_empty());
         assert!(matches!(
             store.get_current(gun, "root").await,
@@ -484,7 +681,6 @@ pub(crate) mod tests {
         for other in neighbours {
             assert_eq!(store.get_current(other, "root").await.unwrap().version, 1);
         }
-        assert_eq!(store.keys_for(gun, "timestamp").await.unwrap().len(), 2);
         // A deleted GUN starts again from version 1.
         store.publish(gun, vec![file("root", 1)]).await.unwrap();
 
@@ -553,6 +749,126 @@ pub(crate) mod tests {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    /// The audit trail and the KEK parameters.
+    pub(crate) async fn audit_story<S: Store>(store: &S) {
+        let gun = "example.com/audited";
+        // Timestamp refreshes (no subject) are not audited.
+        store
+            .publish(gun, vec![file("timestamp", 1)])
+            .await
+            .unwrap();
+        assert!(store.audit(gun, 10, None).await.unwrap().is_empty());
+        store
+            .publish_as(
+                gun,
+                vec![file("root", 1), file("targets", 1)],
+                Some("alice"),
+                &[],
+            )
+            .await
+            .unwrap();
+        // A refused publish records nothing.
+        assert!(matches!(
+            store
+                .publish_as(gun, vec![file("targets", 1)], Some("mallory"), &[])
+                .await,
+            Err(Error::Conflict { .. })
+        ));
+        store
+            .record_audit(NewAuditEntry {
+                gun: gun.into(),
+                action: AuditAction::RotateKey,
+                subject: "bob".into(),
+                roles: vec![RoleVersion {
+                    role: "snapshot".into(),
+                    version: 0,
+                }],
+                key_ids: vec!["k9".into()],
+            })
+            .await
+            .unwrap();
+        store.put_key(key("a1", gun, "timestamp")).await.unwrap();
+        // First uses are recorded with the publish, and only if it stores.
+        let used = ["a1".to_string()];
+        assert!(matches!(
+            store
+                .publish_as(gun, vec![file("targets", 1)], None, &used)
+                .await,
+            Err(Error::Conflict { .. })
+        ));
+        assert_eq!(store.get_key("a1").await.unwrap().last_used, None);
+        store
+            .publish_as(gun, vec![file("timestamp", 2)], None, &used)
+            .await
+            .unwrap();
+        assert!(store.get_key("a1").await.unwrap().last_used.is_some());
+        store.delete(gun, "carol").await.unwrap();
+        // Another GUN's records stay apart.
+        store
+            .publish_as(
+                "example.com/other",
+                vec![file("root", 1)],
+                Some("dave"),
+                &[],
+            )
+            .await
+            .unwrap();
+
+        let all = store.audit(gun, 10, None).await.unwrap();
+        let summary: Vec<(AuditAction, &str)> =
+            all.iter().map(|e| (e.action, e.subject.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                (AuditAction::Delete, "carol"),
+                (AuditAction::RotateKey, "bob"),
+                (AuditAction::Publish, "alice"),
+            ]
+        );
+        assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+        assert_eq!(
+            all[2].roles,
+            [("root", 1), ("targets", 1)].map(|(role, version)| RoleVersion {
+                role: role.into(),
+                version
+            })
+        );
+        assert_eq!(all[0].key_ids, ["a1"]);
+        assert_eq!(all[0].roles.len(), 3);
+        assert_eq!(all[1].key_ids, ["k9"]);
+        assert!(all.iter().all(|e| e.gun == gun));
+        // Paging: newest first, then older than a cursor.
+        let first = store.audit(gun, 1, None).await.unwrap();
+        assert_eq!(first, all[..1]);
+        let next = store.audit(gun, 5, Some(first[0].id)).await.unwrap();
+        assert_eq!(next, all[1..]);
+        assert_eq!(store.audit(gun, 0, None).await.unwrap().len(), 1);
+        let json = serde_json::to_value(&all[1]).unwrap();
+        assert_eq!(json["action"], "rotate_key");
+        assert!(json["created_at"].as_str().unwrap().ends_with('Z'));
+
+        // KEK parameters: the first writer wins unless replacing.
+        assert_eq!(store.kek_params().await.unwrap(), None);
+        let params = |salt: u8| KekParams {
+            salt: vec![salt; 16],
+            iterations: 1000,
+            check_value: format!("check-{salt}"),
+        };
+        assert_eq!(
+            store.put_kek_params(params(1), false).await.unwrap(),
+            params(1)
+        );
+        assert_eq!(
+            store.put_kek_params(params(2), false).await.unwrap(),
+            params(1)
+        );
+        assert_eq!(store.kek_params().await.unwrap(), Some(params(1)));
+        assert_eq!(
+            store.put_kek_params(params(3), true).await.unwrap(),
+            params(3)
         );
     }
 

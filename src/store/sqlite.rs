@@ -14,7 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 
 use super::{
-    Change, ChangeCategory, Error, NewFile, NewKey, Result, Store, StoredFile, StoredKey,
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, MAX_AUDIT_PAGE,
+    NewAuditEntry, NewFile, NewKey, Result, RoleVersion, Store, StoredFile, StoredKey,
     TIMESTAMP_ROLE, sha256_hex,
 };
 
@@ -24,6 +25,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite serialises writers anyway; a few connections let reads proceed
 /// while a write transaction is open (WAL).
 const MAX_CONNECTIONS: u32 = 8;
+
+/// SQLite's page cache per connection (negative: KiB). The default 2 MiB
+/// per connection mostly held copies of large metadata blobs that the
+/// repository's own cache already keeps, eight times over.
+const PAGE_CACHE: &str = "-256";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -57,11 +63,13 @@ impl SqliteStore {
         } else {
             SqliteConnectOptions::new().filename(url_or_path)
         };
-        if let Some(parent) = options.get_filename().parent()
+        let filename = options.get_filename().to_path_buf();
+        if let Some(parent) = filename.parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|err| Error::Backend(err.into()))?;
         }
+        create_private(&filename)?;
         // synchronous stays at sqlx's FULL: losing a committed timestamp on
         // power loss would let the server serve an older version than
         // clients have already seen.
@@ -69,12 +77,17 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", PAGE_CACHE);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
-        Self::migrated(pool).await
+        let store = Self::migrated(pool).await?;
+        // SQLite gives -wal and -shm the main file's mode; this also tightens
+        // files left readable by older builds.
+        restrict_modes(&filename)?;
+        Ok(store)
     }
 
     /// A private in-memory database, for tests. One connection that is never
@@ -113,6 +126,48 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
+
+/// The database holds sealed keys: create it readable by its owner only,
+/// before SQLite creates it with the process umask.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_MODE)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(Error::Backend(err.into())),
+    }
+}
+
+/// Sets the database file and its -wal and -shm companions to owner-only.
+fn restrict_modes(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut companions = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        companions.push(name.into());
+    }
+    for file in companions {
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o777 != PRIVATE_MODE => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(PRIVATE_MODE))
+                    .map_err(|err| Error::Backend(err.into()))?;
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::Backend(err.into())),
+        }
+    }
+    Ok(())
+}
+
+/// Owner read/write only.
+const PRIVATE_MODE: u32 = 0o600;
 
 fn is_memory(url_or_path: &str) -> bool {
     let rest = url_or_path
@@ -154,6 +209,7 @@ fn change_from_row(row: &SqliteRow) -> Result<Change, sqlx::Error> {
 
 fn key_from_row(row: &SqliteRow) -> Result<StoredKey, sqlx::Error> {
     let last_used: Option<&str> = row.try_get("last_used")?;
+    let retired_at: Option<&str> = row.try_get("retired_at")?;
     Ok(StoredKey {
         key_id: row.try_get("key_id")?,
         gun: row.try_get("gun")?,
@@ -163,8 +219,61 @@ fn key_from_row(row: &SqliteRow) -> Result<StoredKey, sqlx::Error> {
         sealed_private: row.try_get("sealed_private")?,
         created_at: parse_time(row.try_get("created_at")?)?,
         last_used: last_used.map(parse_time).transpose()?,
+        retired_at: retired_at.map(parse_time).transpose()?,
     })
 }
+
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
+    let action: &str = row.try_get("action")?;
+    let action = AuditAction::parse(action)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
+    let roles: Vec<(String, i64)> = decode_json(row.try_get("roles")?)?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        created_at: parse_time(row.try_get("created_at")?)?,
+        gun: row.try_get("gun")?,
+        action,
+        subject: row.try_get("subject")?,
+        roles: roles
+            .into_iter()
+            .map(|(role, version)| RoleVersion { role, version })
+            .collect(),
+        key_ids: decode_json(row.try_get("key_ids")?)?,
+    })
+}
+
+async fn insert_audit<'e, E: sqlx::SqliteExecutor<'e>>(
+    executor: E,
+    entry: &NewAuditEntry,
+) -> Result<()> {
+    // Pairs rather than objects: compact, and the order is the record's.
+    let roles: Vec<(&str, i64)> = entry
+        .roles
+        .iter()
+        .map(|r| (r.role.as_str(), r.version))
+        .collect();
+    let encode = |value: serde_json::Result<String>| {
+        value.map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
+    };
+    sqlx::query(
+        "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&entry.gun)
+    .bind(entry.action.as_str())
+    .bind(&entry.subject)
+    .bind(encode(serde_json::to_string(&roles))?)
+    .bind(encode(serde_json::to_string(&entry.key_ids))?)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+const KEY_COLUMNS: &str =
+    "key_id, gun, role, algorithm, public, sealed_private, created_at, last_used, retired_at";
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -292,10 +401,47 @@ impl Store for SqliteStore {
         Ok(versions)
     }
 
-    async fn publish(&self, gun: &str, files: Vec<NewFile>) -> Result<()> {
+    async fn publish_as(
+        &self,
+        gun: &str,
+        files: Vec<NewFile>,
+        subject: Option<&str>,
+        used_keys: &[String],
+    ) -> Result<()> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        match insert_files(&mut tx, gun, &files).await {
+        let mut written = insert_files(&mut tx, gun, &files).await;
+        for key_id in used_keys {
+            if written.is_err() {
+                break;
+            }
+            written = sqlx::query(
+                "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                 WHERE key_id = ? AND last_used IS NULL",
+            )
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await
+            .map(drop)
+            .map_err(Error::from);
+        }
+        if let (Ok(()), Some(subject)) = (&written, subject) {
+            let entry = NewAuditEntry {
+                gun: gun.to_string(),
+                action: AuditAction::Publish,
+                subject: subject.to_string(),
+                roles: files
+                    .iter()
+                    .map(|f| RoleVersion {
+                        role: f.role.clone(),
+                        version: f.version,
+                    })
+                    .collect(),
+                key_ids: Vec::new(),
+            };
+            written = insert_audit(&mut *tx, &entry).await;
+        }
+        match written {
             Ok(()) => Ok(tx.commit().await?),
             Err(err) => {
                 // Roll back now rather than on drop, so the write lock is
@@ -307,19 +453,124 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn delete(&self, gun: &str) -> Result<bool> {
+    async fn delete(&self, gun: &str, subject: &str) -> Result<Deleted> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
+        let rows = sqlx::query(
+            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = ? \
+             GROUP BY role ORDER BY role",
+        )
+        .bind(gun)
+        .fetch_all(&mut *tx)
+        .await?;
+        let roles = rows
+            .iter()
+            .map(|row| {
+                Ok(RoleVersion {
+                    role: row.try_get("role")?,
+                    version: row.try_get("version")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let retired_keys: Vec<String> = sqlx::query_scalar(
+            "SELECT key_id FROM server_keys WHERE gun = ? AND retired_at IS NULL ORDER BY key_id",
+        )
+        .bind(gun)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
             .bind(gun)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted > 0 {
+            .await?;
+        sqlx::query(
+            "UPDATE server_keys SET retired_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE gun = ? AND retired_at IS NULL",
+        )
+        .bind(gun)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = Deleted {
+            roles,
+            retired_keys,
+        };
+        if deleted.any() {
             insert_change(&mut tx, gun, 0, "", ChangeCategory::Deletion).await?;
         }
+        if deleted.any() || !deleted.retired_keys.is_empty() {
+            let entry = NewAuditEntry {
+                gun: gun.to_string(),
+                action: AuditAction::Delete,
+                subject: subject.to_string(),
+                roles: deleted.roles.clone(),
+                key_ids: deleted.retired_keys.clone(),
+            };
+            insert_audit(&mut *tx, &entry).await?;
+        }
         tx.commit().await?;
-        Ok(deleted > 0)
+        Ok(deleted)
+    }
+
+    async fn record_audit(&self, entry: NewAuditEntry) -> Result<()> {
+        insert_audit(&self.pool, &entry).await
+    }
+
+    async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let rows = sqlx::query(
+            "SELECT id, created_at, gun, action, subject, roles, key_ids FROM audit_log \
+             WHERE gun = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(gun)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn newest_key(&self) -> Result<Option<StoredKey>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(key_from_row).transpose()?)
+    }
+
+    async fn kek_params(&self) -> Result<Option<KekParams>> {
+        let row =
+            sqlx::query("SELECT salt, iterations, check_value FROM key_encryption WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let iterations: i64 = row.try_get("iterations")?;
+        Ok(Some(KekParams {
+            salt: row.try_get("salt")?,
+            iterations: u32::try_from(iterations)
+                .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?,
+            check_value: row.try_get("check_value")?,
+        }))
+    }
+
+    async fn put_kek_params(&self, params: KekParams, replace: bool) -> Result<KekParams> {
+        let verb = if replace {
+            "INSERT OR REPLACE"
+        } else {
+            "INSERT OR IGNORE"
+        };
+        let sql = format!(
+            "{verb} INTO key_encryption (id, salt, iterations, check_value) VALUES (1, ?, ?, ?)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&params.salt)
+            .bind(i64::from(params.iterations))
+            .bind(&params.check_value)
+            .execute(&self.pool)
+            .await?;
+        self.kek_params().await?.ok_or(Error::NotFound)
     }
 
     async fn changes(
@@ -440,26 +691,26 @@ impl Store for SqliteStore {
     }
 
     async fn get_key(&self, key_id: &str) -> Result<StoredKey> {
-        let row = sqlx::query(
-            "SELECT key_id, gun, role, algorithm, public, sealed_private, created_at, last_used \
-             FROM server_keys WHERE key_id = ?",
-        )
-        .bind(key_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(key_from_row(&row)?)
     }
 
     async fn keys_for(&self, gun: &str, role: &str) -> Result<Vec<StoredKey>> {
         // rowid breaks ties between keys created in the same millisecond.
-        let rows = sqlx::query(
-            "SELECT key_id, gun, role, algorithm, public, sealed_private, created_at, last_used \
-             FROM server_keys WHERE gun = ? AND role = ? ORDER BY created_at DESC, rowid DESC",
-        )
-        .bind(gun)
-        .bind(role)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys \
+             WHERE gun = ? AND role = ? AND retired_at IS NULL \
+             ORDER BY created_at DESC, rowid DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -483,7 +734,7 @@ impl Store for SqliteStore {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::tests::{race, story, temp_db};
+    use super::super::tests::{audit_story, race, story, temp_db};
     use super::*;
 
     #[tokio::test]
@@ -491,6 +742,47 @@ mod tests {
         let (_dir, db) = temp_db();
         let store = SqliteStore::open(&db).await.unwrap();
         story(&store).await;
+    }
+
+    #[tokio::test]
+    async fn audit_story_on_a_temp_file() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        audit_story(&store).await;
+    }
+
+    #[tokio::test]
+    async fn audit_story_in_memory() {
+        audit_story(&SqliteStore::open_in_memory().await.unwrap()).await;
+    }
+
+    /// The database, its WAL and shared-memory files hold sealed keys:
+    /// owner-only, whatever the umask, and tightened on reopen.
+    #[tokio::test]
+    async fn database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        store
+            .publish("gun", vec![NewFile::new("timestamp", 1, b"ts".to_vec())])
+            .await
+            .unwrap();
+        let mode = |suffix: &str| {
+            let path = format!("{db}{suffix}");
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o600, "{db}{suffix}");
+        }
+        store.close().await;
+
+        let loose = dir.path().join("loose.db");
+        std::fs::write(&loose, b"").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(loose.to_str().unwrap()).await.unwrap();
+        store.ping().await.unwrap();
+        let mode = std::fs::metadata(&loose).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[tokio::test]
@@ -566,6 +858,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(cache.to_string(), PAGE_CACHE);
     }
 
     #[test]
