@@ -302,12 +302,13 @@ impl<S: Store> KeyService<S> {
         public_key_of(newest)
     }
 
-    /// Signs `message` (canonical `signed` bytes) with a held key, then
-    /// records the key as used. The signer hashes per key type, as
+    /// Signs `message` (canonical `signed` bytes) with a held key. A first
+    /// use is noted in [`KeyService::unrecorded_uses`], for the publish that
+    /// stores the signature to record. The signer hashes per key type, as
     /// notary-signer does. Retired keys refuse.
     pub async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Signature, Error> {
         if let Some(key) = self.unsealed_key(key_id) {
-            // Already used (it was unsealed to sign), so nothing to record.
+            // Already used (it was unsealed to sign), so nothing to note.
             return Ok(key.sign(message)?);
         }
         let stored = self.stored(key_id).await?;
