@@ -639,3 +639,80 @@ fn a_bad_root_bundle_stops_the_start() {
         "{message}"
     );
 }
+
+#[test]
+fn admin_endpoints_need_star_and_record_who() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = TokenSigner::new();
+    let server = start(dir.path(), auth_section(dir.path(), &signer, false)).unwrap();
+    let gun = "example.com/team/admin";
+    let push_pull = signer.token(gun, &["push", "pull"]);
+    let admin = signer.token_for(
+        "root-admin",
+        &json!([{"type": "repository", "name": gun, "actions": ["*"]}]),
+    );
+    let other_admin = signer.token_for(
+        "root-admin",
+        &json!([{"type": "repository", "name": "example.com/team/other", "actions": ["*"]}]),
+    );
+
+    // A key rotation by the admin is recorded with the token's subject.
+    let reply = server.call(
+        "POST",
+        &format!("/v2/{gun}/_trust/tuf/timestamp.key"),
+        Some(&admin),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body());
+
+    let audit = format!("/v2/{gun}/_trust/audit");
+    for token in [None, Some(push_pull.as_str()), Some(other_admin.as_str())] {
+        let reply = server.call("GET", &audit, token);
+        assert_eq!(reply.status, 401, "{}", reply.body());
+        assert!(
+            reply
+                .header("www-authenticate")
+                .unwrap()
+                .contains(&format!(r#"scope="repository:{gun}:*""#)),
+            "{:?}",
+            reply.header("www-authenticate")
+        );
+    }
+    let reply = server.call("GET", &audit, Some(&admin));
+    assert_eq!(reply.status, 200, "{}", reply.body());
+    let records: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(records["count"], 1, "{records}");
+    assert_eq!(records["records"][0]["subject"], "root-admin");
+    assert_eq!(records["records"][0]["action"], "rotate_key");
+    assert_eq!(records["records"][0]["gun"], gun);
+    let reply = server.call("GET", &format!("{audit}?limit=x"), Some(&admin));
+    assert_eq!(reply.status, 400, "{}", reply.body());
+    assert!(
+        reply.body().contains("INVALID_PARAMETERS"),
+        "{}",
+        reply.body()
+    );
+
+    // Immutability: push,pull cannot set it; `*` can, and then the
+    // repository cannot be deleted until it is cleared.
+    let immutable = format!("/v2/{gun}/_trust/immutable");
+    assert_eq!(server.call("PUT", &immutable, Some(&push_pull)).status, 401);
+    let reply = server.call("GET", &immutable, Some(&admin));
+    assert_eq!(reply.status, 200, "{}", reply.body());
+    let shown: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(shown["immutable"], false);
+    let reply = server.call("PUT", &immutable, Some(&admin));
+    assert_eq!(reply.status, 200, "{}", reply.body());
+    let shown: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(shown["immutable"], true);
+    assert_eq!(shown["configured"], false);
+    let repository = format!("/v2/{gun}/_trust/tuf/");
+    let reply = server.call("DELETE", &repository, Some(&admin));
+    assert_eq!(reply.status, 400, "{}", reply.body());
+    assert!(reply.body().contains("immutable"), "{}", reply.body());
+    let reply = server.call("DELETE", &immutable, Some(&admin));
+    assert_eq!(reply.status, 200, "{}", reply.body());
+    let shown: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(shown["immutable"], false);
+    let reply = server.call("DELETE", &repository, Some(&admin));
+    assert_eq!(reply.status, 200, "{}", reply.body());
+}

@@ -576,10 +576,7 @@ fn a_forged_upload_over_http_sends_nothing_to_the_registry() {
     let forged = forger.targets(version + 1, &tags, OffsetDateTime::now_utc());
     let path = work.path().join("forged-targets.json");
     std::fs::write(&path, forged).unwrap();
-    let (status, body) =
-        notarium
-            .curl()
-            .publish(gun, &[("targets", &path)]);
+    let (status, body) = notarium.curl().publish(gun, &[("targets", &path)]);
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("ErrBadTargets"), "{text}");

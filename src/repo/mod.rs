@@ -359,8 +359,13 @@ impl<S: Store> Repo<S> {
 
     /// Whether `gun` is immutable, by configuration or by a stored mark.
     pub async fn is_immutable(&self, gun: &str) -> Result<bool, Error> {
-        let configured = crate::policy::listed(&self.policy.immutable, gun);
-        Ok(configured || self.store.is_immutable(gun).await?)
+        Ok(self.immutable_by_configuration(gun) || self.store.is_immutable(gun).await?)
+    }
+
+    /// Whether `repositories.immutable` covers `gun` (no stored mark can
+    /// undo that).
+    pub fn immutable_by_configuration(&self, gun: &str) -> bool {
+        crate::policy::listed(&self.policy.immutable, gun)
     }
 
     /// The server rules, over what this update adds or changes in each

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::AppState;
 use super::auth::{Caller, authorize};
 use super::error::{ApiError, Code};
-use super::route::{MetadataFile, Route, decode_path};
+use super::route::{ImmutableAction, MetadataFile, Route, decode_path};
 use crate::repo::{Error as RepoError, Served, UploadProblem, check_gun};
 use crate::store::Store;
 use crate::tuf::RoleName;
@@ -121,9 +121,14 @@ async fn handle<S: Store>(
             Ok(()) => rotate(state, &gun, &role, caller).await,
             Err(error) => ApiError::from_repo(&error, false).into_response(),
         },
-        // Admin endpoints whose handlers are wired in later; the route,
-        // its access and its label exist already.
-        Route::Audit { .. } | Route::Immutable { .. } => ApiError::not_found().into_response(),
+        Route::Audit { gun } => match check_gun(&gun) {
+            Ok(()) => audit(state, &gun, &query).await,
+            Err(error) => ApiError::from_repo(&error, false).into_response(),
+        },
+        Route::Immutable { gun, action } => match check_gun(&gun) {
+            Ok(()) => immutable(state, &gun, action, caller).await,
+            Err(error) => ApiError::from_repo(&error, true).into_response(),
+        },
     }
 }
 
@@ -243,6 +248,74 @@ async fn delete<S: Store>(state: &AppState<S>, gun: &str, caller: &Caller) -> Re
     match state.repo.delete(gun, &caller.subject).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(error) => ApiError::from_repo(&error, true).into_response(),
+    }
+}
+
+fn json_ok(body: &serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `GET /v2/<gun>/_trust/audit?limit=N&before=ID`: the repository's audit
+/// trail, newest first (`*` on the GUN).
+async fn audit<S: Store>(state: &AppState<S>, gun: &str, query: &str) -> Response {
+    let mut limit = None;
+    let mut before = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let parsed = match key {
+            "limit" => value.parse::<i64>().map(|n| limit = Some(n)),
+            "before" => value.parse::<i64>().map(|n| before = Some(n)),
+            _ => Ok(()),
+        };
+        if parsed.is_err() {
+            let error = RepoError::InvalidParameters {
+                reason: format!("{key} must be an integer"),
+            };
+            return ApiError::from_repo(&error, false).into_response();
+        }
+    }
+    match state.repo.audit(gun, limit, before).await {
+        Ok(records) => json_ok(&json!({"count": records.len(), "records": records})),
+        Err(error) => ApiError::from_repo(&error, false).into_response(),
+    }
+}
+
+/// `GET|PUT|DELETE /v2/<gun>/_trust/immutable` (`*` on the GUN): show, set
+/// or clear the stored immutability mark; a configured mark cannot be
+/// cleared here, and the answer says so.
+async fn immutable<S: Store>(
+    state: &AppState<S>,
+    gun: &str,
+    action: ImmutableAction,
+    caller: &Caller,
+) -> Response {
+    let changed = match action {
+        ImmutableAction::Show => Ok(false),
+        ImmutableAction::Set => state.repo.set_immutable(gun, true).await,
+        ImmutableAction::Clear => state.repo.set_immutable(gun, false).await,
+    };
+    if let Err(error) = changed {
+        return ApiError::from_repo(&error, action != ImmutableAction::Show).into_response();
+    }
+    if action != ImmutableAction::Show {
+        tracing::info!(subject = %caller.subject, ?action, "immutability changed");
+    }
+    let configured = state.repo.immutable_by_configuration(gun);
+    match state.repo.is_immutable(gun).await {
+        Ok(immutable) => json_ok(&json!({
+            "gun": gun,
+            "immutable": immutable,
+            "configured": configured,
+        })),
+        Err(error) => ApiError::from_repo(&error, false).into_response(),
     }
 }
 
