@@ -474,3 +474,66 @@ fn docker_login_push_and_pull_with_content_trust_and_one_token_server() {
     assert!(!log.contains(" status=5"), "server errors:\n{log}");
     drop(registry);
 }
+
+/// Debian's docker-registry accepts the token server's tokens for its own
+/// `service` (and only those): `docker login` and a push, no trust server
+/// involved.
+#[test]
+fn registry_takes_tokens_from_the_same_token_server() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let pki = Pki::new(dir);
+    let tokens = TokenServer::start(&pki, &[REGISTRY_SERVICE, NOTARY_SERVICE]);
+    let registry = Registry::start_with_auth(
+        &dir.join("registry"),
+        Some(&TokenAuth {
+            realm: tokens.realm(),
+            service: REGISTRY_SERVICE.into(),
+            issuer: ISSUER.into(),
+            rootcertbundle: pki.bundle.clone(),
+        }),
+    );
+    let host = registry.host();
+    tokens.add_user(
+        "carol",
+        "carol-pw",
+        &[Grant::repository("team/*", &["push", "pull"])],
+    );
+    tokens.add_user("dave", "dave-pw", &[Grant::repository("team/*", &["pull"])]);
+
+    // The same token is good for the registry's service only.
+    let registry_get = |token: &str| {
+        let output = run(Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("http://{host}/v2/")));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let for_registry = tokens.token_for(Some("carol"), REGISTRY_SERVICE, &[]);
+    let for_notary = tokens.token_for(Some("carol"), NOTARY_SERVICE, &[]);
+    assert_eq!(registry_get(&for_registry), "200");
+    assert_eq!(registry_get(&for_notary), "401");
+
+    // No trust server here: content trust stays off.
+    let carol =
+        DockerCli::with_trust_server(&dir.join("carol"), "https://127.0.0.1:9", &pki.bundle);
+    login(&carol, &host, "carol", "carol-pw");
+    let reference = format!("{host}/team/tool:1");
+    carol.make_image(&reference, "carol");
+    let out = carol.ok(&["push", &reference]);
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+
+    let dave = DockerCli::with_trust_server(&dir.join("dave"), "https://127.0.0.1:9", &pki.bundle);
+    login(&dave, &host, "dave", "dave-pw");
+    let mine = format!("{host}/team/tool:dave");
+    dave.tag(&reference, &mine);
+    let output = dave.run(&["push", &mine]);
+    assert!(!output.status.success(), "{}", all_output(&output));
+    assert!(
+        all_output(&output).contains("denied: requested access to the resource is denied"),
+        "{}",
+        all_output(&output)
+    );
+    dave.remove_images();
+    carol.remove_images();
+}
