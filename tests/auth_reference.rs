@@ -168,6 +168,7 @@ fn cases(pki: &Pki, dir: &Path) -> Vec<Case> {
     let other_ca = Pki::new(&dir.join("other-ca"));
     let rsa_leaf = pki.other_leaf(KeyKind::Rsa2048);
     let p384_leaf = pki.other_leaf(KeyKind::P384);
+    let p521_leaf = pki.other_leaf(KeyKind::P521);
     let root_key = &pki.root.key;
     let stranger = token_server::Key::generate(KeyKind::P256);
 
@@ -431,6 +432,20 @@ fn cases(pki: &Pki, dir: &Path) -> Vec<Case> {
             expect: Expect::Valid(Grants::All),
         },
         Case {
+            name: "ES512 with a P-521 leaf",
+            token: Some(Jws::x5c(pki, &p521_leaf).sign_with(&p521_leaf.key, &all)),
+            expect: Expect::Valid(Grants::All),
+        },
+        Case {
+            name: "curve does not match alg (ES512 header, P-384 key)",
+            token: Some(
+                Jws::x5c(pki, &p384_leaf)
+                    .with("alg", json!("ES512"))
+                    .sign_with(&p384_leaf.key, &all),
+            ),
+            expect: Expect::Invalid,
+        },
+        Case {
             name: "RS256 with an RSA leaf",
             token: Some(Jws::x5c(pki, &rsa_leaf).sign_with(&rsa_leaf.key, &all)),
             expect: Expect::Valid(Grants::All),
@@ -581,6 +596,22 @@ impl Server {
     }
 }
 
+/// Every case on every route, in that order (the routes of one case are
+/// asked concurrently: the table is a few hundred requests).
+fn ask_all(server: &Server, cases: &[Case], routes: &[Route]) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for case in cases {
+        std::thread::scope(|scope| {
+            let asking: Vec<_> = routes
+                .iter()
+                .map(|route| scope.spawn(|| server.ask(route, case.token.as_deref())))
+                .collect();
+            answers.extend(asking.into_iter().map(|h| h.join().unwrap()));
+        });
+    }
+    answers
+}
+
 /// `Bearer k="v",k2="v2"` → [(k, v), …].
 fn challenge_params(challenge: &str) -> Vec<(String, String)> {
     let rest = challenge
@@ -705,9 +736,10 @@ fn notarium_and_notary_server_agree_on_every_token_and_route() {
     // 1. The reference answers as the spec says (except the two rows where
     //    notary 0.7 is stricter).
     let mut go_answers = Vec::new();
+    let mut asked = ask_all(&peers.go, &cases, &routes).into_iter();
     for case in &cases {
         for route in &routes {
-            let go = peers.go.ask(route, case.token.as_deref());
+            let go = asked.next().unwrap();
             eprintln!(
                 "notary-server: {} / {}: {} {:?}",
                 case.name, route.name, go.status, go.error
@@ -738,10 +770,11 @@ fn notarium_and_notary_server_agree_on_every_token_and_route() {
     let (notarium, ours_server) = peers.start_notarium();
     let mut disagreements = Vec::new();
     let mut go_answers = go_answers.into_iter();
+    let mut asked = ask_all(&ours_server, &cases, &routes).into_iter();
     for case in &cases {
         for route in &routes {
             let go = go_answers.next().unwrap();
-            let ours = ours_server.ask(route, case.token.as_deref());
+            let ours = asked.next().unwrap();
             if let Expect::GoRefusesSpecAccepts(grants) = case.expect {
                 assert_spec(
                     &format!("{} (notarium)", case.name),
@@ -798,4 +831,51 @@ fn notarium_and_notary_server_agree_on_every_token_and_route() {
     }
     let log = notarium.log();
     assert!(!log.contains(" status=5"), "server errors:\n{log}");
+}
+
+/// With `autoredirect` the realm is `https://<request Host>/auth/token` on
+/// both (the clients then ask the server's own host for tokens).
+#[test]
+fn autoredirect_realm_follows_the_request_host() {
+    require("curl", "curl");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let tokens = TokenServer::start(&pki, &[NOTARY_SERVICE]);
+    let mut auth = tokens.auth_config(&pki, NOTARY_SERVICE);
+    auth["options"]["autoredirect"] = json!(true);
+    let upload = dir.path().join("root.json");
+    std::fs::write(&upload, b"{}").unwrap();
+    let go_dir = dir.path().join("go");
+    std::fs::create_dir_all(&go_dir).unwrap();
+    let token = pki.sign(
+        &Claims::new(NOTARY_SERVICE, "alice")
+            .repository(GUN, &["pull"])
+            .to_json(),
+    );
+    let check = |base: &str, ca: &Path| {
+        let server = Server {
+            base: base.to_string(),
+            ca: ca.to_path_buf(),
+            upload: upload.clone(),
+        };
+        let host = base.trim_start_matches("https://");
+        for route in routes() {
+            let answer = server.ask(&route, None);
+            assert_eq!(answer.status, 401, "{base} {}: {answer:?}", route.name);
+            let (realm, service, _, _) = answer.challenge.unwrap();
+            assert_eq!(
+                realm,
+                format!("https://{host}/auth/token"),
+                "{base} {}",
+                route.name
+            );
+            assert_eq!(service, NOTARY_SERVICE);
+        }
+        let answer = server.ask(&routes()[0], Some(&token));
+        assert_eq!(answer.status, 404, "{base}: {answer:?}");
+    };
+    let reference = ReferenceServer::start_with(&go_dir, json!({"auth": auth}));
+    check(&reference.url, &reference.ca);
+    let notarium = Notarium::start(&dir.path().join("notarium"), json!({"auth": auth}));
+    check(&notarium.url, &notarium.ca);
 }

@@ -64,6 +64,7 @@ pub fn b64url(bytes: &[u8]) -> String {
 pub enum KeyKind {
     P256,
     P384,
+    P521,
     Rsa2048,
 }
 
@@ -78,6 +79,7 @@ impl Key {
         let alg: &'static SignatureAlgorithm = match kind {
             KeyKind::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyKind::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyKind::P521 => &rcgen::PKCS_ECDSA_P521_SHA512,
             KeyKind::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
         };
         Self {
@@ -100,13 +102,17 @@ impl Key {
     /// The public key as a JWK (EC: crv/x/y; RSA: n/e).
     pub fn jwk(&self) -> Value {
         match self.kind {
-            KeyKind::P256 | KeyKind::P384 => {
+            KeyKind::P256 | KeyKind::P384 | KeyKind::P521 => {
                 // Uncompressed point: 0x04 ‖ x ‖ y.
                 let point = self.rcgen.der_bytes();
                 let half = (point.len() - 1) / 2;
                 json!({
                     "kty": "EC",
-                    "crv": if self.kind == KeyKind::P256 { "P-256" } else { "P-384" },
+                    "crv": match self.kind {
+                        KeyKind::P256 => "P-256",
+                        KeyKind::P384 => "P-384",
+                        _ => "P-521",
+                    },
                     "x": b64url(&point[1..1 + half]),
                     "y": b64url(&point[1 + half..]),
                 })
@@ -139,17 +145,17 @@ impl Key {
         b64url(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
     }
 
-    /// Signs `input` the JWS way for this key: ES256/ES384 → raw r‖s,
+    /// Signs `input` the JWS way for this key: ES256/384/512 → raw r‖s,
     /// RS256 → PKCS#1 v1.5.
     pub fn sign(&self, input: &[u8]) -> Vec<u8> {
         let pkcs8 = self.rcgen.serialize_der();
         let rng = SystemRandom::new();
         match self.kind {
-            KeyKind::P256 | KeyKind::P384 => {
-                let alg = if self.kind == KeyKind::P256 {
-                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING
-                } else {
-                    &signature::ECDSA_P384_SHA384_FIXED_SIGNING
+            KeyKind::P256 | KeyKind::P384 | KeyKind::P521 => {
+                let alg = match self.kind {
+                    KeyKind::P256 => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    KeyKind::P384 => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                    _ => &signature::ECDSA_P521_SHA512_FIXED_SIGNING,
                 };
                 let pair = EcdsaKeyPair::from_pkcs8(alg, &pkcs8).unwrap();
                 pair.sign(&rng, input).unwrap().as_ref().to_vec()
@@ -169,6 +175,7 @@ impl Key {
         match self.kind {
             KeyKind::P256 => "ES256",
             KeyKind::P384 => "ES384",
+            KeyKind::P521 => "ES512",
             KeyKind::Rsa2048 => "RS256",
         }
     }
