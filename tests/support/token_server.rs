@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -528,7 +529,7 @@ struct State {
 pub struct TokenServer {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    listener: Option<TcpListener>,
+    stop: Arc<AtomicBool>,
 }
 
 impl TokenServer {
@@ -550,10 +551,14 @@ impl TokenServer {
             users: BTreeMap::new(),
             requests: Vec::new(),
         }));
-        let accept = listener.try_clone().unwrap();
         let shared = Arc::clone(&state);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
         thread::spawn(move || {
-            for stream in accept.incoming() {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 let Ok(stream) = stream else { return };
                 let state = Arc::clone(&shared);
                 thread::spawn(move || {
@@ -561,11 +566,7 @@ impl TokenServer {
                 });
             }
         });
-        Self {
-            addr,
-            state,
-            listener: Some(listener),
-        }
+        Self { addr, state, stop }
     }
 
     /// The `realm` URL.
@@ -615,8 +616,8 @@ impl TokenServer {
 
 impl Drop for TokenServer {
     fn drop(&mut self) {
-        // Wake the accept loop so it notices the listener is gone.
-        drop(self.listener.take());
+        // Wake the accept loop so that it sees `stop` and closes the port.
+        self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
     }
 }
