@@ -55,6 +55,7 @@ fn bench(c: &mut Criterion) {
             max_body_bytes: 10 << 20,
             metrics: metrics_handle(),
             gun_prefixes: Vec::new(),
+            auth: None,
         }))
     });
     for role in ["timestamp", "targets", "root"] {

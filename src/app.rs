@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::auth::{Authenticator, Expectations, TrustBundle, Verifier};
 use crate::config::{Config, KeyAlgorithm as ConfigAlgorithm, StorageConfig, TlsSource};
 use zeroize::Zeroizing;
 
 use crate::policy::delegation_ca::TrustAnchors;
 use crate::policy::{ManifestSource, NoRegistry};
 use crate::repo::{Policy, Repo, system_clock};
+use crate::server::auth::TokenAuth;
 use crate::server::registry::{RegistryClient, RegistrySettings};
 use crate::server::tls::{self, TlsError};
 use crate::server::{AppState, Caching, metrics_handle, router, serve_tls};
@@ -36,6 +38,90 @@ pub enum StartError {
     },
     #[error("server stopped: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("auth.options.rootcertbundle: cannot read {}: {source}", path.display())]
+    AuthBundleRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("auth.options.rootcertbundle {}: {source}", path.display())]
+    AuthBundle {
+        path: PathBuf,
+        #[source]
+        source: crate::auth::Error,
+    },
+    #[error(
+        "refusing to listen on {addr} without authentication: anyone who can reach it could publish \
+         and delete trust data. Configure token auth (the auth section or NOTARIUM_AUTH_*), listen on \
+         a loopback address (e.g. 127.0.0.1:4443), or, if something in front of notarium \
+         authenticates, set server.insecure_no_auth: true (NOTARIUM_INSECURE_NO_AUTH=true or \
+         --insecure-no-auth)"
+    )]
+    InsecureBind { addr: String },
+}
+
+/// How many verified tokens are remembered (a few hundred bytes each).
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// Token auth from `auth`, with its root bundle read and checked now so a
+/// bad bundle stops the start rather than every request.
+fn token_auth(config: &Config) -> Result<Option<TokenAuth>, StartError> {
+    let Some(auth) = &config.auth else {
+        return Ok(None);
+    };
+    let path = auth.rootcertbundle.clone();
+    let pem = std::fs::read(&path).map_err(|source| StartError::AuthBundleRead {
+        path: path.clone(),
+        source,
+    })?;
+    let bundle =
+        TrustBundle::from_pem(&pem).map_err(|source| StartError::AuthBundle { path, source })?;
+    let verifier = Verifier::new(
+        bundle,
+        Expectations {
+            issuer: auth.issuer.clone(),
+            service: auth.service.clone(),
+        },
+    );
+    Ok(Some(TokenAuth {
+        authenticator: Authenticator::new(verifier, TOKEN_CACHE_ENTRIES),
+        realm: auth.realm.clone(),
+        service: auth.service.clone(),
+        autoredirect: auth.autoredirect,
+        clock: system_clock(),
+    }))
+}
+
+/// Safe default: without auth, only loopback addresses, unless the operator
+/// says something else authenticates (then a warning).
+fn check_exposure(config: &Config) -> Result<(), StartError> {
+    if config.auth.is_some() {
+        return Ok(());
+    }
+    let addr = config.server.http_addr.to_string();
+    let candidates = config
+        .server
+        .http_addr
+        .candidates()
+        .map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    if candidates
+        .iter()
+        .all(|candidate| candidate.ip().is_loopback())
+    {
+        return Ok(());
+    }
+    if !config.server.insecure_no_auth {
+        return Err(StartError::InsecureBind { addr });
+    }
+    tracing::warn!(
+        addr = %addr,
+        "serving without authentication on a non-loopback address (server.insecure_no_auth): \
+         anyone who can reach it can publish and delete trust data"
+    );
+    Ok(())
 }
 
 /// What the operator needs to know once the server listens.
@@ -137,6 +223,8 @@ pub async fn run(
     on_start: impl FnOnce(&Started),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    check_exposure(&config)?;
+    let auth = token_auth(&config)?;
     let store = open_store(&config).await.map_err(StartError::Store)?;
     let passphrase = match &config.keys.passphrase {
         Some(secret) => Passphrase::new(secret.expose()),
@@ -172,6 +260,7 @@ pub async fn run(
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         metrics: metrics_handle(),
         gun_prefixes: config.repositories.gun_prefixes.clone(),
+        auth,
     });
     let shown_host = if addr.ip().is_unspecified() {
         "localhost".to_string()

@@ -53,6 +53,13 @@ pub const ENV_LOG_LEVEL: &str = "NOTARIUM_LOG_LEVEL";
 pub const ENV_KEY_ALGORITHM: &str = "NOTARIUM_KEY_ALGORITHM";
 pub const ENV_KEYS_DIR: &str = "NOTARIUM_KEYS_DIR";
 pub const ENV_KEY_PASSPHRASE: &str = "NOTARIUM_KEY_PASSPHRASE";
+pub const ENV_AUTH_TYPE: &str = "NOTARIUM_AUTH_TYPE";
+pub const ENV_AUTH_REALM: &str = "NOTARIUM_AUTH_REALM";
+pub const ENV_AUTH_SERVICE: &str = "NOTARIUM_AUTH_SERVICE";
+pub const ENV_AUTH_ISSUER: &str = "NOTARIUM_AUTH_ISSUER";
+pub const ENV_AUTH_ROOTCERTBUNDLE: &str = "NOTARIUM_AUTH_ROOTCERTBUNDLE";
+pub const ENV_AUTH_AUTOREDIRECT: &str = "NOTARIUM_AUTH_AUTOREDIRECT";
+pub const ENV_INSECURE_NO_AUTH: &str = "NOTARIUM_INSECURE_NO_AUTH";
 
 // ------------------------------------------------------------------------------------------------
 // The typed result
@@ -71,6 +78,26 @@ pub struct Config {
     /// `registries`: where the images of some GUNs live. From the config file only.
     pub registries: Vec<RegistryConfig>,
     pub delegations: DelegationsConfig,
+    /// `auth` with `type: token`; `None` serves everyone (loopback only, unless
+    /// `server.insecure_no_auth`).
+    pub auth: Option<AuthConfig>,
+}
+
+/// Docker registry token auth, configured as notary-server reads it
+/// (`auth.options`, PROTOCOL.md §7.1, §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Where clients get tokens (the challenge's `realm`).
+    pub realm: String,
+    /// The token audience (`aud`) this server accepts; the challenge's `service`.
+    pub service: String,
+    /// The token issuer (`iss`) this server accepts.
+    pub issuer: String,
+    /// PEM certificates that token signing keys must chain to; resolved against the config
+    /// file's folder.
+    pub rootcertbundle: PathBuf,
+    /// Challenge with `https://<request host>/auth/token` instead of `realm`.
+    pub autoredirect: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +107,8 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Where development certificates and the generated key-sealing passphrase live.
     pub keys_dir: PathBuf,
+    /// `server.insecure_no_auth`: allow listening beyond loopback without `auth`.
+    pub insecure_no_auth: bool,
 }
 
 /// Where the server's TLS certificate comes from. There is no plain-HTTP mode.
@@ -337,6 +366,7 @@ impl Default for Config {
                 tls: TlsSource::DevCertificates,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
+                insecure_no_auth: false,
             },
             trust_service: TrustServiceConfig {
                 kind: TrustServiceKind::Local,
@@ -356,6 +386,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             registries: Vec::new(),
             delegations: DelegationsConfig::default(),
+            auth: None,
         }
     }
 }
@@ -377,6 +408,13 @@ pub struct ConfigOverrides {
     pub key_algorithm: Option<String>,
     pub keys_dir: Option<PathBuf>,
     pub max_body_bytes: Option<u64>,
+    pub auth_type: Option<String>,
+    pub auth_realm: Option<String>,
+    pub auth_service: Option<String>,
+    pub auth_issuer: Option<String>,
+    pub auth_rootcertbundle: Option<PathBuf>,
+    pub auth_autoredirect: Option<bool>,
+    pub insecure_no_auth: Option<bool>,
 }
 
 /// Where a value came from; shown in errors.
@@ -603,6 +641,12 @@ struct Layer {
     consistent_max_age: Option<Val<u64>>,
     gun_prefixes: Option<Val<Vec<String>>>,
     auth_type: Option<Val<String>>,
+    auth_realm: Option<Val<String>>,
+    auth_service: Option<Val<String>>,
+    auth_issuer: Option<Val<String>>,
+    auth_rootcertbundle: Option<Val<PathBuf>>,
+    auth_autoredirect: Option<Val<bool>>,
+    insecure_no_auth: Option<Val<bool>>,
     passphrase: Option<Secret>,
     immutable: Option<Val<Vec<String>>>,
     trusted_ca_file: Option<Val<PathBuf>>,
@@ -668,6 +712,12 @@ impl Layer {
             consistent_max_age,
             gun_prefixes,
             auth_type,
+            auth_realm,
+            auth_service,
+            auth_issuer,
+            auth_rootcertbundle,
+            auth_autoredirect,
+            insecure_no_auth,
             passphrase,
             immutable,
             trusted_ca_file,
@@ -916,17 +966,21 @@ impl FileReader<'_> {
                     for (k, key, v) in self.entries(&dotted, section)? {
                         match k.as_str() {
                             "type" => layer.auth_type = self.string(&key, v)?,
-                            "options" => options = Some(key),
+                            "options" => options = Some((key, v)),
                             _ => self.unknown(key),
                         }
                     }
-                    // With a type set, validation fails later; without one notary runs without
-                    // auth too, so the options are dead.
-                    if let (None, Some(key)) = (&layer.auth_type, options) {
-                        self.ignored(
-                            key,
-                            "auth.type is not set, so no authentication is configured",
-                        );
+                    if let Some((key, v)) = options {
+                        self.auth_options(&mut layer, &key, v)?;
+                        // Without a type notary runs without auth too, so the options are dead
+                        // unless the environment or a flag sets the type.
+                        if layer.auth_type.is_none() {
+                            self.ignored(
+                                key,
+                                "auth.type is not set, so no authentication is configured \
+                                 (unless NOTARIUM_AUTH_TYPE or --auth-type sets it)",
+                            );
+                        }
                     }
                 }
                 "reporting" => {
@@ -968,6 +1022,27 @@ impl FileReader<'_> {
                 "client_ca_file" => layer.client_ca_file = self.string(&key, v)?,
                 "max_body_bytes" => layer.max_body_bytes = self.integer(&key, v)?,
                 "keys_dir" => layer.keys_dir = self.path(&key, v)?,
+                "insecure_no_auth" => layer.insecure_no_auth = self.boolean(&key, v)?,
+                _ => self.unknown(key),
+            }
+        }
+        Ok(())
+    }
+
+    /// `auth.options` (distribution's token access controller options).
+    fn auth_options(
+        &mut self,
+        layer: &mut Layer,
+        prefix: &str,
+        v: &Value,
+    ) -> Result<(), ConfigError> {
+        for (k, key, v) in self.entries(prefix, v)? {
+            match k.as_str() {
+                "realm" => layer.auth_realm = self.string(&key, v)?,
+                "service" => layer.auth_service = self.string(&key, v)?,
+                "issuer" => layer.auth_issuer = self.string(&key, v)?,
+                "rootcertbundle" => layer.auth_rootcertbundle = self.path(&key, v)?,
+                "autoredirect" => layer.auth_autoredirect = self.boolean(&key, v)?,
                 _ => self.unknown(key),
             }
         }
@@ -1059,6 +1134,19 @@ fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError
             .map(|v| Val::new(v, &Origin::Env(var)))
     };
     let path = |var: &'static str| get(var).map(|v| Val::new(PathBuf::from(v.value), &v.origin));
+    let boolean = |var: &'static str| -> Result<Option<Val<bool>>, ConfigError> {
+        let Some(v) = get(var) else {
+            return Ok(None);
+        };
+        let value = match v.value.to_ascii_lowercase().as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(invalid(var, &v, v.value.clone(), "true, false, 1 or 0"));
+            }
+        };
+        Ok(Some(Val::new(value, &v.origin)))
+    };
     let passphrase = match env(ENV_KEY_PASSPHRASE) {
         Some(p) if p.is_empty() => {
             return Err(ConfigError::EmptySecret {
@@ -1077,6 +1165,13 @@ fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError
         log_level: get(ENV_LOG_LEVEL),
         key_algorithm: get(ENV_KEY_ALGORITHM),
         keys_dir: path(ENV_KEYS_DIR),
+        auth_type: get(ENV_AUTH_TYPE),
+        auth_realm: get(ENV_AUTH_REALM),
+        auth_service: get(ENV_AUTH_SERVICE),
+        auth_issuer: get(ENV_AUTH_ISSUER),
+        auth_rootcertbundle: path(ENV_AUTH_ROOTCERTBUNDLE),
+        auth_autoredirect: boolean(ENV_AUTH_AUTOREDIRECT)?,
+        insecure_no_auth: boolean(ENV_INSECURE_NO_AUTH)?,
         passphrase,
         ..Layer::default()
     })
@@ -1096,6 +1191,13 @@ fn flags_layer(o: ConfigOverrides) -> Layer {
         key_algorithm: wrap(o.key_algorithm),
         keys_dir: wrap_path(o.keys_dir),
         max_body_bytes: o.max_body_bytes.map(|v| Val::new(v, &origin)),
+        auth_type: wrap(o.auth_type),
+        auth_realm: wrap(o.auth_realm),
+        auth_service: wrap(o.auth_service),
+        auth_issuer: wrap(o.auth_issuer),
+        auth_rootcertbundle: wrap_path(o.auth_rootcertbundle),
+        auth_autoredirect: o.auth_autoredirect.map(|v| Val::new(v, &origin)),
+        insecure_no_auth: o.insecure_no_auth.map(|v| Val::new(v, &origin)),
         ..Layer::default()
     }
 }
@@ -1371,6 +1473,43 @@ fn trusted_ca_file(v: &Val<PathBuf>) -> Result<PathBuf, ConfigError> {
     Ok(path)
 }
 
+/// `auth` with a type: only notary's `token` exists; its four string options are required.
+fn auth(kind: &Val<String>, layer: &Layer) -> Result<AuthConfig, ConfigError> {
+    if kind.value != "token" {
+        // Running without the authentication the operator asked for would be unsafe.
+        return Err(unsupported(
+            "auth.type",
+            kind,
+            "is not supported; the only type is \"token\" (Docker registry token auth), or remove the auth section",
+        ));
+    }
+    let missing = |key: &str| ConfigError::Missing {
+        key: key.to_string(),
+        hint: "token auth needs auth.options.realm, service, issuer and rootcertbundle",
+        origin: kind.origin.clone(),
+    };
+    let string = |v: &Option<Val<String>>, key: &str| {
+        v.as_ref()
+            .map(|v| v.value.clone())
+            .ok_or_else(|| missing(key))
+    };
+    let realm = string(&layer.auth_realm, "auth.options.realm")?;
+    let service = string(&layer.auth_service, "auth.options.service")?;
+    let issuer = string(&layer.auth_issuer, "auth.options.issuer")?;
+    let bundle = layer
+        .auth_rootcertbundle
+        .as_ref()
+        .ok_or_else(|| missing("auth.options.rootcertbundle"))?;
+    let rootcertbundle = non_empty_path("auth.options.rootcertbundle", bundle)?;
+    Ok(AuthConfig {
+        realm,
+        service,
+        issuer,
+        rootcertbundle,
+        autoredirect: layer.auth_autoredirect.as_ref().is_some_and(|v| v.value),
+    })
+}
+
 fn registries(list: &Val<Vec<RawRegistry>>) -> Result<Vec<RegistryConfig>, ConfigError> {
     let mut out: Vec<RegistryConfig> = Vec::with_capacity(list.value.len());
     for (i, raw) in list.value.iter().enumerate() {
@@ -1607,12 +1746,10 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     }
 
     if let Some(v) = &layer.auth_type {
-        // Running without the authentication the operator configured would be unsafe.
-        return Err(unsupported(
-            "auth.type",
-            v,
-            "is not supported yet; remove the auth section to run without authentication",
-        ));
+        config.auth = Some(auth(v, &layer)?);
+    }
+    if let Some(v) = &layer.insecure_no_auth {
+        config.server.insecure_no_auth = v.value;
     }
 
     config.keys.passphrase = layer.passphrase;
@@ -1685,6 +1822,10 @@ const EXAMPLE_JSON: &str = r#"{
   "delegations": {
     "//": "trusted_ca_file: a PEM file of CA certificates, checked at startup; when set, delegation certificates must be issued by one of these CAs. Empty: no such check.",
     "trusted_ca_file": ""
+  },
+  "auth": {
+    "//": "Docker registry token auth, configured as in notary-server: type \"token\" with options realm (where clients get tokens), service (the token audience), issuer, rootcertbundle (PEM certificates the token signing keys chain to) and autoredirect (true: realm https://<request host>/auth/token). Env NOTARIUM_AUTH_TYPE, NOTARIUM_AUTH_REALM, NOTARIUM_AUTH_SERVICE, NOTARIUM_AUTH_ISSUER, NOTARIUM_AUTH_ROOTCERTBUNDLE, NOTARIUM_AUTH_AUTOREDIRECT. Without auth notarium listens on loopback only, unless server.insecure_no_auth is true (NOTARIUM_INSECURE_NO_AUTH).",
+    "type": ""
   },
   "registries": []
 }
@@ -2485,6 +2626,81 @@ mod tests {
     }
 
     #[test]
+    fn token_auth_from_file_env_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "c.json",
+            r#"{"auth":{"type":"token","options":{"realm":"https://auth.example.com/token",
+                "service":"notary.example.com","issuer":"auth.example.com",
+                "rootcertbundle":"certs/root.pem","autoredirect":true}}}"#,
+        );
+        let (c, w) = Config::load(Some(&path), &no_env, ConfigOverrides::default()).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.auth,
+            Some(AuthConfig {
+                realm: "https://auth.example.com/token".into(),
+                service: "notary.example.com".into(),
+                issuer: "auth.example.com".into(),
+                rootcertbundle: dir.path().join("certs/root.pem"),
+                autoredirect: true,
+            })
+        );
+        assert!(!c.server.insecure_no_auth);
+
+        // Environment only; a relative path stays relative to the working directory.
+        let env = env_of(&[
+            (ENV_AUTH_TYPE, "token"),
+            (ENV_AUTH_REALM, "r"),
+            (ENV_AUTH_SERVICE, "s"),
+            (ENV_AUTH_ISSUER, "i"),
+            (ENV_AUTH_ROOTCERTBUNDLE, "root.pem"),
+            (ENV_INSECURE_NO_AUTH, "true"),
+        ]);
+        let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
+        let auth = c.auth.unwrap();
+        assert_eq!(auth.rootcertbundle, PathBuf::from("root.pem"));
+        assert!(!auth.autoredirect);
+        assert!(c.server.insecure_no_auth);
+
+        // Flags over the file; a missing key names itself.
+        let flags = ConfigOverrides {
+            auth_service: Some("other".into()),
+            ..ConfigOverrides::default()
+        };
+        let (c, _) = Config::load(Some(&path), &no_env, flags).unwrap();
+        assert_eq!(c.auth.unwrap().service, "other");
+        let flags = ConfigOverrides {
+            auth_type: Some("token".into()),
+            auth_realm: Some("r".into()),
+            ..ConfigOverrides::default()
+        };
+        let e = Config::load(None, &no_env, flags).unwrap_err().to_string();
+        assert!(
+            e.starts_with("auth.options.service is required (command line)"),
+            "{e}"
+        );
+        let env = env_of(&[(ENV_INSECURE_NO_AUTH, "maybe")]);
+        let e = Config::load(None, &env, ConfigOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(ENV_INSECURE_NO_AUTH), "{e}");
+        // Options in the file count once the environment sets the type.
+        let options_only = write(
+            dir.path(),
+            "o.json",
+            r#"{"auth":{"options":{"realm":"r","service":"s","issuer":"i","rootcertbundle":"b.pem"}}}"#,
+        );
+        let env = env_of(&[(ENV_AUTH_TYPE, "token")]);
+        let (c, _) = Config::load(Some(&options_only), &env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.auth.unwrap().rootcertbundle, dir.path().join("b.pem"));
+        let (c, _) = load_str(r#"{"server":{"insecure_no_auth":true}}"#).unwrap();
+        assert!(c.server.insecure_no_auth);
+        assert!(c.auth.is_none());
+    }
+
+    #[test]
     fn keys_are_case_insensitive_and_nulls_unset() {
         let (c, _) = load_str(r#"{"Server":{"HTTP_Addr":":1"},"logging":{"level":null}}"#).unwrap();
         assert_eq!(c.server.http_addr.to_string(), ":1");
@@ -2586,7 +2802,23 @@ mod tests {
             ),
             (
                 r#"{"auth":{"type":"token","options":{}}}"#,
-                "auth.type \"token\" is not supported yet; remove the auth section to run without authentication",
+                "auth.options.realm is required",
+            ),
+            (
+                r#"{"auth":{"type":"token","options":{"realm":"r","service":"s","issuer":"i"}}}"#,
+                "auth.options.rootcertbundle is required",
+            ),
+            (
+                r#"{"auth":{"type":"htpasswd","options":{}}}"#,
+                "auth.type \"htpasswd\" is not supported",
+            ),
+            (
+                r#"{"auth":{"type":"token","options":{"realm":1}}}"#,
+                "auth.options.realm must be a string",
+            ),
+            (
+                r#"{"server":{"insecure_no_auth":"yes"}}"#,
+                "server.insecure_no_auth must be a boolean",
             ),
             (
                 r#"{"keys":{"passphrase":"s3cret"}}"#,

@@ -5,6 +5,7 @@
 //! repository), `server` (HTTP), and `app`, which assembles them.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod policy;
 pub mod repo;

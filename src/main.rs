@@ -83,6 +83,27 @@ struct ServeArgs {
     /// Largest accepted upload, in bytes.
     #[arg(long)]
     max_body_bytes: Option<u64>,
+    /// Authentication type: token (Docker registry token auth).
+    #[arg(long)]
+    auth_type: Option<String>,
+    /// Token auth: where clients get tokens.
+    #[arg(long)]
+    auth_realm: Option<String>,
+    /// Token auth: the token audience (service) this server accepts.
+    #[arg(long)]
+    auth_service: Option<String>,
+    /// Token auth: the token issuer this server accepts.
+    #[arg(long)]
+    auth_issuer: Option<String>,
+    /// Token auth: PEM certificates the token signing keys chain to.
+    #[arg(long)]
+    auth_rootcertbundle: Option<PathBuf>,
+    /// Token auth: challenge with https://<request host>/auth/token as realm.
+    #[arg(long)]
+    auth_autoredirect: bool,
+    /// Allow listening on a non-loopback address without authentication.
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 fn main() -> ExitCode {
@@ -177,6 +198,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         key_algorithm: args.key_algorithm,
         keys_dir: args.keys_dir,
         max_body_bytes: args.max_body_bytes,
+        auth_type: args.auth_type,
+        auth_realm: args.auth_realm,
+        auth_service: args.auth_service,
+        auth_issuer: args.auth_issuer,
+        auth_rootcertbundle: args.auth_rootcertbundle,
+        // A flag can only switch these on; the file or environment may too.
+        auth_autoredirect: args.auth_autoredirect.then_some(true),
+        insecure_no_auth: args.insecure_no_auth.then_some(true),
     };
     let env = |name: &str| std::env::var(name).ok();
     let (config, warnings) = match Config::load(args.config.as_deref(), &env, overrides) {

@@ -20,6 +20,13 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
         &["tokio", "axum", "sqlx", "reqwest"],
     ),
     (
+        "auth",
+        &[
+            "policy", "store", "signer", "repo", "server", "app", "config",
+        ],
+        &["tokio", "axum", "sqlx", "reqwest"],
+    ),
+    (
         "store",
         &["policy", "signer", "repo", "server", "app", "config"],
         &["axum", "reqwest"],

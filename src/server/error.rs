@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::auth::Required;
 use crate::policy::Violation;
 use crate::policy::names::NameError;
 use crate::repo::{Error as RepoError, Rejection};
@@ -242,6 +243,150 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Why a request was refused by token auth; decides the challenge's
+/// `error` parameter (docker/distribution `token/accesscontroller.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer <token>`: no `error` (the client is simply
+    /// told where to get a token).
+    TokenRequired,
+    /// A token that is malformed, forged, expired or not for us.
+    InvalidToken,
+    /// A valid token without the access the route needs.
+    InsufficientScope,
+}
+
+/// A 401 with notary's challenge and body (PROTOCOL.md §8).
+#[derive(Debug)]
+pub struct Unauthorized {
+    pub realm: String,
+    pub service: String,
+    pub required: Required,
+    pub failure: AuthFailure,
+}
+
+/// Go's `%q` for the ASCII a header can carry: `"` and `\` escaped,
+/// anything else outside printable ASCII as `\xNN`.
+fn go_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for byte in text.bytes() {
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(byte)),
+            other => out.push_str(&format!("\\x{other:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `json.Encoder` escapes `<`, `>`, `&` (and U+2028/9) in strings;
+/// outside strings these never occur in JSON.
+fn go_json_escape(json: &str) -> String {
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
+/// One entry of the 401 `detail`: distribution's `auth.Access`, with the
+/// field order Go writes.
+#[derive(serde::Serialize)]
+struct AccessDetail<'a> {
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    #[serde(rename = "Class")]
+    class: &'a str,
+    #[serde(rename = "Name")]
+    name: &'a str,
+    #[serde(rename = "Action")]
+    action: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct UnauthorizedEntry<'a> {
+    code: &'a str,
+    message: &'a str,
+    detail: Vec<AccessDetail<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct UnauthorizedBody<'a> {
+    errors: [UnauthorizedEntry<'a>; 1],
+}
+
+impl Unauthorized {
+    /// `Bearer realm="…",service="…",scope="…"[,error="…"]`.
+    pub fn challenge(&self) -> String {
+        let mut challenge = format!(
+            "Bearer realm={},service={},scope={}",
+            go_quote(&self.realm),
+            go_quote(&self.service),
+            go_quote(&self.required.scope())
+        );
+        match self.failure {
+            AuthFailure::TokenRequired => {}
+            AuthFailure::InvalidToken => challenge.push_str(",error=\"invalid_token\""),
+            AuthFailure::InsufficientScope => {
+                challenge.push_str(",error=\"insufficient_scope\"");
+            }
+        }
+        challenge
+    }
+
+    /// `{"errors":[{"code":"UNAUTHORIZED","message":"authentication
+    /// required","detail":[{"Type","Class","Name","Action"},…]}]}` + `\n`.
+    pub fn body(&self) -> Vec<u8> {
+        let resource = &self.required.resource;
+        let detail = self
+            .required
+            .actions
+            .iter()
+            .map(|action| AccessDetail {
+                kind: resource.kind(),
+                class: "",
+                name: resource.name(),
+                action: action.as_str(),
+            })
+            .collect();
+        let body = UnauthorizedBody {
+            errors: [UnauthorizedEntry {
+                code: "UNAUTHORIZED",
+                message: "authentication required",
+                detail,
+            }],
+        };
+        let mut text = go_json_escape(&serde_json::to_string(&body).unwrap_or_default());
+        text.push('\n');
+        text.into_bytes()
+    }
+}
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::UNAUTHORIZED, self.body()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        // Quoting leaves only printable ASCII, so this always succeeds.
+        if let Ok(value) = HeaderValue::from_str(&self.challenge()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        let reason = match self.failure {
+            AuthFailure::TokenRequired => "token_required",
+            AuthFailure::InvalidToken => "invalid_token",
+            AuthFailure::InsufficientScope => "insufficient_scope",
+        };
+        response.extensions_mut().insert(RejectionReason(reason));
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +515,55 @@ mod tests {
         assert_eq!(
             parsed["errors"][0]["detail"]["Error"]["Missing"],
             "snapshot"
+        );
+    }
+
+    #[test]
+    fn unauthorized_matches_notary_server_bytes() {
+        use crate::auth::scope::{ALL, PUSH_PULL};
+        // Captured from notary-server 0.7 with token auth (curl -si).
+        let update = Unauthorized {
+            realm: "https://auth.example.com/token".into(),
+            service: "notary.example.com".into(),
+            required: Required::repository("a/b", PUSH_PULL),
+            failure: AuthFailure::TokenRequired,
+        };
+        assert_eq!(
+            update.challenge(),
+            r#"Bearer realm="https://auth.example.com/token",service="notary.example.com",scope="repository:a/b:push,pull""#
+        );
+        assert_eq!(
+            String::from_utf8(update.body()).unwrap(),
+            "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\",\"detail\":[{\"Type\":\"repository\",\"Class\":\"\",\"Name\":\"a/b\",\"Action\":\"push\"},{\"Type\":\"repository\",\"Class\":\"\",\"Name\":\"a/b\",\"Action\":\"pull\"}]}]}\n"
+        );
+        let catalog = Unauthorized {
+            realm: "https://auth.example.com/token".into(),
+            service: "notary.example.com".into(),
+            required: Required::catalog(),
+            failure: AuthFailure::InvalidToken,
+        };
+        assert_eq!(
+            catalog.challenge(),
+            r#"Bearer realm="https://auth.example.com/token",service="notary.example.com",scope="registry:catalog:*",error="invalid_token""#
+        );
+        assert_eq!(
+            String::from_utf8(catalog.body()).unwrap(),
+            "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\",\"detail\":[{\"Type\":\"registry\",\"Class\":\"\",\"Name\":\"catalog\",\"Action\":\"*\"}]}]}\n"
+        );
+        let scope = Unauthorized {
+            realm: "r\"x".into(),
+            service: "s".into(),
+            required: Required::repository("a<b>&c", ALL),
+            failure: AuthFailure::InsufficientScope,
+        };
+        assert_eq!(
+            scope.challenge(),
+            r#"Bearer realm="r\"x",service="s",scope="repository:a<b>&c:*",error="insufficient_scope""#
+        );
+        assert!(
+            String::from_utf8(scope.body())
+                .unwrap()
+                .contains(r#""Name":"a\u003cb\u003e\u0026c""#)
         );
     }
 }

@@ -1,8 +1,10 @@
 //! The HTTP layer: the only place that knows axum. Routes, the error map,
 //! metrics, request logs and TLS serving.
 
+pub mod auth;
 pub mod error;
 pub mod registry;
+pub mod route;
 pub mod routes;
 pub mod tls;
 
@@ -11,18 +13,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::Method;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
 use crate::repo::Repo;
 use crate::store::Store;
+use auth::TokenAuth;
 use error::RejectionReason;
-use routes::Operation;
+use route::Operation;
 
 /// Cache lifetimes for metadata responses (PROTOCOL.md §1.8).
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +50,8 @@ pub struct AppState<S: Store> {
     pub metrics: PrometheusHandle,
     /// `repositories.gun_prefixes`: when set, only GUNs under these.
     pub gun_prefixes: Vec<String>,
+    /// Token auth (`auth.type: token`); `None` serves everyone.
+    pub auth: Option<TokenAuth>,
 }
 
 /// The process-wide Prometheus recorder, installed once so one process
@@ -66,55 +70,33 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Builds the router for `state`.
+/// Builds the router for `state`: every request goes through the one
+/// route table (`route.rs`) in `routes::dispatch`.
 pub fn router<S: Store>(state: Arc<AppState<S>>) -> Router {
     Router::new()
-        .route("/v2/", get(ping))
-        .route("/_notary_server/health", get(health::<S>))
-        .route("/metrics", get(metrics_text::<S>))
         .fallback(routes::dispatch::<S>)
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }
 
-async fn ping() -> Response {
-    let mut response = (StatusCode::OK, "{}").into_response();
-    response.extensions_mut().insert(Operation("MainHandler"));
-    response
-}
-
-async fn health<S: Store>(State(state): State<Arc<AppState<S>>>) -> Response {
-    let mut response = match state.repo.store().ping().await {
-        Ok(()) => (StatusCode::OK, "{}").into_response(),
-        Err(error) => {
-            tracing::error!(error = %error, "health check failed");
-            let body = serde_json::json!({"DB operational": error.to_string()}).to_string();
-            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-        }
-    };
-    response.extensions_mut().insert(Operation("Health"));
-    response
-}
-
-async fn metrics_text<S: Store>(State(state): State<Arc<AppState<S>>>) -> Response {
-    let mut response = (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        state.metrics.render(),
-    )
-        .into_response();
-    response.extensions_mut().insert(Operation("Metrics"));
-    response
+/// The method as a metrics label: notary's methods, anything else `OTHER`
+/// (a client can send any token as a method; labels must stay bounded).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
 }
 
 /// One log line and one set of metrics per request, labelled by the
 /// operation (never by GUN, which is unbounded).
 async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let path = request.uri().path().to_string();
     let peer = request
         .extensions()
@@ -128,6 +110,7 @@ async fn observe(request: Request, next: Next) -> Response {
         %method,
         %path,
         gun = tracing::field::Empty,
+        subject = tracing::field::Empty,
         operation = tracing::field::Empty,
         status = tracing::field::Empty,
     );

@@ -1,203 +1,153 @@
-//! Notary-server's routes (PROTOCOL.md §1.1). GUNs contain slashes, so the
-//! `/v2/…` paths are parsed here rather than by the router: the GUN is
-//! everything before the last `/_trust/`.
+//! Notary-server's routes (PROTOCOL.md §1.1): one dispatch over the route
+//! table of `route.rs`. Per request, in notary's wrapping order: the
+//! GUN-prefix filter, then token auth, then the handler.
 
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use super::AppState;
+use super::auth::{Caller, authorize};
 use super::error::{ApiError, Code};
+use super::route::{MetadataFile, Route, decode_path};
 use crate::repo::{Error as RepoError, Served, check_gun};
 use crate::store::Store;
 use crate::tuf::RoleName;
 
-/// The operation a request maps to, as notary-server names it; used as the
-/// low-cardinality route label in logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Operation(pub &'static str);
+pub use super::route::Operation;
 
-/// What a `/v2/<gun>/_trust/tuf/<file>` path asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum TufFile {
-    Current(RoleName),
-    ByChecksum(RoleName, String),
-    ByVersion(RoleName, i64),
-    Key(RoleName),
-}
-
-fn parse_tuf_file(file: &str) -> Option<TufFile> {
-    if let Some(role) = file.strip_suffix(".key") {
-        return match role {
-            "timestamp" => Some(TufFile::Key(RoleName::Timestamp)),
-            "snapshot" => Some(TufFile::Key(RoleName::Snapshot)),
-            _ => None,
+/// Every request lands here.
+pub async fn dispatch<S: Store>(
+    State(state): State<Arc<AppState<S>>>,
+    mut request: Request,
+) -> Response {
+    let route = Route::parse(request.method(), request.uri().path());
+    let operation = route.operation();
+    if let Some(gun) = route.gun() {
+        tracing::Span::current().record("gun", gun);
+    }
+    let mut response = 'answer: {
+        // notary's prefix filter answers before auth (§1.1).
+        if let Some(refusal) = prefix_refusal(&state, &route) {
+            break 'answer refusal;
+        }
+        let caller = match authorize(
+            state.auth.as_ref(),
+            route.required(),
+            request.headers(),
+            request.uri(),
+        ) {
+            Ok(caller) => caller,
+            Err(unauthorized) => break 'answer unauthorized.into_response(),
         };
-    }
-    let stem = file.strip_suffix(".json")?;
-    if let Ok(role) = RoleName::parse(stem) {
-        return Some(TufFile::Current(role));
-    }
-    // `<role>.<checksum>`: 64, 96 or 128 hex digits.
-    if let Some((role, checksum)) = stem.rsplit_once('.') {
-        let hex = checksum.bytes().all(|b| b.is_ascii_hexdigit());
-        if hex && matches!(checksum.len(), 64 | 96 | 128) {
-            if let Ok(role) = RoleName::parse(role) {
-                return Some(TufFile::ByChecksum(role, checksum.to_string()));
-            }
-        }
-    }
-    // `<version>.<role>`.
-    if let Some((version, role)) = stem.split_once('.') {
-        if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
-            if let (Ok(version), Ok(role)) = (version.parse::<i64>(), RoleName::parse(role)) {
-                return Some(TufFile::ByVersion(role, version));
-            }
-        }
-    }
-    None
-}
-
-/// Percent-decodes a path as mux matches on the decoded form.
-fn decode_path(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn with_operation(mut response: Response, operation: &'static str) -> Response {
-    response.extensions_mut().insert(Operation(operation));
+        tracing::Span::current().record("subject", caller.subject.as_str());
+        request.extensions_mut().insert(caller.clone());
+        handle(&state, route, &caller, request).await
+    };
+    response.extensions_mut().insert(operation);
     response
 }
 
-/// Every request that is not `/v2/`, health or metrics lands here.
-pub async fn dispatch<S: Store>(
-    State(state): State<Arc<AppState<S>>>,
+/// `repositories.gun_prefixes`: a GUN outside them gets 400 `INVALID_GUN`
+/// on update and 404 everywhere else (notary's `filterImagePrefixes`).
+fn prefix_refusal<S: Store>(state: &AppState<S>, route: &Route) -> Option<Response> {
+    let gun = route.gun()?;
+    if gun_allowed(state, gun) {
+        return None;
+    }
+    if matches!(route, Route::Update { .. }) {
+        let message = format!(
+            "Require GUNs with prefix: [{}]",
+            state.gun_prefixes.join(" ")
+        );
+        return Some(ApiError::client(Code::InvalidGun, &message, "gun_prefix").into_response());
+    }
+    Some(ApiError::not_found().into_response())
+}
+
+/// Runs the handler of an admitted request.
+async fn handle<S: Store>(
+    state: &AppState<S>,
+    route: Route,
+    caller: &Caller,
     request: Request,
 ) -> Response {
-    let method = request.method().clone();
-    let Some(path) = decode_path(request.uri().path()) else {
-        return with_operation(ApiError::not_found().into_response(), "NotFound");
-    };
-    let Some(rest) = path.strip_prefix("/v2/") else {
-        return not_found_or_405(&method);
-    };
-    if rest == "_trust/changefeed" {
-        if method != Method::GET {
-            return not_found_or_405(&method);
-        }
-        let query = request.uri().query().unwrap_or("").to_string();
-        return with_operation(changefeed(&state, None, &query).await, "Changefeed");
-    }
-    let Some(split) = rest.rfind("/_trust/") else {
-        return not_found_or_405(&method);
-    };
-    let gun = &rest[..split];
-    let tail = &rest[split + "/_trust/".len()..];
-    if gun.is_empty() {
-        return not_found_or_405(&method);
-    }
-    if tail == "changefeed" {
-        if method != Method::GET {
-            return not_found_or_405(&method);
-        }
-        let query = request.uri().query().unwrap_or("").to_string();
-        if let Err(error) = check_gun(gun) {
-            return with_operation(
-                ApiError::from_repo(&error, false).into_response(),
-                "Changefeed",
-            );
-        }
-        if !gun_allowed(&state, gun) {
-            return not_found_or_405(&method);
-        }
-        return with_operation(changefeed(&state, Some(gun), &query).await, "Changefeed");
-    }
-    let Some(file) = tail.strip_prefix("tuf/") else {
-        return not_found_or_405(&method);
-    };
-    let gun = gun.to_string();
-    tracing::Span::current().record("gun", gun.as_str());
-    // notary-server's prefix filter: 400 on update, 404 elsewhere (§1.1).
-    if !gun_allowed(&state, &gun) {
-        if method == Method::POST && file.is_empty() {
-            let message = format!(
-                "Require GUNs with prefix: [{}]",
-                state.gun_prefixes.join(" ")
-            );
-            return with_operation(
-                ApiError::client(Code::InvalidGun, &message, "gun_prefix").into_response(),
-                "UpdateTUF",
-            );
-        }
-        return not_found_or_405(&method);
-    }
-    if file.is_empty() {
-        return match method {
-            Method::POST => {
-                let response = match check_gun(&gun) {
-                    Ok(()) => update(&state, &gun, request).await,
-                    Err(error) => ApiError::from_repo(&error, true).into_response(),
-                };
-                with_operation(response, "UpdateTUF")
+    let query = request.uri().query().unwrap_or("").to_string();
+    match route {
+        Route::Main => (StatusCode::OK, "{}").into_response(),
+        Route::Health => health(state).await,
+        Route::Metrics => metrics_text(state),
+        Route::NotFound => ApiError::not_found().into_response(),
+        Route::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        Route::Changefeed { gun: None } => changefeed(state, None, &query).await,
+        Route::Changefeed { gun: Some(gun) } => match check_gun(&gun) {
+            Ok(()) => changefeed(state, Some(&gun), &query).await,
+            Err(error) => ApiError::from_repo(&error, false).into_response(),
+        },
+        Route::Update { gun } => match check_gun(&gun) {
+            Ok(()) => update(state, &gun, caller, request).await,
+            Err(error) => ApiError::from_repo(&error, true).into_response(),
+        },
+        Route::Delete { gun } => match check_gun(&gun) {
+            Ok(()) => delete(state, &gun, caller).await,
+            Err(error) => ApiError::from_repo(&error, true).into_response(),
+        },
+        Route::Metadata { gun, file, head } => {
+            if let Err(error) = check_gun(&gun) {
+                return ApiError::from_repo(&error, false).into_response();
             }
-            Method::DELETE => {
-                let response = match check_gun(&gun) {
-                    Ok(()) => delete(&state, &gun).await,
-                    Err(error) => ApiError::from_repo(&error, true).into_response(),
-                };
-                with_operation(response, "DeleteTUF")
-            }
-            _ => not_found_or_405(&method),
-        };
+            let (result, consistent) = match file {
+                MetadataFile::Current(role) => (state.repo.current(&gun, &role).await, false),
+                MetadataFile::ByChecksum(role, checksum) => {
+                    (state.repo.by_checksum(&gun, &role, &checksum).await, true)
+                }
+                MetadataFile::ByVersion(role, version) => {
+                    (state.repo.by_version(&gun, &role, version).await, true)
+                }
+            };
+            metadata(state, result, consistent, head)
+        }
+        Route::GetKey { gun, role } => match check_gun(&gun) {
+            Ok(()) => key_response(state.repo.public_key(&gun, &role).await),
+            Err(error) => ApiError::from_repo(&error, false).into_response(),
+        },
+        Route::RotateKey { gun, role } => match check_gun(&gun) {
+            Ok(()) => rotate(state, &gun, &role, caller).await,
+            Err(error) => ApiError::from_repo(&error, false).into_response(),
+        },
+        // Admin endpoints whose handlers are wired in later; the route,
+        // its access and its label exist already.
+        Route::Audit { .. } | Route::Immutable { .. } => ApiError::not_found().into_response(),
     }
-    let Some(target) = parse_tuf_file(file) else {
-        return not_found_or_405(&method);
-    };
-    if let Err(error) = check_gun(&gun) {
-        return ApiError::from_repo(&error, false).into_response();
+}
+
+async fn health<S: Store>(state: &AppState<S>) -> Response {
+    match state.repo.store().ping().await {
+        Ok(()) => (StatusCode::OK, "{}").into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "health check failed");
+            let body = serde_json::json!({"DB operational": error.to_string()}).to_string();
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        }
     }
-    let head = method == Method::HEAD;
-    match (method, target) {
-        (Method::GET | Method::HEAD, TufFile::Current(role)) => {
-            let result = state.repo.current(&gun, &role).await;
-            with_operation(metadata(&state, result, false, head), "GetRole")
-        }
-        (Method::GET | Method::HEAD, TufFile::ByChecksum(role, checksum)) => {
-            let result = state.repo.by_checksum(&gun, &role, &checksum).await;
-            with_operation(metadata(&state, result, true, head), "GetRoleByHash")
-        }
-        (Method::GET | Method::HEAD, TufFile::ByVersion(role, version)) => {
-            let result = state.repo.by_version(&gun, &role, version).await;
-            with_operation(metadata(&state, result, true, head), "GetRoleByVersion")
-        }
-        (Method::GET, TufFile::Key(role)) => {
-            let result = state.repo.public_key(&gun, &role).await;
-            with_operation(key_response(result), "GetKey")
-        }
-        (Method::POST, TufFile::Key(role)) => {
-            let result = state.repo.rotate_key(&gun, &role).await;
-            with_operation(key_response(result), "RotateKey")
-        }
-        (method, _) => not_found_or_405(&method),
-    }
+}
+
+fn metrics_text<S: Store>(state: &AppState<S>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// `repositories.gun_prefixes`: with prefixes configured, only GUNs under
@@ -208,23 +158,6 @@ fn gun_allowed<S: Store>(state: &AppState<S>, gun: &str) -> bool {
             .gun_prefixes
             .iter()
             .any(|p| gun.starts_with(p.as_str()))
-}
-
-/// Notary answers unknown paths with 404 for its five methods and 405 with
-/// an empty body for any other method.
-fn not_found_or_405(method: &Method) -> Response {
-    let known = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::HEAD,
-        Method::DELETE,
-    ];
-    if known.contains(method) {
-        with_operation(ApiError::not_found().into_response(), "NotFound")
-    } else {
-        with_operation(StatusCode::METHOD_NOT_ALLOWED.into_response(), "NotFound")
-    }
 }
 
 fn http_date(at: OffsetDateTime) -> String {
@@ -294,7 +227,18 @@ fn key_response(result: Result<crate::tuf::PublicKey, RepoError>) -> Response {
     }
 }
 
-async fn delete<S: Store>(state: &AppState<S>, gun: &str) -> Response {
+async fn rotate<S: Store>(
+    state: &AppState<S>,
+    gun: &str,
+    role: &RoleName,
+    caller: &Caller,
+) -> Response {
+    tracing::info!(subject = %caller.subject, role = %role, "rotating a server-held key");
+    key_response(state.repo.rotate_key(gun, role).await)
+}
+
+async fn delete<S: Store>(state: &AppState<S>, gun: &str, caller: &Caller) -> Response {
+    tracing::info!(subject = %caller.subject, "deleting trust data");
     match state.repo.delete(gun).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(error) => ApiError::from_repo(&error, true).into_response(),
@@ -387,7 +331,12 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Option<Vec<u8>>, RepoE
 }
 
 /// `POST /v2/<gun>/_trust/tuf/`: a bounded multipart body of metadata files.
-async fn update<S: Store>(state: &AppState<S>, gun: &str, request: Request) -> Response {
+async fn update<S: Store>(
+    state: &AppState<S>,
+    gun: &str,
+    caller: &Caller,
+    request: Request,
+) -> Response {
     let limit = state.max_body_bytes;
     let too_large = |size: Option<u64>| {
         ApiError::from_repo(
@@ -436,6 +385,7 @@ async fn update<S: Store>(state: &AppState<S>, gun: &str, request: Request) -> R
     };
     match state.repo.publish(gun, parts).await {
         Ok(()) => {
+            tracing::info!(subject = %caller.subject, "published");
             metrics::counter!("notarium_publishes_total").increment(1);
             StatusCode::OK.into_response()
         }
@@ -488,49 +438,6 @@ async fn read_multipart(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tuf_file_names_parse_like_notarys_routes() {
-        assert_eq!(
-            parse_tuf_file("root.json"),
-            Some(TufFile::Current(RoleName::Root))
-        );
-        assert_eq!(
-            parse_tuf_file("targets/releases.json"),
-            Some(TufFile::Current(
-                RoleName::parse("targets/releases").unwrap()
-            ))
-        );
-        let hash = "a".repeat(64);
-        assert_eq!(
-            parse_tuf_file(&format!("snapshot.{hash}.json")),
-            Some(TufFile::ByChecksum(RoleName::Snapshot, hash.clone()))
-        );
-        assert_eq!(
-            parse_tuf_file(&format!("targets/a.{hash}.json")),
-            Some(TufFile::ByChecksum(
-                RoleName::parse("targets/a").unwrap(),
-                hash
-            ))
-        );
-        assert_eq!(
-            parse_tuf_file("2.root.json"),
-            Some(TufFile::ByVersion(RoleName::Root, 2))
-        );
-        assert_eq!(
-            parse_tuf_file("timestamp.key"),
-            Some(TufFile::Key(RoleName::Timestamp))
-        );
-        assert_eq!(parse_tuf_file("targets.key"), None);
-        assert_eq!(parse_tuf_file("nope.json"), None);
-        assert_eq!(parse_tuf_file("root.abc.json"), None);
-    }
-
-    #[test]
-    fn paths_are_percent_decoded() {
-        assert_eq!(decode_path("/v2/a%2Fb/x").as_deref(), Some("/v2/a/b/x"));
-        assert_eq!(decode_path("/bad%zz"), None);
-    }
 
     #[tokio::test]
     async fn multipart_keeps_slashes_in_file_names() {
