@@ -403,6 +403,9 @@ fn docker_login_push_and_pull_with_content_trust_and_one_token_server() {
         .unwrap_or_else(|| panic!("no digest line in:\n{out}"))
         .to_string();
     alice.remove_images();
+    // `docker trust` reads with the same credentials.
+    let inspected = alice.ok(&["trust", "inspect", &gun]);
+    assert!(inspected.contains("\"SignedTag\": \"v1\""), "{inspected}");
 
     let puller = DockerCli::with_trust_server(&dir.join("alice-puller"), &trust_url, &trust_ca);
     login(&puller, &host, "alice", "alice-pw");
