@@ -527,7 +527,7 @@ impl TrustBundle {
             });
         }
         let intermediates = &certs[1..];
-        if !self.leads_to_root(leaf_der, leaf, intermediates, now, 0) {
+        if !self.leads_to_root(leaf_der, leaf, intermediates, now) {
             return Err(Error::UntrustedChain {
                 problem: ChainProblem::NoPathToRoot,
             });
@@ -542,34 +542,41 @@ impl TrustBundle {
         KeyMaterial::from_spki(&spki)
     }
 
+    /// Searches the certificates of `x5c` for a path from `cert` to the
+    /// bundle. Each intermediate is visited at most once, so a chain crafted
+    /// with many cross-signing intermediates costs at most
+    /// (intermediates + 1) × (intermediates + bundle) signature checks.
     fn leads_to_root(
         &self,
         der: &[u8],
         cert: &Certificate,
         intermediates: &[(Vec<u8>, Certificate)],
         now: OffsetDateTime,
-        depth: usize,
     ) -> bool {
-        if self.roots.iter().any(|(root, _)| root.as_slice() == der) {
-            return true;
+        let mut visited = vec![false; intermediates.len()];
+        let mut pending = vec![(der, cert)];
+        while let Some((der, cert)) = pending.pop() {
+            if self.roots.iter().any(|(root, _)| root.as_slice() == der) {
+                return true;
+            }
+            let issuer = cert.tbs_certificate().issuer();
+            let issued_by = |parent: &Certificate| {
+                parent.tbs_certificate().subject() == issuer
+                    && valid_at(parent, now)
+                    && can_sign(parent)
+                    && signed_by(cert, parent)
+            };
+            if self.roots.iter().any(|(_, root)| issued_by(root)) {
+                return true;
+            }
+            for (index, (parent_der, parent)) in intermediates.iter().enumerate() {
+                if !visited[index] && parent_der.as_slice() != der && issued_by(parent) {
+                    visited[index] = true;
+                    pending.push((parent_der, parent));
+                }
+            }
         }
-        let issuer = cert.tbs_certificate().issuer();
-        let issued_by = |parent: &Certificate| {
-            parent.tbs_certificate().subject() == issuer
-                && valid_at(parent, now)
-                && can_sign(parent)
-                && signed_by(cert, parent)
-        };
-        if self.roots.iter().any(|(_, root)| issued_by(root)) {
-            return true;
-        }
-        // Each step uses up one certificate, so the walk ends.
-        depth < intermediates.len()
-            && intermediates.iter().any(|(parent_der, parent)| {
-                parent_der.as_slice() != der
-                    && issued_by(parent)
-                    && self.leads_to_root(parent_der, parent, intermediates, now, depth + 1)
-            })
+        false
     }
 
     fn trusted(&self, material: &KeyMaterial) -> bool {

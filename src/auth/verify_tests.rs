@@ -579,3 +579,76 @@ fn the_cache_serves_repeats_and_never_revives_expired_tokens() {
         Err(Error::Expired { .. })
     ));
 }
+
+/// A certificate and the libtrust key ID notary-server 0.7 accepted as `kid`
+/// for it (a token signed by this key with only this `kid` got past its
+/// auth, one with another `kid` got 401).
+#[test]
+fn libtrust_key_id_matches_notary_server() {
+    const CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBgTCCASegAwIBAgIUOfott+j8Q00ihRasFBitZhSqSjowCgYIKoZIzj0EAwIw
+FjEUMBIGA1UEAwwLdG9rZW5zaWduZXIwHhcNMjYxMTI4MTczODI0WhcNMzYxMTI1
+MTczODI0WjAWMRQwEgYDVQQDDAt0b2tlbnNpZ25lcjBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABPyBplPp7mGiQStuDxtOyXuDQNYxvBPwiWCSt33p9a37zIAh+gOd
+UoSPN/0k1fWP2++48c5gyOkyLWx0PmolZJ6jUzBRMB0GA1UdDgQWBBRFrWhoSH65
+VANZcNbIRTMPlm0ahjAfBgNVHSMEGDAWgBRFrWhoSH65VANZcNbIRTMPlm0ahjAP
+BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCylFjmsYk1PHBFde8Y
+IrkKoSrTH72MU2ggnBG6SNAL1gIgLprUaZI9LswFEkTyKd4XsBeWI7m+haBgqrQp
+1SbWNfE=
+-----END CERTIFICATE-----
+";
+    let bundle = TrustBundle::from_pem(CERT.as_bytes()).unwrap();
+    assert_eq!(
+        bundle.by_kid("Y26O:JYXN:ENXJ:43R3:CXQZ:RLKI:4R56:LMUH:C6LE:YXWM:CGPZ:U7SY"),
+        bundle.keys.first().map(|key| &key.material)
+    );
+    assert!(
+        bundle
+            .by_kid("AAAA:JYXN:ENXJ:43R3:CXQZ:RLKI:4R56:LMUH:C6LE:YXWM:CGPZ:U7SY")
+            .is_none()
+    );
+}
+
+/// Intermediates that all verify each other (same name, same key) must not
+/// make the path search explode: each is tried once, and the chain is
+/// refused for leading nowhere.
+#[test]
+fn cross_signing_intermediates_are_searched_once() {
+    let root = Signer::self_signed_named(Kind::P256, "real root");
+    let verifier = trusting(&[&root]);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let loops: Vec<Signer> = (0..MAX_CHAIN_CERTIFICATES - 1)
+        .map(|serial| {
+            let mut params = ca_params("loop");
+            params.serial_number = Some(rcgen::SerialNumber::from(serial as u64 + 1));
+            let cert = params.self_signed(&key).unwrap();
+            let key = KeyPair::from_pem(&key.serialize_pem()).unwrap();
+            Signer::new(Kind::P256, key, cert)
+        })
+        .collect();
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "leaf");
+    let leaf_cert = params
+        .signed_by(&leaf_key, &rcgen::Issuer::new(ca_params("loop"), &key))
+        .unwrap();
+    let leaf = Signer::new(Kind::P256, leaf_key, leaf_cert);
+    let mut chain: Vec<&Signer> = vec![&leaf];
+    chain.extend(loops.iter());
+    let token = leaf.token(chain_header(&chain), &claims());
+    assert_eq!(
+        verifier.verify(&token, now()),
+        Err(Error::UntrustedChain {
+            problem: ChainProblem::NoPathToRoot
+        })
+    );
+    // One more certificate is over the limit.
+    chain.push(&root);
+    let token = leaf.token(chain_header(&chain), &claims());
+    assert_eq!(
+        verifier.verify(&token, now()),
+        Err(Error::UntrustedChain {
+            problem: ChainProblem::TooLong
+        })
+    );
+}

@@ -174,3 +174,25 @@ pub async fn serve_tls(
         .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("HEAD", "HEAD"),
+            ("POST", "POST"),
+            ("PUT", "PUT"),
+            ("DELETE", "DELETE"),
+            ("OPTIONS", "OTHER"),
+            ("PATCH", "OTHER"),
+            ("X-ANYTHING-AT-ALL", "OTHER"),
+        ] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), label);
+        }
+    }
+}
