@@ -340,6 +340,28 @@ fn cases(pki: &Pki, dir: &Path) -> Vec<Case> {
             expect: Expect::Valid(Grants::All),
         },
         Case {
+            name: "jwk carrying the leaf's x5c chain",
+            token: Some({
+                let mut jwk = leaf.key.jwk();
+                jwk["x5c"] = json!(pki.chain(leaf));
+                Jws::new("ES256")
+                    .with("jwk", jwk)
+                    .sign_with(&leaf.key, &all)
+            }),
+            expect: Expect::Valid(Grants::All),
+        },
+        Case {
+            name: "jwk of another key carrying the leaf's x5c chain",
+            token: Some({
+                let mut jwk = stranger.jwk();
+                jwk["x5c"] = json!(pki.chain(leaf));
+                Jws::new("ES256")
+                    .with("jwk", jwk)
+                    .sign_with(&stranger, &all)
+            }),
+            expect: Expect::Invalid,
+        },
+        Case {
             name: "jwk only: an unknown key (no x5c in the JWK)",
             token: Some(
                 Jws::new("ES256")
