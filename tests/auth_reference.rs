@@ -278,6 +278,14 @@ fn cases(pki: &Pki, dir: &Path) -> Vec<Case> {
             expect: Expect::Invalid,
         },
         Case {
+            name: "x5c leaf certificate expired",
+            token: Some({
+                let expired = pki.expired_leaf();
+                Jws::x5c(pki, &expired).sign_with(&expired.key, &all)
+            }),
+            expect: Expect::Invalid,
+        },
+        Case {
             name: "x5c leaf without its intermediate",
             token: Some(
                 Jws::new("ES256")

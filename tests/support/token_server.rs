@@ -325,6 +325,31 @@ impl Pki {
         Certified::leaf("notarium test token signer 2", kind, &self.intermediate)
     }
 
+    /// A leaf of this CA whose certificate expired yesterday.
+    pub fn expired_leaf(&self) -> Certified {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "notarium test token signer (expired)");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(30);
+        params.not_after = now - time::Duration::days(1);
+        let key = Key::generate(KeyKind::P256);
+        let cert = params
+            .signed_by(
+                &key.rcgen,
+                &Issuer::from_params(&self.intermediate.params, &self.intermediate.key.rcgen),
+            )
+            .unwrap();
+        Certified {
+            key,
+            params,
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+        }
+    }
+
     /// `x5c` for `leaf` (issued by this CA's intermediate).
     pub fn chain(&self, leaf: &Certified) -> Vec<String> {
         vec![
