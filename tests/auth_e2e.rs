@@ -457,7 +457,8 @@ fn docker_login_push_and_pull_with_content_trust_and_one_token_server() {
         all_output(&output)
     );
 
-    // Both services were asked, each with its own naming of the repository.
+    // Both services were asked, each with its own naming of the repository;
+    // the trust server's realm got the credentials of the registry login.
     let requests = tokens.requests();
     assert!(
         requests.iter().any(|r| r.service == REGISTRY_SERVICE
@@ -468,6 +469,7 @@ fn docker_login_push_and_pull_with_content_trust_and_one_token_server() {
     );
     assert!(
         requests.iter().any(|r| r.service == NOTARY_SERVICE
+            && r.user.as_deref() == Some("alice")
             && r.scopes
                 .iter()
                 .any(|s| s.starts_with(&format!("repository:{gun}:")))),
