@@ -227,25 +227,28 @@ pub struct ReferenceServer {
 
 impl ReferenceServer {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, serde_json::json!({}))
+    }
+
+    /// `start` with `extra` merged into the config JSON (e.g. an `auth`
+    /// section).
+    pub fn start_with(dir: &Path, extra: serde_json::Value) -> Self {
         let binary = require("notary-server", "notary");
         let (ca, cert, key) = make_test_tls(dir);
         let port = free_port();
         let config = dir.join("server.json");
-        std::fs::write(
-            &config,
-            serde_json::json!({
-                "server": {
-                    "http_addr": format!("127.0.0.1:{port}"),
-                    "tls_cert_file": cert,
-                    "tls_key_file": key,
-                },
-                "trust_service": {"type": "local"},
-                "storage": {"backend": "memory"},
-                "logging": {"level": "info"},
-            })
-            .to_string(),
-        )
-        .unwrap();
+        let mut settings = serde_json::json!({
+            "server": {
+                "http_addr": format!("127.0.0.1:{port}"),
+                "tls_cert_file": cert,
+                "tls_key_file": key,
+            },
+            "trust_service": {"type": "local"},
+            "storage": {"backend": "memory"},
+            "logging": {"level": "info"},
+        });
+        merge(&mut settings, extra);
+        std::fs::write(&config, settings.to_string()).unwrap();
         let log = dir.join("notary-server.log");
         let mut child = Command::new(binary)
             .arg("-config")

@@ -41,19 +41,27 @@ impl DockerCli {
     /// A docker user in `dir` whose content trust server is `notarium`.
     /// Panics if the docker CLI is missing or the engine does not answer.
     pub fn new(dir: &Path, notarium: &Notarium) -> Self {
+        Self::with_trust_server(dir, &notarium.url, &notarium.ca)
+    }
+
+    /// A docker user in `dir` whose content trust server is `url`
+    /// (`https://127.0.0.1:PORT`, any Notary server) with CA `ca`.
+    pub fn with_trust_server(dir: &Path, url: &str, ca: &Path) -> Self {
         require("docker", "docker.io");
         let home = dir.join("home");
         let config = dir.join("docker-config");
         std::fs::create_dir_all(&home).unwrap();
-        let tls = config.join("tls").join(notarium.addr.to_string());
+        let tls = config
+            .join("tls")
+            .join(url.trim_start_matches("https://").trim_end_matches('/'));
         std::fs::create_dir_all(&tls).unwrap();
-        std::fs::copy(&notarium.ca, tls.join("ca.crt")).unwrap();
+        std::fs::copy(ca, tls.join("ca.crt")).unwrap();
         let docker = Self {
             dir: dir.to_path_buf(),
             config,
             home,
-            server: notarium.url.clone(),
-            ca: notarium.ca.clone(),
+            server: url.to_string(),
+            ca: ca.to_path_buf(),
             repositories: RefCell::default(),
             images: RefCell::new(0),
         };

@@ -1,7 +1,8 @@
 //! A throwaway Docker registry for end-to-end tests: Debian's
 //! `docker-registry` (distribution 2.8) on a free loopback port, with
-//! filesystem storage in the test's directory and no auth. The Docker engine
-//! treats 127.0.0.0/8 registries as insecure, so plain HTTP works.
+//! filesystem storage in the test's directory and no auth (or token auth,
+//! `start_with_auth`). The Docker engine treats 127.0.0.0/8 registries as
+//! insecure, so plain HTTP works.
 //!
 //! Use from a test file that also declares `mod common;`:
 //! `#[path = "support/registry.rs"] mod registry;`
@@ -35,6 +36,12 @@ impl Registry {
     /// `GET /v2/` answers 200. Panics (with how to install it) if the
     /// binary is missing.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with_auth(dir, None)
+    }
+
+    /// `start` with token auth (`auth: token:` in the registry's config);
+    /// ready once `GET /v2/` answers 401.
+    pub fn start_with_auth(dir: &Path, auth: Option<&TokenAuth>) -> Self {
         let binary = if Path::new(BINARY).is_file() {
             PathBuf::from(BINARY)
         } else {
@@ -55,7 +62,11 @@ impl Registry {
                 STARTED.fetch_add(1, Ordering::Relaxed)
             );
             let config = dir.join("config.yml");
-            std::fs::write(&config, config_yaml(dir, addr, &token)).unwrap();
+            let mut yaml = config_yaml(dir, addr, &token);
+            if let Some(auth) = auth {
+                yaml.push_str(&auth.yaml());
+            }
+            std::fs::write(&config, yaml).unwrap();
             let log = dir.join("registry.log");
             let file = std::fs::File::create(&log).unwrap();
             let child = Command::new(&binary)
@@ -70,7 +81,8 @@ impl Registry {
                 child,
                 log: log.clone(),
             };
-            match wait_until_ready(addr, &token, &mut process) {
+            let ready = if auth.is_some() { 401 } else { 200 };
+            match wait_until_ready(addr, &token, ready, &mut process) {
                 Ok(()) => {
                     return Self {
                         addr,
@@ -120,6 +132,32 @@ impl Registry {
     }
 }
 
+/// The registry's `auth: token:` section (distribution 2.x).
+pub struct TokenAuth {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: PathBuf,
+}
+
+impl TokenAuth {
+    fn yaml(&self) -> String {
+        format!(
+            "auth:
+  token:
+    realm: {}
+    service: {}
+    issuer: {}
+    rootcertbundle: {}
+",
+            self.realm,
+            self.service,
+            self.issuer,
+            self.rootcertbundle.display()
+        )
+    }
+}
+
 /// distribution 2.x configuration (see /etc/docker/registry/config.yml):
 /// filesystem storage under `dir/data`, plain HTTP on `addr`, no auth.
 fn config_yaml(dir: &Path, addr: SocketAddr, token: &str) -> String {
@@ -150,8 +188,13 @@ http:
 }
 
 /// Polls `GET /v2/` until our registry (the one sending `token`) answers
-/// 200 (30 s), or the process exits.
-fn wait_until_ready(addr: SocketAddr, token: &str, process: &mut Process) -> Result<(), String> {
+/// `ready` (30 s), or the process exits.
+fn wait_until_ready(
+    addr: SocketAddr,
+    token: &str,
+    ready: u16,
+    process: &mut Process,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
@@ -161,8 +204,9 @@ fn wait_until_ready(addr: SocketAddr, token: &str, process: &mut Process) -> Res
             ));
         }
         match http(addr, "GET", "/v2/", &[]) {
-            Ok((200, head))
-                if header(&head, "x-notarium-test-registry").as_deref() == Some(token) =>
+            Ok((status, head))
+                if status == ready
+                    && header(&head, "x-notarium-test-registry").as_deref() == Some(token) =>
             {
                 return Ok(());
             }
