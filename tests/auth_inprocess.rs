@@ -505,12 +505,12 @@ fn good_tokens_open_exactly_their_routes() {
     );
     assert_eq!(server.call("GET", "/nothing", Some(&catalog)).status, 404);
 
-    // Admin placeholders: past auth with `*`, then 404 until wired.
+    // The audit trail: `*` only.
     assert_eq!(
         server
             .call("GET", &format!("/v2/{gun}/_trust/audit"), Some(&admin))
             .status,
-        404
+        200
     );
     assert_eq!(
         server
@@ -715,4 +715,29 @@ fn admin_endpoints_need_star_and_record_who() {
     assert_eq!(shown["immutable"], false);
     let reply = server.call("DELETE", &repository, Some(&admin));
     assert_eq!(reply.status, 200, "{}", reply.body());
+}
+
+/// A client that writes its whole upload before reading the answer gets the
+/// 401, over HTTP/2 too: the refused body is drained, not reset mid-stream.
+#[test]
+fn a_refused_large_upload_still_gets_its_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = TokenSigner::new();
+    let server = start(dir.path(), auth_section(dir.path(), &signer, false)).unwrap();
+    let gun = "example.com/team/large";
+    let upload = dir.path().join("large.json");
+    std::fs::write(&upload, vec![b'x'; 512 * 1024]).unwrap();
+    let pull = signer.token(gun, &["pull"]);
+    for token in [None, Some(pull.as_str())] {
+        for _ in 0..5 {
+            let reply = server.call_with(
+                "POST",
+                &format!("/v2/{gun}/_trust/tuf/"),
+                token,
+                &["-F", &format!("files=@{};filename=root", upload.display())],
+            );
+            assert_eq!(reply.status, 401, "{}", reply.body());
+            assert!(reply.body().contains("UNAUTHORIZED"), "{}", reply.body());
+        }
+    }
 }

@@ -32,10 +32,10 @@ pub async fn dispatch<S: Store>(
     if let Some(gun) = route.gun() {
         tracing::Span::current().record("gun", gun);
     }
-    let mut response = 'answer: {
+    let refusal = 'refuse: {
         // notary's prefix filter answers before auth (§1.1).
         if let Some(refusal) = prefix_refusal(&state, &route) {
-            break 'answer refusal;
+            break 'refuse refusal;
         }
         let caller = match authorize(
             state.auth.as_ref(),
@@ -44,12 +44,23 @@ pub async fn dispatch<S: Store>(
             request.uri(),
         ) {
             Ok(caller) => caller,
-            Err(unauthorized) => break 'answer unauthorized.into_response(),
+            Err(unauthorized) => break 'refuse unauthorized.into_response(),
         };
         tracing::Span::current().record("subject", caller.subject.as_str());
         request.extensions_mut().insert(caller.clone());
-        handle(&state, route, &caller, request).await
+        let mut response = handle(&state, route, &caller, request).await;
+        response.extensions_mut().insert(operation);
+        return response;
     };
+    // A refused upload is still read (bounded) before the answer: clients
+    // write their whole body first, and an HTTP/2 stream reset mid-upload
+    // makes some of them (curl) drop the answer.
+    discard(
+        request.into_body().into_data_stream(),
+        state.max_body_bytes.min(DISCARD_MAX_BYTES),
+    )
+    .await;
+    let mut response = refusal;
     response.extensions_mut().insert(operation);
     response
 }
@@ -373,9 +384,9 @@ const DISCARD_MAX_BYTES: usize = 64 << 20;
 const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn discard(mut stream: axum::body::BodyDataStream) {
+async fn discard(mut stream: axum::body::BodyDataStream, limit: usize) {
     let drain = async {
-        let mut left = DISCARD_MAX_BYTES;
+        let mut left = limit;
         while let Some(Ok(chunk)) = stream.next().await {
             left = left.saturating_sub(chunk.len());
             if left == 0 {
@@ -399,7 +410,7 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Option<Vec<u8>>, RepoE
             }
         })?;
         if collected.len() + chunk.len() > limit {
-            discard(stream).await;
+            discard(stream, DISCARD_MAX_BYTES).await;
             return Ok(None);
         }
         collected.extend_from_slice(&chunk);
@@ -437,7 +448,7 @@ async fn update<S: Store>(
         .unwrap_or("")
         .to_string();
     if let Some(size) = declared.filter(|&size| size > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        discard(request.into_body().into_data_stream()).await;
+        discard(request.into_body().into_data_stream(), DISCARD_MAX_BYTES).await;
         return too_large(Some(size));
     }
     // A client that trickles its body cannot hold a buffer forever.
