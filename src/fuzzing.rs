@@ -129,3 +129,32 @@ pub fn key_parse(data: &[u8]) {
     }
     let _ = pem::blocks(data);
 }
+
+/// Bearer tokens: header, claims and signature decoding, key resolution
+/// (`x5c` chain, `jwk`, `kid`) and the claim checks, against a bundle of
+/// one fixture certificate. No input can carry a valid signature by that
+/// certificate's key, so every token must be refused.
+pub fn token(data: &[u8]) {
+    use crate::auth::claims::Expectations;
+    use crate::auth::verify::{TrustBundle, Verifier};
+    const BUNDLE: &[u8] = include_bytes!("../fixtures/notary-0.7/notary-cli/root-v1.crt");
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(bundle) = TrustBundle::from_pem(BUNDLE) else {
+        panic!("the fixture bundle must load");
+    };
+    let verifier = Verifier::new(
+        bundle,
+        Expectations {
+            issuer: "auth.example.com".into(),
+            service: "notary.example.com".into(),
+        },
+    );
+    // Inside the fixture certificate's validity, so chains are checked.
+    let now = time::macros::datetime!(2030-01-01 00:00 UTC);
+    assert!(
+        verifier.verify(token, now).is_err(),
+        "a token without a valid signature was accepted"
+    );
+}

@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("multipart_upload", fuzzing::multipart_upload),
     ("names", fuzzing::names),
     ("key_parse", fuzzing::key_parse),
+    ("token", fuzzing::token),
 ];
 
 #[test]
