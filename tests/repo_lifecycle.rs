@@ -485,10 +485,19 @@ async fn audit_trail_and_retired_keys_after_delete() {
         )
         .await
         .unwrap();
-    // A refused publish records nothing.
+    // A refused publish records nothing, and neither does one that
+    // changes nothing (the same bytes again).
+    f.repo
+        .publish(GUN, vec![("targets".into(), targets.clone())], "mallory")
+        .await
+        .unwrap();
     let stale = f
         .repo
-        .publish(GUN, vec![("targets".into(), targets.clone())], "mallory")
+        .publish(
+            GUN,
+            vec![("targets".into(), targets_bytes(&f, 1, &["other"]))],
+            "mallory",
+        )
         .await;
     assert!(
         matches!(stale, Err(Error::StaleVersion { .. })),
