@@ -130,6 +130,10 @@ pub struct Repo<S: Store> {
     /// Serialises writers of one GUN in this process; the store's version
     /// checks guard against other processes.
     locks: StripedLocks,
+    /// Serialises cache fills of one current file: 32 readers that miss at
+    /// once (just after a publish) would otherwise each read and hold a
+    /// copy of a file that may be megabytes.
+    fills: StripedLocks,
     cache: cache::Cache,
     policy: Policy,
     limits: Limits,
@@ -156,6 +160,7 @@ impl<S: Store> Repo<S> {
             keys,
             clock,
             locks: StripedLocks::new(LOCK_STRIPES),
+            fills: StripedLocks::new(LOCK_STRIPES),
             cache: cache::Cache::default(),
             policy: Policy::default(),
             limits: Limits::default(),
@@ -868,6 +873,10 @@ impl<S: Store> Repo<S> {
             RoleName::Snapshot => Ok(self.fresh_timestamp(gun).await?.1),
             other => {
                 let key = cache::Key::Current(other.to_string());
+                if let Some(served) = self.cache.get(gun, &key) {
+                    return Ok(served);
+                }
+                let _fill = self.fills.for_key(&[gun, other.as_str()]).lock().await;
                 if let Some(served) = self.cache.get(gun, &key) {
                     return Ok(served);
                 }
