@@ -130,6 +130,10 @@ pub struct Repo<S: Store> {
     /// Serialises writers of one GUN in this process; the store's version
     /// checks guard against other processes.
     locks: StripedLocks,
+    /// Serialises cache fills of one current file: 32 readers that miss at
+    /// once (just after a publish) would otherwise each read and hold a
+    /// copy of a file that may be megabytes.
+    fills: StripedLocks,
     cache: cache::Cache,
     policy: Policy,
     limits: Limits,
@@ -156,6 +160,7 @@ impl<S: Store> Repo<S> {
             keys,
             clock,
             locks: StripedLocks::new(LOCK_STRIPES),
+            fills: StripedLocks::new(LOCK_STRIPES),
             cache: cache::Cache::default(),
             policy: Policy::default(),
             limits: Limits::default(),
@@ -271,18 +276,50 @@ impl<S: Store> Repo<S> {
         let prefetched = self.prefetch_manifests(gun, &validated, &seen).await?;
 
         let _writer = self.lock(gun).await?;
+        // The parsed uploads and state (a 10,000-target file is over 20 MiB
+        // parsed) are dropped when this returns, before the write, so their
+        // peak and the store's do not add up.
+        let Some((files, roles)) = self
+            .files_to_store(gun, uploads, seen, validated, &prefetched)
+            .await?
+        else {
+            return Ok(());
+        };
+        let used = self.keys.unrecorded_uses();
+        let stored = self
+            .store
+            .publish_as(gun, files, Some(subject), &used)
+            .await;
+        self.cache.invalidate(gun, false);
+        stored.map_err(conflict_or_store)?;
+        self.keys.uses_recorded(&used);
+        tracing::info!(roles, subject, "published");
+        Ok(())
+    }
+
+    /// Under the writer lock: validates again if the state changed since
+    /// `seen`, checks policy and signs, and returns the files to store with
+    /// the number of targets-like roles (`None`: nothing to write).
+    async fn files_to_store(
+        &self,
+        gun: &str,
+        uploads: Vec<Upload>,
+        seen: StoredState,
+        validated: ValidatedUpdate,
+        prefetched: &Prefetched,
+    ) -> Result<Option<(Vec<NewFile>, usize)>, Error> {
         let state = self.load_state(gun, &uploads).await?;
         let (state, update) = if same_state(&seen, &state) {
             (state, validated)
         } else {
             let changed = drop_unchanged(&state, uploads);
             if changed.is_empty() && state.root.is_some() {
-                return Ok(());
+                return Ok(None);
             }
             self.validate(gun, state, changed).await?
         };
         let now = self.now();
-        self.enforce_policy(gun, &update, &state, now, &prefetched)
+        self.enforce_policy(gun, &update, &state, now, prefetched)
             .await?;
 
         let mut files: Vec<NewFile> = Vec::new();
@@ -317,16 +354,7 @@ impl<S: Store> Repo<S> {
             .generate_timestamp(gun, &update.root, &snapshot_bytes, timestamp_version, now)
             .await?;
         files.push(NewFile::new("timestamp", timestamp_version, timestamp));
-        let used = self.keys.unrecorded_uses();
-        let stored = self
-            .store
-            .publish_as(gun, files, Some(subject), &used)
-            .await;
-        self.cache.invalidate(gun, false);
-        stored.map_err(conflict_or_store)?;
-        self.keys.uses_recorded(&used);
-        tracing::info!(roles = update.targets.len(), subject, "published");
-        Ok(())
+        Ok(Some((files, update.targets.len())))
     }
 
     /// A root that lists, for timestamp or snapshot, a server key retired
@@ -845,6 +873,10 @@ impl<S: Store> Repo<S> {
             RoleName::Snapshot => Ok(self.fresh_timestamp(gun).await?.1),
             other => {
                 let key = cache::Key::Current(other.to_string());
+                if let Some(served) = self.cache.get(gun, &key) {
+                    return Ok(served);
+                }
+                let _fill = self.fills.for_key(&[gun, other.as_str()]).lock().await;
                 if let Some(served) = self.cache.get(gun, &key) {
                     return Ok(served);
                 }

@@ -182,12 +182,14 @@ pub fn validate_update(
         .sort_by(|a, b| (a.role.depth(), a.role.as_str()).cmp(&(b.role.depth(), b.role.as_str())));
     let mut loaded: BTreeMap<RoleName, SignedFile> = BTreeMap::new();
     let mut bodies: BTreeMap<RoleName, Targets> = BTreeMap::new();
-    let mut validated: Vec<(RoleName, SignedFile, Targets)> = Vec::new();
+    // Each body lives once, in `bodies`, until the result takes it: a
+    // 10,000-target body is several MiB.
+    let mut validated: Vec<(RoleName, SignedFile)> = Vec::new();
     for upload in targets_uploads {
         let body = validate_targets(&upload, &root, state, &mut loaded, &mut bodies, now)?;
-        bodies.insert(upload.role.clone(), body.clone());
+        bodies.insert(upload.role.clone(), body);
         loaded.insert(upload.role.clone(), upload.file.clone());
-        validated.push((upload.role, upload.file, body));
+        validated.push((upload.role, upload.file));
     }
 
     if new_root {
@@ -203,11 +205,15 @@ pub fn validate_update(
         None => None,
     };
 
+    let targets = validated
+        .into_iter()
+        .filter_map(|(role, file)| bodies.remove(&role).map(|body| (role, file, body)))
+        .collect();
     Ok(ValidatedUpdate {
         root,
         root_file,
         new_root,
-        targets: validated,
+        targets,
         loaded,
         snapshot,
     })
@@ -480,7 +486,7 @@ fn validate_snapshot(
 fn check_snapshot_consistency(
     file: &SignedFile,
     bodies: &BTreeMap<RoleName, Targets>,
-    validated: &[(RoleName, SignedFile, Targets)],
+    validated: &[(RoleName, SignedFile)],
     state: &StoredState,
 ) -> Result<(), Error> {
     let body: Snapshot = file
@@ -493,8 +499,9 @@ fn check_snapshot_consistency(
         let version = state.versions.get(role.as_str()).copied().unwrap_or(0);
         current.insert(role.clone(), (stored, version));
     }
-    for (role, file, body) in validated {
-        current.insert(role.clone(), (file, body.version));
+    for (role, file) in validated {
+        let version = bodies.get(role).map_or(0, |body| body.version);
+        current.insert(role.clone(), (file, version));
     }
 
     for (name, meta) in &body.meta {
@@ -536,11 +543,13 @@ fn check_snapshot_consistency(
         if !visited.insert(parent.clone()) {
             continue;
         }
+        // Borrowed when already parsed: a large targets body is not copied.
         let parent_body = match bodies.get(&parent) {
-            Some(body) => Some(body.clone()),
+            Some(body) => Some(std::borrow::Cow::Borrowed(body)),
             None => current
                 .get(&parent)
-                .and_then(|(file, _)| file.body::<Targets>(parent.as_str()).ok()),
+                .and_then(|(file, _)| file.body::<Targets>(parent.as_str()).ok())
+                .map(std::borrow::Cow::Owned),
         };
         let Some(parent_body) = parent_body else {
             continue;
