@@ -3,7 +3,7 @@
 //! an expired token valid.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
 use time::OffsetDateTime;
@@ -14,7 +14,7 @@ use super::verify::VerifiedToken;
 #[derive(Debug)]
 pub struct TokenCache {
     capacity: usize,
-    entries: Mutex<HashMap<[u8; 32], VerifiedToken>>,
+    entries: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
 }
 
 fn key(token: &str) -> [u8; 32] {
@@ -36,11 +36,13 @@ impl TokenCache {
         }
     }
 
-    pub fn get(&self, token: &str, now: OffsetDateTime) -> Option<VerifiedToken> {
+    /// Hashing happens before the lock: the lock is shared by every
+    /// request, so it guards only the map operation.
+    pub fn get(&self, token: &str, now: OffsetDateTime) -> Option<Arc<VerifiedToken>> {
+        let key = key(token);
         // A poisoned lock only means another request panicked mid-update of
         // a plain map; its contents are still whole.
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let key = key(token);
         match entries.get(&key) {
             Some(hit) if live(hit, now) => Some(hit.clone()),
             Some(_) => {
@@ -51,10 +53,11 @@ impl TokenCache {
         }
     }
 
-    pub fn insert(&self, token: &str, verified: &VerifiedToken, now: OffsetDateTime) {
+    pub fn insert(&self, token: &str, verified: &Arc<VerifiedToken>, now: OffsetDateTime) {
         if self.capacity == 0 || !live(verified, now) {
             return;
         }
+        let key = key(token);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity {
             entries.retain(|_, cached| live(cached, now));
@@ -64,7 +67,7 @@ impl TokenCache {
             // recency; the cost is re-verifying some tokens once.
             entries.clear();
         }
-        entries.insert(key(token), verified.clone());
+        entries.insert(key, Arc::clone(verified));
     }
 
     pub fn len(&self) -> usize {
@@ -81,12 +84,12 @@ mod tests {
     use super::*;
     use crate::auth::Grants;
 
-    fn token(expires: i64) -> VerifiedToken {
-        VerifiedToken {
+    fn token(expires: i64) -> Arc<VerifiedToken> {
+        Arc::new(VerifiedToken {
             subject: "alice".into(),
             grants: Grants::default(),
             expires,
-        }
+        })
     }
 
     fn at(seconds: i64) -> OffsetDateTime {

@@ -8,6 +8,8 @@ pub mod libtrust;
 pub mod scope;
 pub mod verify;
 
+use std::sync::Arc;
+
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -73,11 +75,11 @@ impl Authenticator {
         }
     }
 
-    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<VerifiedToken, Error> {
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Arc<VerifiedToken>, Error> {
         if let Some(hit) = self.cache.get(token, now) {
             return Ok(hit);
         }
-        let verified = self.verifier.verify(token, now)?;
+        let verified = Arc::new(self.verifier.verify(token, now)?);
         self.cache.insert(token, &verified, now);
         Ok(verified)
     }

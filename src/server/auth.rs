@@ -91,7 +91,7 @@ impl TokenAuth {
             return Err(refuse(AuthFailure::InsufficientScope));
         }
         Ok(Caller {
-            subject: verified.subject,
+            subject: verified.subject.clone(),
         })
     }
 
