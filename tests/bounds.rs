@@ -23,7 +23,6 @@ use notarium::policy::{
 use notarium::registry::{RegistryClient, RegistrySettings};
 use notarium::repo::{Cap, Error, Limits, Policy, Rejection, Repo};
 use notarium::server::error::ApiError;
-use notarium::signer::{KeyService, Passphrase};
 use notarium::store::{SqliteStore, Store};
 use notarium::tuf::sign::sign_metadata;
 use notarium::tuf::{KeyAlgorithm, RoleName};
@@ -82,18 +81,7 @@ struct Fixture {
 
 async fn fixture(manifests: Arc<dyn ManifestSource>, limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
-            .await
-            .unwrap(),
-    );
-    let keys = KeyService::new(
-        store.clone(),
-        Passphrase::new("test"),
-        KeyAlgorithm::EcdsaP256,
-    )
-    .with_pbkdf2_iterations(1000)
-    .unwrap();
+    let (store, keys) = builder::temp_store(dir.path()).await;
     let now = OffsetDateTime::now_utc();
     let repo = Repo::new(store, keys, Arc::new(move || now))
         .with_policy(Policy {

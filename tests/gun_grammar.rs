@@ -12,8 +12,6 @@ use axum::http::{Method, Request, StatusCode};
 use notarium::repo::validate::{StoredState, Upload, validate_update};
 use notarium::repo::{Error, Rejection, Repo};
 use notarium::server::{AppState, Caching, metrics_handle, router};
-use notarium::signer::{KeyService, Passphrase};
-use notarium::store::SqliteStore;
 use notarium::tuf::{KeyAlgorithm, RoleName, SignedFile};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -24,18 +22,7 @@ mod builder;
 
 async fn app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
-            .await
-            .unwrap(),
-    );
-    let keys = KeyService::new(
-        store.clone(),
-        Passphrase::new("test"),
-        KeyAlgorithm::EcdsaP256,
-    )
-    .with_pbkdf2_iterations(1000)
-    .unwrap();
+    let (store, keys) = builder::temp_store(dir.path()).await;
     let repo = Repo::new(store, keys, notarium::repo::system_clock());
     let app = router(Arc::new(AppState {
         repo,

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use notarium::policy::{IndexKind, Lookup, LookupError, ManifestKind, ManifestSource, Violation};
 use notarium::repo::{Clock, Error, Policy, Rejection, Repo};
-use notarium::signer::{KeyService, Passphrase};
 use notarium::store::SqliteStore;
 use notarium::tuf::encoding::format_time;
 use notarium::tuf::sign::sign_metadata;
@@ -45,18 +44,7 @@ async fn fixture() -> Fixture {
 
 async fn fixture_with(policy: Policy) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
-            .await
-            .unwrap(),
-    );
-    let keys = KeyService::new(
-        store.clone(),
-        Passphrase::new("test"),
-        KeyAlgorithm::EcdsaP256,
-    )
-    .with_pbkdf2_iterations(1000)
-    .unwrap();
+    let (store, keys) = builder::temp_store(dir.path()).await;
     let clock = Arc::new(TestClock(AtomicI64::new(
         OffsetDateTime::now_utc().unix_timestamp(),
     )));

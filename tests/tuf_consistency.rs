@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use notarium::repo::{Error, Repo};
 use notarium::server::error::ApiError;
-use notarium::signer::{KeyService, Passphrase};
 use notarium::store::SqliteStore;
 use notarium::tuf::encoding::format_time;
 use notarium::tuf::envelope::write_envelope;
@@ -58,18 +57,7 @@ fn with_targets(mut body: Value, tags: &[&str]) -> Value {
 impl Fixture {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
-                .await
-                .unwrap(),
-        );
-        let keys = KeyService::new(
-            store.clone(),
-            Passphrase::new("test"),
-            KeyAlgorithm::EcdsaP256,
-        )
-        .with_pbkdf2_iterations(1000)
-        .unwrap();
+        let (store, keys) = builder::temp_store(dir.path()).await;
         let now = OffsetDateTime::now_utc();
         let repo = Repo::new(store, keys, Arc::new(move || now));
         let client = ClientKeys::new(GUN, now);
