@@ -17,11 +17,10 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub const ANONYMOUS: &'static str = "anonymous";
-
+    /// The subject the audit trail records for requests without a token.
     pub fn anonymous() -> Self {
         Self {
-            subject: Self::ANONYMOUS.to_string(),
+            subject: crate::repo::ANONYMOUS.to_string(),
         }
     }
 }
