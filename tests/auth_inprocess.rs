@@ -695,7 +695,12 @@ fn admin_endpoints_need_star_and_record_who() {
     // Immutability: push,pull cannot set it; `*` can, and then the
     // repository cannot be deleted until it is cleared.
     let immutable = format!("/v2/{gun}/_trust/immutable");
-    assert_eq!(server.call("PUT", &immutable, Some(&push_pull)).status, 401);
+    let pull = signer.token(gun, &["pull"]);
+    for token in [None, Some(pull.as_str()), Some(push_pull.as_str())] {
+        for method in ["GET", "PUT", "DELETE"] {
+            assert_eq!(server.call(method, &immutable, token).status, 401);
+        }
+    }
     let reply = server.call("GET", &immutable, Some(&admin));
     assert_eq!(reply.status, 200, "{}", reply.body());
     let shown: Value = serde_json::from_slice(&reply.body).unwrap();
