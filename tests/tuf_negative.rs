@@ -43,7 +43,7 @@ fn assert_threshold_not_met(result: Result<(), Error>, expected_valid: usize) ->
             ..
         }) => {
             assert_eq!(valid, expected_valid, "{role}");
-            rejected.into_iter().map(|r| r.reason).collect()
+            rejected.into_iter().map(|r| r.reason.to_string()).collect()
         }
         other => panic!("expected ThresholdNotMet, got {other:?}"),
     }

@@ -8,8 +8,8 @@ use der::asn1::ObjectIdentifier;
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 
-use super::Violation;
-use crate::tuf::certs::{common_name, short_id, validity};
+use super::{DelegationKeyProblem, Violation};
+use crate::tuf::certs::{common_name, validity};
 use crate::tuf::keys::{EcCurve, KeyType, PublicKey, VerifyingKey};
 use crate::tuf::pem;
 
@@ -53,27 +53,27 @@ impl TrustAnchors {
     /// Checks that `key`, delegated as `role`, is a certificate issued by
     /// one of the authorities and valid at `now`.
     pub fn check(&self, role: &str, key: &PublicKey, now: OffsetDateTime) -> Result<(), Violation> {
-        let refuse = |subject: String, reason: String| Violation::UntrustedDelegation {
+        let refuse = |problem: DelegationKeyProblem| Violation::UntrustedDelegation {
             role: role.to_string(),
-            subject,
-            reason,
+            key_id: key.id().to_string(),
+            problem,
         };
         if !key.keytype().is_x509() {
-            return Err(refuse(
-                format!("plain {} key {}", key.keytype(), short_id(key.id())),
-                "only certificates from the configured authority may sign delegations".into(),
-            ));
+            return Err(refuse(DelegationKeyProblem::PlainKey {
+                keytype: key.keytype().to_string(),
+            }));
         }
         let leaf = key
             .leaf_certificate()
-            .map_err(|e| refuse(format!("key {}", short_id(key.id())), e.to_string()))?;
+            .map_err(|e| refuse(DelegationKeyProblem::Unreadable(e)))?;
         let subject = leaf.tbs_certificate().subject().to_string();
         let (not_before, not_after) = validity(&leaf);
         if now < not_before || now > not_after {
-            return Err(refuse(
+            return Err(refuse(DelegationKeyProblem::OutsideValidity {
                 subject,
-                format!("it is valid from {not_before} to {not_after}"),
-            ));
+                not_before,
+                not_after,
+            }));
         }
         let issuer = leaf.tbs_certificate().issuer();
         let candidates: Vec<&Certificate> = self
@@ -82,24 +82,21 @@ impl TrustAnchors {
             .filter(|ca| ca.tbs_certificate().subject() == issuer)
             .collect();
         if candidates.is_empty() {
-            return Err(refuse(
+            return Err(refuse(DelegationKeyProblem::UnknownIssuer {
                 subject,
-                format!("its issuer {issuer} is not a configured authority"),
-            ));
+                issuer: issuer.to_string(),
+            }));
         }
         if candidates.iter().any(|ca| signed_by(&leaf, ca)) {
             Ok(())
         } else {
-            Err(refuse(
+            Err(refuse(DelegationKeyProblem::IssuerSignature {
                 subject,
-                format!(
-                    "its signature does not verify with the key of {}",
-                    candidates
-                        .first()
-                        .and_then(|ca| common_name(ca))
-                        .unwrap_or_else(|| issuer.to_string())
-                ),
-            ))
+                authority: candidates
+                    .first()
+                    .and_then(|ca| common_name(ca))
+                    .unwrap_or_else(|| issuer.to_string()),
+            }))
         }
     }
 }
@@ -178,14 +175,27 @@ mod tests {
             .unwrap();
 
         let stranger = anchors.check("targets/mallory", &user("mallory", &other, &other_key), now);
-        let message = stranger.unwrap_err().to_string();
-        assert!(
-            message.contains("CN=mallory") && message.contains("targets/mallory"),
-            "{message}"
-        );
+        match stranger {
+            Err(Violation::UntrustedDelegation {
+                role,
+                problem: DelegationKeyProblem::UnknownIssuer { subject, issuer },
+                ..
+            }) => {
+                assert_eq!(role, "targets/mallory");
+                assert!(subject.contains("CN=mallory"), "{subject}");
+                assert!(issuer.contains("CN=Someone Else"), "{issuer}");
+            }
+            other => panic!("{other:?}"),
+        }
 
         let plain = PublicKey::new(KeyType::Ecdsa, vec![1, 2, 3]);
-        assert!(anchors.check("targets/bob", &plain, now).is_err());
+        assert!(matches!(
+            anchors.check("targets/bob", &plain, now),
+            Err(Violation::UntrustedDelegation {
+                problem: DelegationKeyProblem::PlainKey { .. },
+                ..
+            })
+        ));
         assert!(TrustAnchors::from_pem(b"nothing").is_err());
     }
 
@@ -196,10 +206,16 @@ mod tests {
         let (impostor, impostor_key) = authority("UCP Client Root CA");
         let anchors = TrustAnchors::from_pem(ca.pem().as_bytes()).unwrap();
         let forged = user("eve", &impostor, &impostor_key);
-        let message = anchors
-            .check("targets/eve", &forged, OffsetDateTime::now_utc())
-            .unwrap_err()
-            .to_string();
-        assert!(message.contains("does not verify"), "{message}");
+        let refused = anchors.check("targets/eve", &forged, OffsetDateTime::now_utc());
+        assert!(
+            matches!(
+                refused,
+                Err(Violation::UntrustedDelegation {
+                    problem: DelegationKeyProblem::IssuerSignature { .. },
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
     }
 }

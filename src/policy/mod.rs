@@ -57,12 +57,33 @@ pub enum Violation {
         registry: String,
     },
 
-    #[error("untrusted certificate for delegation {role} (subject {subject:?}): {reason}")]
+    #[error("untrusted key {key_id} for delegation {role}: {problem:?}")]
     UntrustedDelegation {
         role: String,
-        subject: String,
-        reason: String,
+        key_id: String,
+        problem: DelegationKeyProblem,
     },
+}
+
+/// Why a delegation key is not trusted by the configured delegation
+/// certificate authorities. `subject` is the certificate's subject.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DelegationKeyProblem {
+    /// A plain key, not a certificate.
+    PlainKey { keytype: String },
+    /// The certificate does not parse.
+    Unreadable(crate::tuf::Error),
+    OutsideValidity {
+        subject: String,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    },
+    /// Issued by no configured authority.
+    UnknownIssuer { subject: String, issuer: String },
+    /// Names a configured authority as issuer, but its signature does not
+    /// verify with that authority's key.
+    IssuerSignature { subject: String, authority: String },
 }
 
 /// Whether `gun` is named by a list of exact GUNs and prefixes ending in

@@ -1,11 +1,18 @@
-//! The one error type of the repository layer. The HTTP layer maps each
-//! variant to Notary's status, code and detail in one place.
+//! The one error type of the repository layer. Variants carry typed facts;
+//! the HTTP layer (`server/error.rs`) maps each to Notary's status, code and
+//! detail and words it for users in one place. `Display` forms here are
+//! short, for logs.
 
 use thiserror::Error;
 
+use crate::policy::names::NameError;
+use crate::tuf::certs::RejectedRootKey;
+use crate::tuf::{Error as TufError, RoleName};
+
 /// Which of Notary's five validation error names a rejection is reported
-/// under. The clients print a fixed prefix for each, then our message
-/// (PROTOCOL.md §2.3).
+/// under: which file the refusal is about. The clients print a fixed prefix
+/// for each, then our message (PROTOCOL.md §2.3); `server/error.rs` holds
+/// the names and the wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     /// "An error occurred during validation: …"
@@ -18,30 +25,6 @@ pub enum Rejection {
     BadTargets,
     /// "The snapshot metadata is invalid: …"
     BadSnapshot,
-}
-
-impl Rejection {
-    /// The `detail.Name` Notary's client recognises.
-    pub fn detail_name(self) -> &'static str {
-        match self {
-            Self::Validation => "ErrValidation",
-            Self::BadHierarchy { .. } => "ErrBadHierarchy",
-            Self::BadRoot => "ErrBadRoot",
-            Self::BadTargets => "ErrBadTargets",
-            Self::BadSnapshot => "ErrBadSnapshot",
-        }
-    }
-
-    /// Short machine label for metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Validation => "validation",
-            Self::BadHierarchy { .. } => "bad_hierarchy",
-            Self::BadRoot => "bad_root",
-            Self::BadTargets => "bad_targets",
-            Self::BadSnapshot => "bad_snapshot",
-        }
-    }
 }
 
 /// Why an upload's body could not be read as multipart.
@@ -76,43 +59,150 @@ pub enum Busy {
     Validation,
 }
 
+/// Why an update breaks a TUF rule, as typed facts. The words users read
+/// are in `server/error.rs`; these `Display` forms are short, for logs.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// An uploaded file failed a TUF check: parse, structure, signature
+    /// threshold, expiry or checksums.
+    #[error(transparent)]
+    Tuf(TufError),
+
+    /// The server's own copy of `role` no longer parses.
+    #[error("stored {role} unreadable: {error}")]
+    StoredUnreadable { role: String, error: TufError },
+
+    /// The stored snapshot's body is not a JSON object.
+    #[error("stored snapshot is not an object")]
+    StoredSnapshotNotObject,
+
+    /// A first publish without a root.
+    #[error("no root")]
+    NoRoot,
+
+    /// A root whose version is neither the current one nor the next.
+    #[error("root version {new} after {current}")]
+    RootVersionNotIncremented { current: i64, new: i64 },
+
+    /// No root key is a valid certificate for the GUN; why, per key:
+    /// certificate checks first, then common names outside the GUN grammar
+    /// (key ID, why).
+    #[error("no trusted root certificate ({} rejected)", rejected.len() + misnamed.len())]
+    NoTrustedRootCertificate {
+        rejected: Vec<RejectedRootKey>,
+        misnamed: Vec<(String, NameError)>,
+    },
+
+    /// A new root is not signed by enough keys of the previous root.
+    #[error("root {version} not signed by {threshold} key(s) of root {previous}: {error}")]
+    RootRotationUnsigned {
+        version: i64,
+        previous: i64,
+        threshold: i64,
+        error: TufError,
+    },
+
+    /// A root is not signed by its own root keys.
+    #[error("root not self-signed: {error}")]
+    RootNotSelfSigned { error: TufError },
+
+    /// A delegation uploaded before its parent has any metadata.
+    #[error("{parent} of {role} unpublished")]
+    ParentUnpublished { role: RoleName, parent: RoleName },
+
+    /// A delegation its parent does not delegate to.
+    #[error("{parent} does not delegate to {role}")]
+    NotDelegated { role: RoleName, parent: RoleName },
+
+    /// A target outside the paths delegated to `role` (`paths` empty: none).
+    #[error("target outside the paths of {role}")]
+    TargetOutsidePaths {
+        target: String,
+        role: RoleName,
+        paths: Vec<String>,
+    },
+
+    /// Neither the upload nor the server has targets metadata.
+    #[error("no targets")]
+    TargetsMissing,
+
+    /// A root that changes the targets keys came without targets signed by
+    /// them.
+    #[error("targets not signed by the keys of root {root_version}: {error}")]
+    TargetsNotSignedByNewKeys { root_version: i64, error: TufError },
+
+    /// No snapshot uploaded, and the server cannot sign one.
+    #[error("no snapshot and no held snapshot key")]
+    SnapshotKeyNotHeld,
+
+    /// Root names timestamp keys the server does not hold.
+    #[error("root {root_version} timestamp keys not held")]
+    TimestampKeyNotHeld {
+        root_version: i64,
+        listed: Vec<String>,
+    },
+}
+
+/// Which query parameter is wrong, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamProblem {
+    /// An audit page size outside `1..=max`.
+    AuditLimit { limit: i64, max: i64 },
+    /// A parameter that must be an integer is not.
+    NotInteger { name: &'static str },
+    /// The changefeed's `records` is missing.
+    RecordsMissing,
+    /// The changefeed's `records` is not a 32-bit integer.
+    Records(std::num::ParseIntError),
+    /// The changefeed's `change_id` is not an integer; at most 40
+    /// characters of it.
+    ChangeId { shown: String },
+}
+
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("invalid repository name: {reason}")]
+    #[error("invalid repository name")]
     InvalidGun {
         gun: String,
         #[source]
-        reason: crate::policy::names::NameError,
+        reason: NameError,
     },
 
-    #[error("the upload has a part without a file name (the role)")]
+    #[error("upload part without a file name")]
     NoFilename,
 
-    #[error("{role:?} is not a valid role name")]
+    #[error("invalid role name {role:?}")]
     InvalidRole { role: String },
 
-    #[error("the {role} file is not valid metadata JSON: {reason}")]
-    MalformedJson { role: String, reason: String },
+    #[error("{role} is not valid metadata JSON")]
+    MalformedJson {
+        role: String,
+        #[source]
+        error: TufError,
+    },
 
     /// The body is not a readable multipart upload; the parser's own
     /// error goes to the log, not to the client.
-    #[error("the upload is malformed: {problem:?}")]
+    #[error("malformed upload: {problem:?}")]
     MalformedUpload { problem: UploadProblem },
 
-    #[error("the upload is {}more than the limit of {limit} bytes", size.map(|s| format!("{s} bytes, ")).unwrap_or_default())]
+    #[error("upload over the limit of {limit} bytes (size {size:?})")]
     TooLarge { size: Option<u64>, limit: u64 },
 
-    /// The update breaks a TUF or server rule; `message` is for users.
-    #[error("{message}")]
-    Rejected { kind: Rejection, message: String },
+    /// The update breaks a TUF rule; `kind` names the file it is about.
+    /// Boxed: the facts are large, and every `Result` of this layer would
+    /// carry their size.
+    #[error("{kind:?}: {reason}")]
+    Rejected {
+        kind: Rejection,
+        reason: Box<Refusal>,
+    },
 
     /// A `keys` map (root's, or a delegating file's `delegations.keys`)
     /// files a key under an ID that is not the key's own.
-    #[error(
-        "{role} lists a key under key ID {listed}, but that key's ID is {computed}: every key \
-         must be listed under its own key ID"
-    )]
+    #[error("{role} lists key {computed} under key ID {listed}")]
     KeyIdMismatch {
         role: String,
         listed: String,
@@ -120,10 +210,7 @@ pub enum Error {
     },
 
     /// An uploaded file repeats a member name in one JSON object.
-    #[error(
-        "the {role} file repeats the JSON key {key:?} in one object (at {path}); metadata with \
-         duplicate keys is ambiguous and is refused"
-    )]
+    #[error("{role} repeats the JSON key {key:?} at {path}")]
     DuplicateJsonKey {
         role: String,
         key: String,
@@ -133,32 +220,20 @@ pub enum Error {
     /// A client snapshot lists a targets file whose checksums are not those
     /// of the file the server holds (after this update) for that role: a
     /// superseded version, or bytes that never were.
-    #[error(
-        "the snapshot lists {role} with the checksums of a file that is not its current version \
-         ({role} version {current}); a snapshot must name the current files"
-    )]
+    #[error("snapshot lists a superseded {role} (current version {current})")]
     SnapshotStale { role: String, current: i64 },
 
     /// A client snapshot lists a file the server does not have.
-    #[error(
-        "the snapshot lists {role}, which this repository does not have; a snapshot may list \
-         only root, targets and published delegations"
-    )]
+    #[error("snapshot lists unknown {role}")]
     SnapshotUnknownRole { role: String },
 
     /// A client snapshot leaves out a delegation that is still delegated
     /// and published.
-    #[error(
-        "the snapshot leaves out {role}, which {parent} still delegates and the server holds; \
-         remove the delegation from {parent} first, or list {role} in the snapshot"
-    )]
+    #[error("snapshot leaves out {role}, delegated by {parent}")]
     SnapshotDropsRole { role: String, parent: String },
 
     /// The upload is based on an older state than the server has.
-    #[error(
-        "{role} version {version} is not newer than version {current} on the server; \
-         someone else published meanwhile: update your copy and publish again"
-    )]
+    #[error("{role} version {version} not newer than {current}")]
     StaleVersion {
         role: String,
         version: i64,
@@ -166,15 +241,12 @@ pub enum Error {
     },
 
     /// Another publish won a race for the same versions.
-    #[error(
-        "the repository changed while this update was being stored ({role} version {version} \
-         already exists); retry the publish"
-    )]
+    #[error("conflict: {role} version {version} already stored")]
     Conflict { role: String, version: i64 },
 
     /// An upload over one of the caps of `limits` (checked before any
     /// signature is verified).
-    #[error("{cap:?} exceeded{}: {count} > {limit}", role.as_ref().map(|r| format!(" in {r}")).unwrap_or_default())]
+    #[error("{cap:?} exceeded in {role:?}: {count} > {limit}")]
     LimitExceeded {
         cap: super::limits::Cap,
         role: Option<String>,
@@ -202,8 +274,8 @@ pub enum Error {
     #[error("no {what} for this repository")]
     NotFound { what: String },
 
-    #[error("invalid parameters: {reason}")]
-    InvalidParameters { reason: String },
+    #[error("invalid parameters: {problem:?}")]
+    InvalidParameters { problem: ParamProblem },
 
     /// A server rule (names, immutability, image manifests only, trusted
     /// delegation certificates) refuses the update.
@@ -221,10 +293,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn rejected(kind: Rejection, message: impl Into<String>) -> Self {
+    pub(crate) fn rejected(kind: Rejection, reason: Refusal) -> Self {
         Self::Rejected {
             kind,
-            message: message.into(),
+            reason: Box::new(reason),
         }
     }
 }

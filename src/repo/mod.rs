@@ -32,9 +32,9 @@ use crate::tuf::{
     canonical,
 };
 
-pub use error::{Busy, Error, Rejection, UploadProblem};
+pub use error::{Busy, Error, ParamProblem, Refusal, Rejection, UploadProblem};
 pub use limits::{Cap, Limits};
-use validate::{StoredState, Upload, ValidatedUpdate, describe, validate_update};
+use validate::{StoredState, Upload, ValidatedUpdate, validate_update};
 
 /// Expiry of server-made metadata (PROTOCOL.md §4.6).
 pub const SNAPSHOT_LIFETIME: Duration = Duration::days(3 * 365);
@@ -731,10 +731,13 @@ impl<S: Store> Repo<S> {
             Err(store::Error::NotFound) => return Ok(None),
             Err(other) => return Err(other.into()),
         };
-        SignedFile::parse(&stored.data).map(Some).map_err(|e| {
+        SignedFile::parse(&stored.data).map(Some).map_err(|error| {
             Error::rejected(
                 Rejection::Validation,
-                format!("the stored {role} metadata is unreadable: {e}"),
+                Refusal::StoredUnreadable {
+                    role: role.to_string(),
+                    error,
+                },
             )
         })
     }
@@ -775,9 +778,7 @@ impl<S: Store> Repo<S> {
                 Rejection::BadHierarchy {
                     missing: "snapshot",
                 },
-                "no snapshot was included in update and server does not hold current snapshot \
-                 key for repository: sign the snapshot yourself, or hand its key to the server \
-                 with `notary key rotate <gun> snapshot -r`",
+                Refusal::SnapshotKeyNotHeld,
             ));
         }
         let mut body = match &state.snapshot {
@@ -799,7 +800,7 @@ impl<S: Store> Repo<S> {
                 None => {
                     return Err(Error::rejected(
                         Rejection::BadHierarchy { missing: "targets" },
-                        "no targets metadata: the first publish of a repository must include targets.json",
+                        Refusal::TargetsMissing,
                     ));
                 }
             }
@@ -814,10 +815,7 @@ impl<S: Store> Repo<S> {
                 meta.as_object_mut()
             })
             .ok_or_else(|| {
-                Error::rejected(
-                    Rejection::BadSnapshot,
-                    "the stored snapshot is not an object",
-                )
+                Error::rejected(Rejection::BadSnapshot, Refusal::StoredSnapshotNotObject)
             })?;
         for (role, bytes) in entries {
             meta.insert(role, file_meta(bytes));
@@ -847,12 +845,10 @@ impl<S: Store> Repo<S> {
                 .unwrap_or_default();
             return Err(Error::rejected(
                 Rejection::BadRoot,
-                format!(
-                    "no timestamp keys exist on the server: root version {} lists timestamp key(s) \
-                     {listed:?}, which this server does not hold; fetch the server's key \
-                     (`notary key rotate <gun> timestamp -r`) and publish again",
-                    root.version
-                ),
+                Refusal::TimestampKeyNotHeld {
+                    root_version: root.version,
+                    listed,
+                },
             ));
         }
         let body = json!({
@@ -1076,7 +1072,7 @@ impl<S: Store> Repo<S> {
         let root_file = self.store.get_current(gun, "root").await?;
         SignedFile::parse(&root_file.data)
             .and_then(|file| file.body("root"))
-            .map_err(|e| Error::rejected(Rejection::BadRoot, describe(&e)))
+            .map_err(|e| Error::rejected(Rejection::BadRoot, Refusal::Tuf(e)))
     }
 
     /// Re-signs the snapshot (when the server holds its key and it is due)
@@ -1092,7 +1088,7 @@ impl<S: Store> Repo<S> {
         let mut files = Vec::new();
         let mut snapshot_bytes = snapshot.data.clone();
         let snapshot_file = SignedFile::parse(&snapshot.data)
-            .map_err(|e| Error::rejected(Rejection::BadSnapshot, describe(&e)))?;
+            .map_err(|e| Error::rejected(Rejection::BadSnapshot, Refusal::Tuf(e)))?;
         if expires_within(&snapshot.data, now, SNAPSHOT_REFRESH) {
             let key_ids = self.signing_keys(gun, &root, "snapshot").await?;
             if !key_ids.is_empty() {
@@ -1203,10 +1199,10 @@ impl<S: Store> Repo<S> {
         let limit = limit.unwrap_or(DEFAULT_AUDIT_PAGE);
         if !(1..=store::MAX_AUDIT_PAGE).contains(&limit) {
             return Err(Error::InvalidParameters {
-                reason: format!(
-                    "invalid limit {limit}: expected 1 to {}",
-                    store::MAX_AUDIT_PAGE
-                ),
+                problem: ParamProblem::AuditLimit {
+                    limit,
+                    max: store::MAX_AUDIT_PAGE,
+                },
             });
         }
         Ok(self.store.audit(gun, limit, before).await?)
@@ -1233,12 +1229,12 @@ impl<S: Store> Repo<S> {
         records: Option<&str>,
     ) -> Result<Vec<Change>, Error> {
         let records: i64 = records
-            .ok_or_else(|| Error::InvalidParameters {
-                reason: "invalid records parameter: the records parameter is required".into(),
+            .ok_or(Error::InvalidParameters {
+                problem: ParamProblem::RecordsMissing,
             })?
             .parse::<i32>()
             .map_err(|e| Error::InvalidParameters {
-                reason: format!("invalid records parameter: {e}"),
+                problem: ParamProblem::Records(e),
             })?
             .into();
         let records = if records == 0 {
@@ -1249,10 +1245,9 @@ impl<S: Store> Repo<S> {
         let change_id = match change_id.unwrap_or("") {
             "" => 0,
             text => text.parse::<i64>().map_err(|_| Error::InvalidParameters {
-                reason: format!(
-                    "did not recognize parameters: change ID expected to be integer, provided ID was: {}",
-                    text.chars().take(40).collect::<String>()
-                ),
+                problem: ParamProblem::ChangeId {
+                    shown: text.chars().take(40).collect(),
+                },
             })?,
         };
         Ok(self.store.changes(gun, change_id, records).await?)
@@ -1360,14 +1355,14 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
                 key,
                 path,
             },
-            other => Error::MalformedJson {
+            error => Error::MalformedJson {
                 role: role.to_string(),
-                reason: other.to_string(),
+                error,
             },
         })?;
-        file.common().map_err(|e| Error::MalformedJson {
+        file.common().map_err(|error| Error::MalformedJson {
             role: role.to_string(),
-            reason: e.to_string(),
+            error,
         })?;
         by_role.insert(role, file);
     }
@@ -1434,7 +1429,7 @@ mod tests {
             .validate("r/app", StoredState::default(), Vec::new())
             .await;
         assert!(
-            matches!(result, Err(Error::Rejected { .. })),
+            matches!(&result, Err(Error::Rejected { reason, .. }) if matches!(**reason, Refusal::NoRoot)),
             "{:?}",
             result.err()
         );

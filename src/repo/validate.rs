@@ -8,15 +8,13 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use crate::policy::names;
-use crate::tuf::certs::{
-    RejectedRootKey, RootCertificates, common_name, describe_rejections, root_certificates,
-    short_id,
-};
+use crate::policy::names::NameError;
+use crate::tuf::certs::{RootCertificates, common_name, root_certificates};
 use crate::tuf::roles::{path_allowed, restrict_paths};
 use crate::tuf::verify::{check_expiry, check_file_meta, check_hashes, verify_signatures};
 use crate::tuf::{Error as TufError, RoleName, Root, SignedFile, Snapshot, Targets, TrustedRole};
 
-use super::error::{Error, Rejection};
+use super::error::{Error, Refusal, Rejection};
 
 /// One uploaded metadata file.
 #[derive(Debug, Clone)]
@@ -54,49 +52,33 @@ pub struct ValidatedUpdate {
     pub snapshot: Option<SignedFile>,
 }
 
-fn bad(kind: Rejection, message: impl Into<String>) -> Error {
-    Error::rejected(kind, message)
-}
-
-/// Renders a TUF failure as text for users, with the rejected signatures'
-/// reasons where the threshold was not met.
-pub(crate) fn describe(error: &TufError) -> String {
-    match error {
-        TufError::ThresholdNotMet { rejected, .. } if !rejected.is_empty() => {
-            let reasons: Vec<String> = rejected
-                .iter()
-                .map(|r| format!("key {}: {}", short_id(&r.keyid), r.reason))
-                .collect();
-            format!("{error} ({})", reasons.join("; "))
-        }
-        TufError::MalformedRole { role, source } => {
-            format!("{role} metadata is malformed: {source}")
-        }
-        _ => error.to_string(),
-    }
+/// A file failed a TUF check; `kind` names the file.
+fn bad(kind: Rejection, error: TufError) -> Error {
+    Error::rejected(kind, Refusal::Tuf(error))
 }
 
 /// A structure failure: a key under a foreign ID gets its own variant, the
 /// rest Notary's `<role> type metadata invalid` text.
-fn structure_error(kind: Rejection, error: &TufError) -> Error {
+fn structure_error(kind: Rejection, error: TufError) -> Error {
     match error {
         TufError::ListedKeyIdMismatch {
             role,
             listed,
             computed,
         } => Error::KeyIdMismatch {
-            role: role.clone(),
-            listed: listed.clone(),
-            computed: computed.clone(),
+            role,
+            listed,
+            computed,
         },
-        other => bad(kind, describe(other)),
+        other => bad(kind, other),
     }
 }
 
 /// Root certificate common names go through the one GUN grammar
 /// (`policy::names`) too: a wildcard CN must be the start of a name spelled
-/// the way requests spell names.
-fn screen_common_names(certificates: &mut RootCertificates) {
+/// the way requests spell names. Returns the keys it drops, with why.
+fn screen_common_names(certificates: &mut RootCertificates) -> Vec<(String, NameError)> {
+    let mut misnamed = Vec::new();
     let trusted = std::mem::take(&mut certificates.trusted);
     for (keyid, key) in trusted {
         let cn = key
@@ -108,12 +90,10 @@ fn screen_common_names(certificates: &mut RootCertificates) {
             Ok(()) => {
                 certificates.trusted.insert(keyid, key);
             }
-            Err(error) => certificates.rejected.push(RejectedRootKey {
-                keyid,
-                reason: format!("certificate common name: {error}"),
-            }),
+            Err(error) => misnamed.push((keyid, error)),
         }
     }
+    misnamed
 }
 
 fn check_newer(role: &RoleName, version: i64, state: &StoredState) -> Result<(), Error> {
@@ -151,30 +131,25 @@ pub fn validate_update(
     }
 
     let stored_root = match &state.root {
-        Some(file) => Some(file.body::<Root>("root").map_err(|e| {
-            bad(
+        Some(file) => Some(file.body::<Root>("root").map_err(|error| {
+            Error::rejected(
                 Rejection::BadRoot,
-                format!("the stored root is unreadable: {e}"),
+                Refusal::StoredUnreadable {
+                    role: "root".into(),
+                    error,
+                },
             )
         })?),
         None => None,
     };
-    let (root, root_file, new_root) = match (root_upload, &state.root) {
-        (Some(file), _) => {
-            let root = validate_root(gun, stored_root.as_ref(), &file, now)?;
+    let (root, root_file, new_root) = match (root_upload, &state.root, stored_root) {
+        (Some(file), _, stored) => {
+            let root = validate_root(gun, stored.as_ref(), &file, now)?;
             (root, file, true)
         }
-        (None, Some(stored)) => match stored_root {
-            Some(root) => (root, stored.clone(), false),
-            None => return Err(bad(Rejection::BadRoot, "the stored root is unreadable")),
-        },
-        (None, None) => {
-            return Err(bad(
-                Rejection::Validation,
-                "no pre-existing root and no root provided in update: the first publish of a \
-                 repository must include its root.json",
-            ));
-        }
+        (None, Some(stored), Some(root)) => (root, stored.clone(), false),
+        // A stored root always parsed above, so this is the first publish.
+        (None, _, _) => return Err(Error::rejected(Rejection::Validation, Refusal::NoRoot)),
     };
 
     // Parents before children, as Notary's builder loads them.
@@ -225,17 +200,15 @@ fn validate_root(
     file: &SignedFile,
     now: OffsetDateTime,
 ) -> Result<Root, Error> {
-    let root: Root = file
-        .body("root")
-        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+    let root: Root = file.body("root").map_err(|e| bad(Rejection::BadRoot, e))?;
     let current = stored.map_or(1, |r| r.version);
     if root.version != current && root.version != current + 1 {
-        return Err(bad(
+        return Err(Error::rejected(
             Rejection::BadRoot,
-            format!(
-                "Root modifications must increment the version. Current {current}, new {}",
-                root.version
-            ),
+            Refusal::RootVersionNotIncremented {
+                current,
+                new: root.version,
+            },
         ));
     }
     if let Some(stored) = stored {
@@ -248,18 +221,17 @@ fn validate_root(
         }
     }
     root.validate_structure()
-        .map_err(|e| structure_error(Rejection::BadRoot, &e))?;
+        .map_err(|e| structure_error(Rejection::BadRoot, e))?;
 
     let mut certificates = root_certificates(&root, gun, Some(now));
-    screen_common_names(&mut certificates);
+    let misnamed = screen_common_names(&mut certificates);
     if certificates.trusted.is_empty() {
-        return Err(bad(
+        return Err(Error::rejected(
             Rejection::BadRoot,
-            format!(
-                "could not validate the path to a trusted root: unable to retrieve valid leaf \
-                 certificates ({})",
-                describe_rejections(&certificates.rejected)
-            ),
+            Refusal::NoTrustedRootCertificate {
+                rejected: certificates.rejected,
+                misnamed,
+            },
         ));
     }
     if let Some(previous) = stored {
@@ -272,17 +244,15 @@ fn validate_root(
             threshold,
             keys: old.trusted,
         };
-        verify_signatures(file, &old_role).map_err(|e| {
-            bad(
+        verify_signatures(file, &old_role).map_err(|error| {
+            Error::rejected(
                 Rejection::BadRoot,
-                format!(
-                    "could not rotate trust to a new trusted root: failed to validate data with \
-                     current trusted certificates: root version {} must be signed by {threshold} \
-                     key(s) of root version {} ({})",
-                    root.version,
-                    previous.version,
-                    describe(&e)
-                ),
+                Refusal::RootRotationUnsigned {
+                    version: root.version,
+                    previous: previous.version,
+                    threshold,
+                    error,
+                },
             )
         })?;
     }
@@ -292,18 +262,10 @@ fn validate_root(
         threshold,
         keys: certificates.trusted,
     };
-    verify_signatures(file, &own_role).map_err(|e| {
-        bad(
-            Rejection::BadRoot,
-            format!(
-                "could not validate the path to a trusted root: failed to validate integrity of \
-                 roots ({})",
-                describe(&e)
-            ),
-        )
+    verify_signatures(file, &own_role).map_err(|error| {
+        Error::rejected(Rejection::BadRoot, Refusal::RootNotSelfSigned { error })
     })?;
-    check_expiry(&RoleName::Root, root.expires.at, now)
-        .map_err(|e| bad(Rejection::BadRoot, e.to_string()))?;
+    check_expiry(&RoleName::Root, root.expires.at, now).map_err(|e| bad(Rejection::BadRoot, e))?;
     Ok(root)
 }
 
@@ -321,10 +283,13 @@ fn targets_body(
     let Some(file) = state.targets.get(role) else {
         return Ok(None);
     };
-    let body: Targets = file.body(role.as_str()).map_err(|e| {
-        bad(
+    let body: Targets = file.body(role.as_str()).map_err(|error| {
+        Error::rejected(
             Rejection::BadTargets,
-            format!("the stored {role} metadata is unreadable: {e}"),
+            Refusal::StoredUnreadable {
+                role: role.to_string(),
+                error,
+            },
         )
     })?;
     loaded.insert(role.clone(), file.clone());
@@ -344,26 +309,26 @@ fn authority(
     let Some(parent) = role.parent() else {
         let trusted = root
             .trusted_role(&RoleName::Targets)
-            .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
+            .map_err(|e| bad(Rejection::BadRoot, e))?;
         return Ok((trusted, vec![String::new()]));
     };
     let (_, parent_paths) = authority(&parent, root, state, loaded, bodies)?;
     let parent_body = targets_body(&parent, state, loaded, bodies)?.ok_or_else(|| {
-        bad(
+        Error::rejected(
             Rejection::BadTargets,
-            format!(
-                "cannot verify {role}: its parent role {parent} has no metadata on the server; \
-                 publish {parent} with the delegation first"
-            ),
+            Refusal::ParentUnpublished {
+                role: role.clone(),
+                parent: parent.clone(),
+            },
         )
     })?;
     let (trusted, delegated) = parent_body.delegated_role(role).map_err(|_| {
-        bad(
+        Error::rejected(
             Rejection::BadTargets,
-            format!(
-                "tuf: invalid role {role}. delegation does not exist: {parent} does not delegate \
-                 to {role}"
-            ),
+            Refusal::NotDelegated {
+                role: role.clone(),
+                parent: parent.clone(),
+            },
         )
     })?;
     let paths = restrict_paths(&parent_paths, &delegated.paths);
@@ -382,26 +347,21 @@ fn validate_targets(
     let body: Targets = upload
         .file
         .body(role.as_str())
-        .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
+        .map_err(|e| bad(Rejection::BadTargets, e))?;
     body.validate_structure(role)
-        .map_err(|e| structure_error(Rejection::BadTargets, &e))?;
+        .map_err(|e| structure_error(Rejection::BadTargets, e))?;
     let (trusted, paths) = authority(role, root, state, loaded, bodies)?;
-    verify_signatures(&upload.file, &trusted)
-        .map_err(|e| bad(Rejection::BadTargets, describe(&e)))?;
-    check_expiry(role, body.expires.at, now)
-        .map_err(|e| bad(Rejection::BadTargets, e.to_string()))?;
+    verify_signatures(&upload.file, &trusted).map_err(|e| bad(Rejection::BadTargets, e))?;
+    check_expiry(role, body.expires.at, now).map_err(|e| bad(Rejection::BadTargets, e))?;
     check_newer(role, body.version, state)?;
     if let Some(outside) = body.targets.keys().find(|name| !path_allowed(name, &paths)) {
-        return Err(bad(
+        return Err(Error::rejected(
             Rejection::BadTargets,
-            format!(
-                "target {outside:?} is outside the paths delegated to {role} ({})",
-                if paths.is_empty() {
-                    "it is delegated no paths".to_string()
-                } else {
-                    format!("allowed prefixes: {paths:?}")
-                }
-            ),
+            Refusal::TargetOutsidePaths {
+                target: outside.clone(),
+                role: role.clone(),
+                paths,
+            },
         ));
     }
     Ok(body)
@@ -418,23 +378,21 @@ fn check_targets_follow_root(
         .get(&RoleName::Targets)
         .or_else(|| state.targets.get(&RoleName::Targets));
     let Some(targets) = current else {
-        return Err(bad(
+        return Err(Error::rejected(
             Rejection::BadHierarchy { missing: "targets" },
-            "no targets metadata: the first publish of a repository must include targets.json",
+            Refusal::TargetsMissing,
         ));
     };
     let trusted = root
         .trusted_role(&RoleName::Targets)
-        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
-    verify_signatures(targets, &trusted).map_err(|e| {
-        bad(
+        .map_err(|e| bad(Rejection::BadRoot, e))?;
+    verify_signatures(targets, &trusted).map_err(|error| {
+        Error::rejected(
             Rejection::BadRoot,
-            format!(
-                "root version {} changes the targets keys, but targets.json is not signed by them \
-                 ({}); publish targets signed with the new key in the same update",
-                root.version,
-                describe(&e)
-            ),
+            Refusal::TargetsNotSignedByNewKeys {
+                root_version: root.version,
+                error,
+            },
         )
     })
 }
@@ -449,15 +407,15 @@ fn validate_snapshot(
 ) -> Result<(), Error> {
     let body: Snapshot = file
         .body("snapshot")
-        .map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+        .map_err(|e| bad(Rejection::BadSnapshot, e))?;
     body.validate_structure()
-        .map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+        .map_err(|e| bad(Rejection::BadSnapshot, e))?;
     let trusted = root
         .trusted_role(&RoleName::Snapshot)
-        .map_err(|e| bad(Rejection::BadRoot, describe(&e)))?;
-    verify_signatures(file, &trusted).map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+        .map_err(|e| bad(Rejection::BadRoot, e))?;
+    verify_signatures(file, &trusted).map_err(|e| bad(Rejection::BadSnapshot, e))?;
     check_expiry(&RoleName::Snapshot, body.expires.at, now)
-        .map_err(|e| bad(Rejection::BadSnapshot, e.to_string()))?;
+        .map_err(|e| bad(Rejection::BadSnapshot, e))?;
     check_newer(&RoleName::Snapshot, body.version, state)?;
     // The snapshot must name the exact bytes of root and of every targets
     // file this update loaded (`loadedNotChecksummed` in the builder).
@@ -471,7 +429,7 @@ fn validate_snapshot(
             Some(meta) => check_hashes(role, file.raw(), meta),
             None => Err(missing()),
         };
-        result.map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+        result.map_err(|e| bad(Rejection::BadSnapshot, e))?;
     }
     Ok(())
 }
@@ -491,7 +449,7 @@ fn check_snapshot_consistency(
 ) -> Result<(), Error> {
     let body: Snapshot = file
         .body("snapshot")
-        .map_err(|e| bad(Rejection::BadSnapshot, describe(&e)))?;
+        .map_err(|e| bad(Rejection::BadSnapshot, e))?;
     // The current file and version of every targets-like role after this
     // update.
     let mut current: BTreeMap<RoleName, (&SignedFile, i64)> = BTreeMap::new();

@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::auth::Required;
+use crate::policy::Violation;
 use crate::policy::names::NameError;
-use crate::policy::{IndexKind, LookupFailure, Violation};
-use crate::repo::{Busy, Cap, Error as RepoError, Rejection, UploadProblem};
+use crate::repo::{Error as RepoError, Rejection};
+
+mod wording;
 
 /// Clients read at most this many bytes of an error body.
 const MAX_ERROR_BODY: usize = 1024;
@@ -95,7 +97,30 @@ fn readable(kind: Rejection, message: &str) -> Value {
     if let Rejection::BadHierarchy { missing } = kind {
         error["Missing"] = json!(missing);
     }
-    json!({ "Name": kind.detail_name(), "Error": error })
+    json!({ "Name": detail_name(kind), "Error": error })
+}
+
+/// The `detail.Name` Notary's client recognises; it picks the prefix the
+/// client prints before the message (PROTOCOL.md §2.3).
+fn detail_name(kind: Rejection) -> &'static str {
+    match kind {
+        Rejection::Validation => "ErrValidation",
+        Rejection::BadHierarchy { .. } => "ErrBadHierarchy",
+        Rejection::BadRoot => "ErrBadRoot",
+        Rejection::BadTargets => "ErrBadTargets",
+        Rejection::BadSnapshot => "ErrBadSnapshot",
+    }
+}
+
+/// Short machine label for metrics.
+fn label(kind: Rejection) -> &'static str {
+    match kind {
+        Rejection::Validation => "validation",
+        Rejection::BadHierarchy { .. } => "bad_hierarchy",
+        Rejection::BadRoot => "bad_root",
+        Rejection::BadTargets => "bad_targets",
+        Rejection::BadSnapshot => "bad_snapshot",
+    }
 }
 
 impl ApiError {
@@ -118,41 +143,42 @@ impl ApiError {
     }
 
     /// Maps a repository error, logging server faults once with their cause.
+    /// The words come from `wording`; here are Notary's code, the detail
+    /// name (the client's prefix) and the metrics label.
     pub fn from_repo(error: &RepoError, writing: bool) -> Self {
-        let message = error.to_string();
+        let message = wording::repo_message(error).unwrap_or_default();
+        let refused = |code: Code, kind: Rejection, label: &'static str| {
+            Self::new(code, Some(readable(kind, &message)), label)
+        };
         match error {
-            RepoError::InvalidGun { .. } => Self::client(Code::InvalidGun, &message, "invalid_gun"),
-            RepoError::NoFilename => Self::client(Code::NoFilename, &message, "no_filename"),
+            RepoError::InvalidGun { .. } => {
+                refused(Code::InvalidGun, Rejection::Validation, "invalid_gun")
+            }
+            RepoError::NoFilename => {
+                refused(Code::NoFilename, Rejection::Validation, "no_filename")
+            }
             RepoError::InvalidRole { .. } => {
-                Self::client(Code::InvalidRole, &message, "invalid_role")
+                refused(Code::InvalidRole, Rejection::Validation, "invalid_role")
             }
             RepoError::MalformedJson { .. } => {
-                Self::client(Code::MalformedJson, &message, "malformed_json")
+                refused(Code::MalformedJson, Rejection::Validation, "malformed_json")
             }
-            RepoError::MalformedUpload { problem } => Self::client(
+            RepoError::MalformedUpload { .. } => refused(
                 Code::MalformedUpload,
-                &upload_problem(problem),
+                Rejection::Validation,
                 "malformed_upload",
             ),
             RepoError::TooLarge { .. } => {
-                Self::client(Code::MalformedUpload, &message, "too_large")
+                refused(Code::MalformedUpload, Rejection::Validation, "too_large")
             }
-            RepoError::Rejected { kind, message } => Self::new(
-                Code::InvalidUpdate,
-                Some(readable(*kind, message)),
-                kind.label(),
-            ),
+            RepoError::Rejected { kind, .. } => refused(Code::InvalidUpdate, *kind, label(*kind)),
             RepoError::KeyIdMismatch { role, .. } => {
                 let kind = if role == "root" {
                     Rejection::BadRoot
                 } else {
                     Rejection::BadTargets
                 };
-                Self::new(
-                    Code::InvalidUpdate,
-                    Some(readable(kind, &message)),
-                    "key_id_mismatch",
-                )
+                refused(Code::InvalidUpdate, kind, "key_id_mismatch")
             }
             RepoError::DuplicateJsonKey { role, .. } => {
                 let kind = match role.as_str() {
@@ -161,68 +187,35 @@ impl ApiError {
                     "timestamp" => Rejection::Validation,
                     _ => Rejection::BadTargets,
                 };
-                Self::new(
-                    Code::InvalidUpdate,
-                    Some(readable(kind, &message)),
-                    "duplicate_json_key",
-                )
+                refused(Code::InvalidUpdate, kind, "duplicate_json_key")
             }
             RepoError::SnapshotStale { .. }
             | RepoError::SnapshotUnknownRole { .. }
-            | RepoError::SnapshotDropsRole { .. } => Self::new(
+            | RepoError::SnapshotDropsRole { .. } => refused(
                 Code::InvalidUpdate,
-                Some(readable(Rejection::BadSnapshot, &message)),
+                Rejection::BadSnapshot,
                 "snapshot_inconsistent",
             ),
-            RepoError::RetiredKey {
-                role,
-                key_id,
-                retired_at,
-            } => {
-                let date = retired_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default();
-                let message = format!(
-                    "root lists {role} key {key_id} which was retired when this repository was \
-                     deleted on {date}: this is the deleted repository's trust data. \
-                     Initialise the repository anew (notary delete <gun>, then notary init \
-                     <gun>) so that it gets new server keys"
-                );
-                Self::new(
-                    Code::InvalidUpdate,
-                    Some(readable(Rejection::BadRoot, &message)),
-                    "retired_key",
-                )
+            RepoError::RetiredKey { .. } => {
+                refused(Code::InvalidUpdate, Rejection::BadRoot, "retired_key")
             }
-            RepoError::StaleVersion { .. } => Self::client(Code::Version, &message, "old_version"),
-            RepoError::Conflict { .. } => Self::client(Code::Version, &message, "conflict"),
+            RepoError::StaleVersion { .. } => {
+                refused(Code::Version, Rejection::Validation, "old_version")
+            }
+            RepoError::Conflict { .. } => refused(Code::Version, Rejection::Validation, "conflict"),
             RepoError::NotFound { .. } => Self::not_found(),
-            RepoError::Policy(violation) => Self::policy(violation),
-            RepoError::InvalidParameters { reason } => Self::new(
+            RepoError::Policy(violation) => Self::policy(violation, &message),
+            // notary-server's detail here is the bare text.
+            RepoError::InvalidParameters { .. } => Self::new(
                 Code::InvalidParameters,
-                Some(json!(reason)),
+                Some(json!(message)),
                 "invalid_parameters",
             ),
-            RepoError::LimitExceeded {
-                cap,
-                role,
-                count,
-                limit,
-            } => Self::client(
-                Code::InvalidUpdate,
-                &limit_message(*cap, role.as_deref(), *count, *limit),
-                "limit",
-            ),
-            RepoError::Busy { what, .. } => {
-                let message = match what {
-                    Busy::RepositoryLock => {
-                        "the repository is busy with another update; nothing was stored: retry shortly"
-                    }
-                    Busy::Validation => {
-                        "the server is busy verifying other updates; nothing was stored: retry shortly"
-                    }
-                };
-                let mut error = Self::client(Code::Unavailable, message, "busy");
+            RepoError::LimitExceeded { .. } => {
+                refused(Code::InvalidUpdate, Rejection::Validation, "limit")
+            }
+            RepoError::Busy { .. } => {
+                let mut error = refused(Code::Unavailable, Rejection::Validation, "busy");
                 error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
                 error
             }
@@ -243,13 +236,12 @@ impl ApiError {
 
     /// Server-rule refusals: reported as invalid targets (the client prints
     /// "The targets metadata is invalid: …") except for a refused delete.
-    fn policy(violation: &Violation) -> Self {
-        let message = violation_message(violation);
+    fn policy(violation: &Violation, message: &str) -> Self {
         let (kind, reason) = match violation {
             Violation::Name(NameError::TagTooLong { .. } | NameError::TagGrammar { .. }) => {
                 (Rejection::BadTargets, "invalid_tag")
             }
-            Violation::Name(_) => return Self::client(Code::InvalidGun, &message, "invalid_gun"),
+            Violation::Name(_) => return Self::client(Code::InvalidGun, message, "invalid_gun"),
             Violation::ImmutableTagChanged { .. } | Violation::ImmutableTagRemoved { .. } => {
                 (Rejection::BadTargets, "immutable")
             }
@@ -263,7 +255,7 @@ impl ApiError {
                 (Rejection::BadTargets, "untrusted_delegation")
             }
         };
-        Self::new(Code::InvalidUpdate, Some(readable(kind, &message)), reason)
+        Self::new(Code::InvalidUpdate, Some(readable(kind, message)), reason)
     }
 
     /// The JSON body, kept under the size clients read by shortening the
@@ -300,154 +292,8 @@ impl ApiError {
     }
 }
 
-/// Why an upload could not be read, without the parser's internals.
-fn upload_problem(problem: &UploadProblem) -> String {
-    let what = match problem {
-        UploadProblem::NotMultipart { content_type } => {
-            format!("expected a multipart/form-data body, got {content_type:?}")
-        }
-        UploadProblem::NoBoundary => {
-            "the multipart Content-Type has no usable boundary parameter".to_string()
-        }
-        UploadProblem::Unreadable => "the request body could not be read in full".to_string(),
-        UploadProblem::BadMultipart => {
-            "the body is not well-formed multipart/form-data".to_string()
-        }
-        UploadProblem::BadPart { filename } => format!("the part {filename:?} could not be read"),
-        UploadProblem::Timeout { seconds } => {
-            format!("the upload was not received within {seconds} seconds")
-        }
-    };
-    format!("the upload is malformed: {what}")
-}
-
-/// A server rule's refusal for users: the reason first, then what to do.
-fn violation_message(violation: &Violation) -> String {
-    match violation {
-        Violation::Name(error) => error.to_string(),
-        Violation::ImmutableTagChanged { gun, tag } => {
-            format!("tag {tag} in {gun} is immutable: it is already signed with a different digest")
-        }
-        Violation::ImmutableTagRemoved { gun, tag } => {
-            format!("tag {tag} in {gun} is immutable: a signed tag cannot be removed")
-        }
-        Violation::ImmutableRepository { gun } => {
-            format!("repository {gun} is immutable: its trust data cannot be deleted")
-        }
-        Violation::Index {
-            gun,
-            tag,
-            digest,
-            kind,
-        } => refusal_message(gun, tag, digest, *kind),
-        Violation::ManifestUnreachable {
-            tag,
-            digest,
-            registry,
-            failure,
-        } => format!(
-            "cannot check manifest type of tag {tag} ({digest}) with the registry {registry}: \
-             {}; nothing was stored: publish again once the registry answers, or ask the \
-             server's operator",
-            lookup_failure(*failure)
-        ),
-        Violation::UnknownDigest {
-            tag,
-            digest,
-            registry,
-        } => format!(
-            "tag {tag} ({digest}) is not in the registry {registry}; this repository only signs \
-             pushed image manifests: push the image first"
-        ),
-        Violation::UntrustedDelegation {
-            role,
-            subject,
-            reason,
-        } => format!(
-            "the certificate of delegation {role} (subject {subject:?}) is not issued by a \
-             trusted certificate authority: {reason}"
-        ),
-    }
-}
-
-/// The refusal, in the documents' words, reason first and short: the
-/// client shows only the first KiB. It also says how to drop the refused
-/// tag from docker's changelist, which docker would otherwise re-send on
-/// every signed push.
-fn refusal_message(gun: &str, tag: &str, digest: &str, kind: IndexKind) -> String {
-    let short: String = digest.chars().take(19).collect();
-    let reset = format!(
-        "Nothing was stored. To drop it from docker's pending changes run: notary -d ~/.docker/trust reset {gun} --all"
-    );
-    match kind {
-        IndexKind::Application => format!(
-            "tag {tag} is an application (an OCI index, {short}…): you cannot sign an application \
-             since the Notary signer cannot sign OCI (Open Container Initiative) indices. Sign its \
-             invocation image {tag}-invoc instead. {reset}"
-        ),
-        IndexKind::OciIndex | IndexKind::ManifestList => {
-            let what = if kind == IndexKind::OciIndex {
-                "an OCI image index"
-            } else {
-                "a Docker manifest list"
-            };
-            format!(
-                "tag {tag} is a multi-platform image ({what}, {short}…): Docker Content Trust \
-                 does not support multi-arch images (OCI indexes or manifest lists); sign each \
-                 platform's image under its own tag. (Docker's containerd image store may push an \
-                 index even for one platform: push with the classic store, or sign the platform \
-                 manifest.) {reset}"
-            )
-        }
-    }
-}
-
 /// What a busy server asks clients to wait before retrying.
 const BUSY_RETRY_AFTER_SECONDS: u64 = 5;
-
-/// A cap of `limits` was exceeded: which, by how much, and the setting an
-/// operator raises it with.
-fn limit_message(cap: Cap, role: Option<&str>, count: usize, limit: usize) -> String {
-    let what = match cap {
-        Cap::KeysPerRole => "keys for one role",
-        Cap::SignaturesPerFile => "signatures",
-        Cap::DelegationsPerFile => "delegated roles",
-        Cap::TargetsPerFile => "targets",
-        Cap::PartsPerUpload => "files in one upload",
-        Cap::RegistryLookupsPerPublish => "new or changed image digests to check with the registry",
-    };
-    let place = role.map(|r| format!(" in {r}")).unwrap_or_default();
-    let advice = match cap {
-        Cap::RegistryLookupsPerPublish | Cap::PartsPerUpload => "publish in smaller batches",
-        Cap::TargetsPerFile => "spread targets over delegations",
-        _ => "reduce them",
-    };
-    format!(
-        "too many {what}{place}: {count}, the server accepts at most {limit} (setting {}); \
-         nothing was stored: {advice}, or ask the server's operator to raise the limit",
-        cap.setting()
-    )
-}
-
-/// Why a registry lookup failed, for users: what happened, never the
-/// registry's internal address, the server's credentials or an OS error
-/// (those are in the server's log).
-fn lookup_failure(failure: LookupFailure) -> &'static str {
-    match failure {
-        LookupFailure::NotConfigured => "no registry is configured for this repository",
-        LookupFailure::Timeout => "the registry did not answer in time",
-        LookupFailure::Unreachable => "the registry cannot be reached",
-        LookupFailure::CredentialsMissing => {
-            "the registry requires credentials the server does not have"
-        }
-        LookupFailure::CredentialsRefused => "the registry refused the server's credentials",
-        LookupFailure::AccessDenied => "the registry refused the server access to the repository",
-        LookupFailure::RateLimited => "the registry is rate limiting the server",
-        LookupFailure::RegistryError => "the registry reported an internal error",
-        LookupFailure::TokenService => "the registry's token service failed",
-        LookupFailure::BadAnswer => "the registry's answer was unusable",
-    }
-}
 
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -632,6 +478,11 @@ impl IntoResponse for Unauthorized {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{DelegationKeyProblem, IndexKind, LookupFailure};
+    use crate::repo::{Busy, Cap, ParamProblem, Refusal, UploadProblem};
+    use crate::tuf::certs::{CertificateProblem, RejectedRootKey};
+    use crate::tuf::{Error as TufError, RejectedSignature, RoleName};
+    use wording::{lookup_failure, refusal_message};
 
     #[test]
     fn every_repo_error_maps_to_notarys_status_and_code() {
@@ -667,7 +518,7 @@ mod tests {
             (
                 RepoError::MalformedJson {
                     role: "targets".into(),
-                    reason: "x".into(),
+                    error: TufError::BadSignature,
                 },
                 StatusCode::BAD_REQUEST,
                 "MALFORMED_JSON",
@@ -690,7 +541,7 @@ mod tests {
             (
                 RepoError::Rejected {
                     kind: Rejection::BadTargets,
-                    message: "m".into(),
+                    reason: Box::new(Refusal::TargetsMissing),
                 },
                 StatusCode::BAD_REQUEST,
                 "INVALID_UPDATE",
@@ -761,7 +612,9 @@ mod tests {
                 "METADATA_NOT_FOUND",
             ),
             (
-                RepoError::InvalidParameters { reason: "r".into() },
+                RepoError::InvalidParameters {
+                    problem: ParamProblem::RecordsMissing,
+                },
                 StatusCode::BAD_REQUEST,
                 "INVALID_PARAMETERS",
             ),
@@ -894,7 +747,11 @@ mod tests {
     fn client_visible_details_use_notarys_names_and_stay_under_1_kib() {
         let error = RepoError::Rejected {
             kind: Rejection::BadTargets,
-            message: "é".repeat(2000),
+            reason: Box::new(Refusal::TargetOutsidePaths {
+                target: "é".repeat(2000),
+                role: RoleName::Targets,
+                paths: Vec::new(),
+            }),
         };
         let body = ApiError::from_repo(&error, true).body();
         assert!(body.len() <= MAX_ERROR_BODY, "{}", body.len());
@@ -911,7 +768,7 @@ mod tests {
                 kind: Rejection::BadHierarchy {
                     missing: "snapshot",
                 },
-                message: "m".into(),
+                reason: Box::new(Refusal::SnapshotKeyNotHeld),
             },
             true,
         );
@@ -920,6 +777,468 @@ mod tests {
             parsed["errors"][0]["detail"]["Error"]["Missing"],
             "snapshot"
         );
+    }
+
+    /// Every way a client can be refused, with realistic and with very
+    /// many offending items (the most a request can carry: 32 root keys,
+    /// 64 signatures, 1,000 delegated paths).
+    fn every_refusal() -> Vec<RepoError> {
+        let id = |i: usize| format!("{i:064x}");
+        let long = |c: &str| c.repeat(255);
+        let signatures = |n: usize| TufError::ThresholdNotMet {
+            role: "targets/releases".into(),
+            threshold: 2,
+            valid: 1,
+            rejected: (0..n)
+                .map(|i| RejectedSignature {
+                    keyid: id(i),
+                    reason: TufError::UnsupportedMethod { method: long("m") },
+                })
+                .collect(),
+        };
+        // Each certificate problem in turn, `n` keys in all.
+        let certificates = |n: usize| -> Vec<RejectedRootKey> {
+            let when = time::OffsetDateTime::UNIX_EPOCH;
+            let cn = long("c");
+            (0..n)
+                .map(|i| RejectedRootKey {
+                    keyid: id(i),
+                    reason: match i % 9 {
+                        0 => CertificateProblem::NotCertificate {
+                            keytype: "ecdsa".into(),
+                        },
+                        1 => CertificateProblem::Unreadable(Box::new(TufError::MalformedKey {
+                            keytype: "ecdsa-x509".into(),
+                            reason: "unparsable certificate",
+                        })),
+                        2 => CertificateProblem::LeafCount,
+                        3 => CertificateProblem::CommonNameMismatch {
+                            cn: cn.clone(),
+                            gun: long("g"),
+                        },
+                        4 => CertificateProblem::ValidityWindow { cn: cn.clone() },
+                        5 => CertificateProblem::Sha1Signature { cn: cn.clone() },
+                        6 => CertificateProblem::WeakRsa {
+                            cn: cn.clone(),
+                            bits: 1024,
+                            minimum: 2048,
+                        },
+                        7 => CertificateProblem::NotYetValid {
+                            cn: cn.clone(),
+                            not_before: when,
+                        },
+                        _ => CertificateProblem::Expired {
+                            cn: cn.clone(),
+                            not_after: when,
+                        },
+                    },
+                })
+                .collect()
+        };
+        let misnamed = |n: usize| -> Vec<(String, NameError)> {
+            (0..n)
+                .map(|i| (id(i), NameError::InvalidWildcard { shown: long("w") }))
+                .collect()
+        };
+        let delegation = |problem: DelegationKeyProblem| {
+            RepoError::Policy(Violation::UntrustedDelegation {
+                role: long("d"),
+                key_id: id(1),
+                problem,
+            })
+        };
+        let delegated = RoleName::parse("targets/releases").unwrap();
+        let refusals = vec![
+            Refusal::Tuf(TufError::Expired {
+                role: "targets".into(),
+                expired: "2020-01-01".into(),
+            }),
+            Refusal::Tuf(signatures(2)),
+            Refusal::Tuf(signatures(64)),
+            Refusal::StoredUnreadable {
+                role: "targets".into(),
+                error: TufError::BadSignature,
+            },
+            Refusal::StoredSnapshotNotObject,
+            Refusal::NoRoot,
+            Refusal::RootVersionNotIncremented { current: 1, new: 5 },
+            Refusal::NoTrustedRootCertificate {
+                rejected: certificates(9),
+                misnamed: misnamed(1),
+            },
+            Refusal::NoTrustedRootCertificate {
+                rejected: certificates(32),
+                misnamed: misnamed(32),
+            },
+            Refusal::RootRotationUnsigned {
+                version: 2,
+                previous: 1,
+                threshold: 1,
+                error: signatures(64),
+            },
+            Refusal::RootNotSelfSigned {
+                error: TufError::NoSignatures {
+                    role: "root".into(),
+                },
+            },
+            Refusal::ParentUnpublished {
+                role: delegated.clone(),
+                parent: RoleName::Targets,
+            },
+            Refusal::NotDelegated {
+                role: delegated.clone(),
+                parent: RoleName::Targets,
+            },
+            Refusal::TargetOutsidePaths {
+                target: long("t"),
+                role: delegated.clone(),
+                paths: Vec::new(),
+            },
+            Refusal::TargetOutsidePaths {
+                target: long("t"),
+                role: delegated,
+                paths: (0..1000).map(|i| format!("prefix/{i}/")).collect(),
+            },
+            Refusal::TargetsMissing,
+            Refusal::TargetsNotSignedByNewKeys {
+                root_version: 2,
+                error: signatures(64),
+            },
+            Refusal::SnapshotKeyNotHeld,
+            Refusal::TimestampKeyNotHeld {
+                root_version: 2,
+                listed: (0..32).map(id).collect(),
+            },
+        ];
+        let kinds = [
+            Rejection::Validation,
+            Rejection::BadHierarchy { missing: "targets" },
+            Rejection::BadRoot,
+            Rejection::BadTargets,
+            Rejection::BadSnapshot,
+        ];
+        let mut errors: Vec<RepoError> = refusals
+            .into_iter()
+            .zip(kinds.into_iter().cycle())
+            .map(|(reason, kind)| RepoError::Rejected {
+                kind,
+                reason: Box::new(reason),
+            })
+            .collect();
+        let problems = [
+            UploadProblem::NotMultipart {
+                content_type: long("x"),
+            },
+            UploadProblem::NoBoundary,
+            UploadProblem::Unreadable,
+            UploadProblem::BadMultipart,
+            UploadProblem::BadPart {
+                filename: long("f"),
+            },
+            UploadProblem::Timeout { seconds: 30 },
+        ];
+        errors.extend(
+            problems
+                .into_iter()
+                .map(|problem| RepoError::MalformedUpload { problem }),
+        );
+        let parameters = [
+            ParamProblem::AuditLimit {
+                limit: 0,
+                max: 1000,
+            },
+            ParamProblem::NotInteger { name: "before" },
+            ParamProblem::RecordsMissing,
+            ParamProblem::Records("x".parse::<i32>().unwrap_err()),
+            ParamProblem::ChangeId { shown: long("9") },
+        ];
+        errors.extend(
+            parameters
+                .into_iter()
+                .map(|problem| RepoError::InvalidParameters { problem }),
+        );
+        for cap in [
+            Cap::KeysPerRole,
+            Cap::SignaturesPerFile,
+            Cap::DelegationsPerFile,
+            Cap::TargetsPerFile,
+            Cap::PartsPerUpload,
+            Cap::RegistryLookupsPerPublish,
+        ] {
+            errors.push(RepoError::LimitExceeded {
+                cap,
+                role: Some(long("r")),
+                count: usize::MAX,
+                limit: 1,
+            });
+        }
+        let when = time::OffsetDateTime::UNIX_EPOCH;
+        errors.extend([
+            RepoError::InvalidGun {
+                gun: long("g"),
+                reason: NameError::GunTooLong {
+                    shown: long("g"),
+                    len: 300,
+                },
+            },
+            RepoError::NoFilename,
+            RepoError::InvalidRole { role: long("r") },
+            RepoError::MalformedJson {
+                role: long("r"),
+                error: TufError::NonIntegralNumber { value: long("1") },
+            },
+            RepoError::TooLarge {
+                size: Some(u64::MAX),
+                limit: 1,
+            },
+            RepoError::TooLarge {
+                size: None,
+                limit: 1,
+            },
+            RepoError::KeyIdMismatch {
+                role: "root".into(),
+                listed: id(1),
+                computed: id(2),
+            },
+            RepoError::DuplicateJsonKey {
+                role: long("r"),
+                key: long("k"),
+                path: long("p"),
+            },
+            RepoError::SnapshotStale {
+                role: long("r"),
+                current: i64::MAX,
+            },
+            RepoError::SnapshotUnknownRole { role: long("r") },
+            RepoError::SnapshotDropsRole {
+                role: long("r"),
+                parent: long("p"),
+            },
+            RepoError::StaleVersion {
+                role: long("r"),
+                version: 1,
+                current: 2,
+            },
+            RepoError::Conflict {
+                role: long("r"),
+                version: 2,
+            },
+            RepoError::Busy {
+                what: Busy::RepositoryLock,
+                waited_seconds: 30,
+            },
+            RepoError::Busy {
+                what: Busy::Validation,
+                waited_seconds: 30,
+            },
+            RepoError::RetiredKey {
+                role: "timestamp",
+                key_id: id(3),
+                retired_at: when,
+            },
+            RepoError::Policy(Violation::Name(NameError::TagTooLong {
+                shown: long("t"),
+                len: 300,
+            })),
+            RepoError::Policy(Violation::Name(NameError::EmptyGun)),
+            RepoError::Policy(Violation::ImmutableTagChanged {
+                gun: long("g"),
+                tag: long("t"),
+            }),
+            RepoError::Policy(Violation::ImmutableTagRemoved {
+                gun: long("g"),
+                tag: long("t"),
+            }),
+            RepoError::Policy(Violation::ImmutableRepository { gun: long("g") }),
+            RepoError::Policy(Violation::UnknownDigest {
+                tag: long("t"),
+                digest: long("d"),
+                registry: long("r"),
+            }),
+            delegation(DelegationKeyProblem::PlainKey {
+                keytype: "ecdsa".into(),
+            }),
+            delegation(DelegationKeyProblem::Unreadable(TufError::BadSignature)),
+            delegation(DelegationKeyProblem::OutsideValidity {
+                subject: long("s"),
+                not_before: when,
+                not_after: when,
+            }),
+            delegation(DelegationKeyProblem::UnknownIssuer {
+                subject: long("s"),
+                issuer: long("i"),
+            }),
+            delegation(DelegationKeyProblem::IssuerSignature {
+                subject: long("s"),
+                authority: long("a"),
+            }),
+        ]);
+        for kind in [
+            IndexKind::Application,
+            IndexKind::OciIndex,
+            IndexKind::ManifestList,
+        ] {
+            errors.push(RepoError::Policy(Violation::Index {
+                gun: long("g"),
+                tag: long("t"),
+                digest: long("d"),
+                kind,
+            }));
+        }
+        for failure in [
+            LookupFailure::NotConfigured,
+            LookupFailure::Timeout,
+            LookupFailure::Unreachable,
+            LookupFailure::CredentialsMissing,
+            LookupFailure::CredentialsRefused,
+            LookupFailure::AccessDenied,
+            LookupFailure::RateLimited,
+            LookupFailure::RegistryError,
+            LookupFailure::TokenService,
+            LookupFailure::BadAnswer,
+        ] {
+            errors.push(RepoError::Policy(Violation::ManifestUnreachable {
+                tag: long("t"),
+                digest: long("d"),
+                registry: long("r"),
+                failure,
+            }));
+        }
+        errors
+    }
+
+    /// Which `Refusal` variant this is: the match has no wildcard, so a new
+    /// variant does not compile until it is listed in `every_refusal`.
+    fn refusal_variant(reason: &Refusal) -> usize {
+        match reason {
+            Refusal::Tuf(_) => 0,
+            Refusal::StoredUnreadable { .. } => 1,
+            Refusal::StoredSnapshotNotObject => 2,
+            Refusal::NoRoot => 3,
+            Refusal::RootVersionNotIncremented { .. } => 4,
+            Refusal::NoTrustedRootCertificate { .. } => 5,
+            Refusal::RootRotationUnsigned { .. } => 6,
+            Refusal::RootNotSelfSigned { .. } => 7,
+            Refusal::ParentUnpublished { .. } => 8,
+            Refusal::NotDelegated { .. } => 9,
+            Refusal::TargetOutsidePaths { .. } => 10,
+            Refusal::TargetsMissing => 11,
+            Refusal::TargetsNotSignedByNewKeys { .. } => 12,
+            Refusal::SnapshotKeyNotHeld => 13,
+            Refusal::TimestampKeyNotHeld { .. } => 14,
+        }
+    }
+
+    /// The same for the repository errors a client causes; server faults
+    /// and "not found" are `None` (they carry no message).
+    fn client_variant(error: &RepoError) -> Option<usize> {
+        Some(match error {
+            RepoError::InvalidGun { .. } => 0,
+            RepoError::NoFilename => 1,
+            RepoError::InvalidRole { .. } => 2,
+            RepoError::MalformedJson { .. } => 3,
+            RepoError::MalformedUpload { .. } => 4,
+            RepoError::TooLarge { .. } => 5,
+            RepoError::Rejected { .. } => 6,
+            RepoError::KeyIdMismatch { .. } => 7,
+            RepoError::DuplicateJsonKey { .. } => 8,
+            RepoError::SnapshotStale { .. } => 9,
+            RepoError::SnapshotUnknownRole { .. } => 10,
+            RepoError::SnapshotDropsRole { .. } => 11,
+            RepoError::StaleVersion { .. } => 12,
+            RepoError::Conflict { .. } => 13,
+            RepoError::LimitExceeded { .. } => 14,
+            RepoError::Busy { .. } => 15,
+            RepoError::RetiredKey { .. } => 16,
+            RepoError::InvalidParameters { .. } => 17,
+            RepoError::Policy(_) => 18,
+            RepoError::NotFound { .. }
+            | RepoError::Store(_)
+            | RepoError::Signer(_)
+            | RepoError::Generate(_)
+            | RepoError::ValidationAborted => return None,
+        })
+    }
+
+    /// The message a client prints: `detail.Error.Msg`, or the bare
+    /// `detail` string of `INVALID_PARAMETERS`.
+    fn printed(body: &Value) -> &str {
+        let detail = &body["errors"][0]["detail"];
+        detail["Error"]["Msg"]
+            .as_str()
+            .or_else(|| detail.as_str())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_refusal_is_a_worded_client_error_under_1_kib() {
+        let errors = every_refusal();
+        let mut refusals = std::collections::BTreeSet::new();
+        let mut clients = std::collections::BTreeSet::new();
+        let mut cut = 0;
+        for error in &errors {
+            if let RepoError::Rejected { reason, .. } = error {
+                refusals.insert(refusal_variant(reason));
+            }
+            clients.insert(client_variant(error).expect("a client error"));
+            let api = ApiError::from_repo(error, true);
+            // Busy is 503 by design (retry later); every other refusal is 4xx.
+            let status = api.code.status();
+            if matches!(error, RepoError::Busy { .. }) {
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            } else {
+                assert!(status.is_client_error(), "{status} for {error:?}");
+            }
+            let body = api.body();
+            assert!(
+                body.len() <= MAX_ERROR_BODY,
+                "{} bytes: {error:?}",
+                body.len()
+            );
+            let parsed: Value = serde_json::from_slice(&body).unwrap();
+            let message = printed(&parsed);
+            assert!(!message.trim().is_empty(), "no message for {error:?}");
+            if message.ends_with("...") {
+                cut += 1;
+            }
+        }
+        assert_eq!(refusals.len(), 15, "every Refusal variant is exercised");
+        assert_eq!(clients.len(), 19, "every client-caused error is exercised");
+        // The long cases above do not fit whole: the cut was exercised.
+        assert!(cut >= 5, "only {cut} messages were cut");
+    }
+
+    #[test]
+    fn many_offending_items_are_cut_and_keep_the_reason_first() {
+        let rejected: Vec<RejectedRootKey> = (0..32)
+            .map(|i| RejectedRootKey {
+                keyid: format!("{i:064x}"),
+                reason: CertificateProblem::CommonNameMismatch {
+                    cn: "docker.io/other".into(),
+                    gun: "docker.io/library/app".into(),
+                },
+            })
+            .collect();
+        let error = RepoError::Rejected {
+            kind: Rejection::BadRoot,
+            reason: Box::new(Refusal::NoTrustedRootCertificate {
+                rejected,
+                misnamed: Vec::new(),
+            }),
+        };
+        let body = ApiError::from_repo(&error, true).body();
+        assert!(body.len() <= MAX_ERROR_BODY, "{}", body.len());
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        let message = printed(&parsed);
+        assert!(
+            message.starts_with(
+                "could not validate the path to a trusted root: unable to retrieve valid leaf \
+                 certificates (key 0000000: certificate common name \"docker.io/other\" does \
+                 not match the repository name \"docker.io/library/app\"; key 0000000: "
+            ) && message.ends_with("..."),
+            "{message}"
+        );
+        assert_eq!(parsed["errors"][0]["detail"]["Name"], "ErrBadRoot");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::AppState;
 use super::auth::{Caller, authorize};
 use super::error::{ApiError, Code};
 use super::route::{ImmutableAction, MetadataFile, Route, decode_path};
-use crate::repo::{Error as RepoError, Served, UploadProblem, check_gun};
+use crate::repo::{Error as RepoError, ParamProblem, Served, UploadProblem, check_gun};
 use crate::store::Store;
 use crate::tuf::RoleName;
 
@@ -281,14 +281,16 @@ async fn audit<S: Store>(state: &AppState<S>, gun: &str, query: &str) -> Respons
     let mut before = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let parsed = match key {
-            "limit" => value.parse::<i64>().map(|n| limit = Some(n)),
-            "before" => value.parse::<i64>().map(|n| before = Some(n)),
-            _ => Ok(()),
+        let (name, slot) = match key {
+            "limit" => ("limit", &mut limit),
+            "before" => ("before", &mut before),
+            _ => continue,
         };
-        if parsed.is_err() {
+        if let Ok(number) = value.parse::<i64>() {
+            *slot = Some(number);
+        } else {
             let error = RepoError::InvalidParameters {
-                reason: format!("{key} must be an integer"),
+                problem: ParamProblem::NotInteger { name },
             };
             return ApiError::from_repo(&error, false).into_response();
         }

@@ -20,10 +20,48 @@ const SHA1_SIGNATURES: [ObjectIdentifier; 3] = [
 ];
 
 /// Why a root key does not count as a trusted root certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RejectedRootKey {
     pub keyid: String,
-    pub reason: String,
+    pub reason: CertificateProblem,
+}
+
+/// What is wrong with a root key as a root certificate, as facts (the
+/// server words them for users). `cn` is the certificate's common name.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// A plain key where root needs an x509 certificate.
+    NotCertificate {
+        keytype: String,
+    },
+    /// The key's PEM bundle does not parse.
+    Unreadable(Box<Error>),
+    /// The bundle does not hold exactly one leaf, first.
+    LeafCount,
+    CommonNameMismatch {
+        cn: String,
+        gun: String,
+    },
+    ValidityWindow {
+        cn: String,
+    },
+    Sha1Signature {
+        cn: String,
+    },
+    WeakRsa {
+        cn: String,
+        bits: usize,
+        minimum: usize,
+    },
+    NotYetValid {
+        cn: String,
+        not_before: OffsetDateTime,
+    },
+    Expired {
+        cn: String,
+        not_after: OffsetDateTime,
+    },
 }
 
 /// Root keys that are valid leaf certificates for `gun`, keyed by key ID,
@@ -75,32 +113,30 @@ pub fn check_certificate(
     key: &PublicKey,
     cert: &Certificate,
     now: Option<OffsetDateTime>,
-) -> Result<(), String> {
+) -> Result<(), CertificateProblem> {
     let cn = common_name(cert).unwrap_or_default();
     let (not_before, not_after) = validity(cert);
     if not_before > not_after {
-        return Err(format!("certificate {cn:?} has an invalid validity window"));
+        return Err(CertificateProblem::ValidityWindow { cn });
     }
     if SHA1_SIGNATURES.contains(&cert.signature_algorithm().oid) {
-        return Err(format!(
-            "certificate {cn:?} uses the invalid SHA1 signature algorithm"
-        ));
+        return Err(CertificateProblem::Sha1Signature { cn });
     }
     if let Ok(VerifyingKey::Rsa { bits, .. }) = key.verifying_key() {
         if bits < MIN_RSA_BITS_FOR_CERTS {
-            return Err(format!(
-                "certificate {cn:?} has a {bits}-bit RSA key; at least {MIN_RSA_BITS_FOR_CERTS} bits are required"
-            ));
+            return Err(CertificateProblem::WeakRsa {
+                cn,
+                bits,
+                minimum: MIN_RSA_BITS_FOR_CERTS,
+            });
         }
     }
     if let Some(now) = now {
         if now + Duration::days(1) < not_before {
-            return Err(format!(
-                "certificate {cn:?} is not valid before {not_before}"
-            ));
+            return Err(CertificateProblem::NotYetValid { cn, not_before });
         }
         if now > not_after {
-            return Err(format!("certificate {cn:?} expired at {not_after}"));
+            return Err(CertificateProblem::Expired { cn, not_after });
         }
     }
     Ok(())
@@ -131,48 +167,37 @@ pub fn root_certificates(root: &Root, gun: &str, now: Option<OffsetDateTime>) ->
     RootCertificates { trusted, rejected }
 }
 
-fn root_leaf(key: &PublicKey, gun: &str, now: Option<OffsetDateTime>) -> Result<(), String> {
+fn root_leaf(
+    key: &PublicKey,
+    gun: &str,
+    now: Option<OffsetDateTime>,
+) -> Result<(), CertificateProblem> {
     if !key.keytype().is_x509() {
-        return Err(format!(
-            "root keys must be x509 certificates, this one is a plain {} key",
-            key.keytype()
-        ));
+        return Err(CertificateProblem::NotCertificate {
+            keytype: key.keytype().to_string(),
+        });
     }
-    let chain = key.certificate_chain().map_err(|e| e.to_string())?;
+    let chain = key
+        .certificate_chain()
+        .map_err(|e| CertificateProblem::Unreadable(Box::new(e)))?;
     let leaves = chain.iter().filter(|cert| !is_ca(cert)).count();
     let leaf = chain
         .first()
         .filter(|first| leaves == 1 && !is_ca(first))
-        .ok_or_else(|| "the certificate bundle must hold exactly one leaf, first".to_string())?;
+        .ok_or(CertificateProblem::LeafCount)?;
     let cn = common_name(leaf).unwrap_or_default();
     if !cn_matches_gun(&cn, gun) {
-        return Err(format!(
-            "certificate common name {cn:?} does not match the repository name {gun:?}"
-        ));
+        return Err(CertificateProblem::CommonNameMismatch {
+            cn,
+            gun: gun.to_string(),
+        });
     }
     check_certificate(key, leaf, now)
-}
-
-/// Turns root certificate rejections into one readable line.
-pub fn describe_rejections(rejected: &[RejectedRootKey]) -> String {
-    rejected
-        .iter()
-        .map(|r| format!("key {}: {}", short_id(&r.keyid), r.reason))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The first 7 characters of a key ID, as the clients print them.
 pub fn short_id(keyid: &str) -> &str {
     keyid.get(..7).unwrap_or(keyid)
-}
-
-impl From<RejectedRootKey> for Error {
-    fn from(rejected: RejectedRootKey) -> Self {
-        Error::InvalidCertificate {
-            reason: format!("key {}: {}", rejected.keyid, rejected.reason),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -204,9 +229,13 @@ mod tests {
             assert_eq!(found.trusted.len(), 1, "{path}: {:?}", found.rejected);
             let other = root_certificates(&root(path), "example.com/other", now);
             assert!(other.trusted.is_empty());
-            assert!(
-                describe_rejections(&other.rejected).contains("does not match the repository name")
-            );
+            assert!(matches!(
+                other.rejected.as_slice(),
+                [RejectedRootKey {
+                    reason: CertificateProblem::CommonNameMismatch { .. },
+                    ..
+                }]
+            ));
         }
     }
 
@@ -217,7 +246,13 @@ mod tests {
         let far_future = Some(datetime!(2040-01-01 00:00 UTC));
         let found = root_certificates(&docker, gun, far_future);
         assert!(found.trusted.is_empty());
-        assert!(describe_rejections(&found.rejected).contains("expired"));
+        assert!(matches!(
+            found.rejected.as_slice(),
+            [RejectedRootKey {
+                reason: CertificateProblem::Expired { .. },
+                ..
+            }]
+        ));
         assert_eq!(root_certificates(&docker, gun, None).trusted.len(), 1);
     }
 

@@ -131,9 +131,9 @@ pub enum Error {
     Signing { reason: &'static str },
 }
 
-/// A signature by a key the role authorises that did not count.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signature by a key the role authorises that did not count, and why.
+#[derive(Debug)]
 pub struct RejectedSignature {
     pub keyid: String,
-    pub reason: String,
+    pub reason: Error,
 }

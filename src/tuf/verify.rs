@@ -61,7 +61,7 @@ pub fn verify_signatures(file: &SignedFile, role: &TrustedRole) -> Result<(), Er
                 *failures.entry(signature.keyid.as_str()).or_default() += 1;
                 rejected.push(RejectedSignature {
                     keyid: signature.keyid.clone(),
-                    reason: reason.to_string(),
+                    reason,
                 });
             }
         }
