@@ -65,7 +65,7 @@ impl TrustAnchors {
         }
         let leaf = key
             .leaf_certificate()
-            .map_err(|e| refuse(DelegationKeyProblem::Unreadable(e)))?;
+            .map_err(|e| refuse(DelegationKeyProblem::Unreadable(Box::new(e))))?;
         let subject = leaf.tbs_certificate().subject().to_string();
         let (not_before, not_after) = validity(&leaf);
         if now < not_before || now > not_after {

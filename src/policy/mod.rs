@@ -73,7 +73,7 @@ pub enum DelegationKeyProblem {
     /// A plain key, not a certificate.
     PlainKey { keytype: String },
     /// The certificate does not parse.
-    Unreadable(crate::tuf::Error),
+    Unreadable(Box<crate::tuf::Error>),
     OutsideValidity {
         subject: String,
         not_before: time::OffsetDateTime,

@@ -142,6 +142,15 @@ impl ApiError {
         Self::new(code, Some(readable(Rejection::Validation, message)), reason)
     }
 
+    /// An update to a GUN outside `repositories.gun_prefixes`.
+    pub fn gun_prefix(prefixes: &[String]) -> Self {
+        Self::client(
+            Code::InvalidGun,
+            &wording::gun_prefix(prefixes),
+            "gun_prefix",
+        )
+    }
+
     /// Maps a repository error, logging server faults once with their cause.
     /// The words come from `wording`; here are Notary's code, the detail
     /// name (the client's prefix) and the metrics label.
@@ -1058,7 +1067,9 @@ mod tests {
             delegation(DelegationKeyProblem::PlainKey {
                 keytype: "ecdsa".into(),
             }),
-            delegation(DelegationKeyProblem::Unreadable(TufError::BadSignature)),
+            delegation(DelegationKeyProblem::Unreadable(Box::new(
+                TufError::BadSignature,
+            ))),
             delegation(DelegationKeyProblem::OutsideValidity {
                 subject: long("s"),
                 not_before: when,

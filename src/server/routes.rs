@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::auth::{Caller, authorize};
-use super::error::{ApiError, Code};
+use super::error::ApiError;
 use super::route::{ImmutableAction, MetadataFile, Route, decode_path};
 use crate::repo::{Error as RepoError, ParamProblem, Served, UploadProblem, check_gun};
 use crate::store::Store;
@@ -73,11 +73,7 @@ fn prefix_refusal<S: Store>(state: &AppState<S>, route: &Route) -> Option<Respon
         return None;
     }
     if matches!(route, Route::Update { .. }) {
-        let message = format!(
-            "Require GUNs with prefix: [{}]",
-            state.gun_prefixes.join(" ")
-        );
-        return Some(ApiError::client(Code::InvalidGun, &message, "gun_prefix").into_response());
+        return Some(ApiError::gun_prefix(&state.gun_prefixes).into_response());
     }
     Some(ApiError::not_found().into_response())
 }

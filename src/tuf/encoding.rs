@@ -70,9 +70,9 @@ pub mod base64_opt {
 
 /// Parses an RFC 3339 time as Go's `time.Time.UnmarshalJSON` does.
 pub fn parse_time(text: &str) -> Result<OffsetDateTime, Error> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|err| Error::InvalidTime {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|source| Error::InvalidTime {
         value: text.to_string(),
-        reason: err.to_string(),
+        source: Box::new(source),
     })
 }
 

@@ -73,11 +73,11 @@ pub enum Error {
         reason: &'static str,
     },
 
-    #[error("unsupported {algorithm} key: {reason}")]
-    UnsupportedKey {
-        algorithm: &'static str,
-        reason: String,
-    },
+    #[error("unsupported ecdsa key: curve is not P-256, P-384 or P-521")]
+    UnsupportedCurve,
+
+    #[error("unsupported rsa key: RSA key must be at least {minimum} bits, has {bits}")]
+    WeakRsaKey { bits: usize, minimum: usize },
 
     #[error("signing method is not supported: {method}")]
     UnsupportedMethod { method: String },
@@ -98,8 +98,13 @@ pub enum Error {
         minimum: i64,
     },
 
-    #[error("invalid expiry time {value:?}: {reason}")]
-    InvalidTime { value: String, reason: String },
+    /// Boxed: the parse error is large and rare.
+    #[error("invalid expiry time {value:?}: {source}")]
+    InvalidTime {
+        value: String,
+        #[source]
+        source: Box<time::error::Parse>,
+    },
 
     #[error("tuf: invalid role {role}. delegation does not exist")]
     UnknownDelegation { role: String },
@@ -123,9 +128,6 @@ pub enum Error {
         expected: i64,
         actual: usize,
     },
-
-    #[error("invalid certificate: {reason}")]
-    InvalidCertificate { reason: String },
 
     #[error("could not sign: {reason}")]
     Signing { reason: &'static str },

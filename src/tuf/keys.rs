@@ -206,10 +206,7 @@ impl PublicKey {
                     Ok(OID_P384) => EcCurve::P384,
                     Ok(OID_P521) => EcCurve::P521,
                     _ => {
-                        return Err(Error::UnsupportedKey {
-                            algorithm: "ecdsa",
-                            reason: "curve is not P-256, P-384 or P-521".into(),
-                        });
+                        return Err(Error::UnsupportedCurve);
                     }
                 };
                 Ok(VerifyingKey::Ecdsa {
@@ -221,9 +218,9 @@ impl PublicKey {
                 let bits = rsa_modulus_bits(spki.subject_public_key.raw_bytes())
                     .ok_or_else(|| self.malformed("unparsable RSA public key"))?;
                 if bits < MIN_RSA_BITS {
-                    return Err(Error::UnsupportedKey {
-                        algorithm: "rsa",
-                        reason: format!("RSA key must be at least {MIN_RSA_BITS} bits, has {bits}"),
+                    return Err(Error::WeakRsaKey {
+                        bits,
+                        minimum: MIN_RSA_BITS,
                     });
                 }
                 Ok(VerifyingKey::Rsa {

@@ -102,6 +102,12 @@ pub(super) fn repo_message(error: &RepoError) -> Option<String> {
     Some(message)
 }
 
+/// An update outside the configured GUN prefixes, in notary-server's words
+/// (Go's `%v` of a string slice).
+pub(super) fn gun_prefix(prefixes: &[String]) -> String {
+    format!("Require GUNs with prefix: [{}]", prefixes.join(" "))
+}
+
 /// A TUF failure, with the rejected signatures' reasons where the threshold
 /// was not met.
 pub(super) fn tuf(error: &TufError) -> String {
