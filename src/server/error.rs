@@ -1253,6 +1253,47 @@ mod tests {
     }
 
     #[test]
+    fn parameter_refusals_keep_notary_servers_words() {
+        let shown = |problem: ParamProblem| {
+            let body = ApiError::from_repo(&RepoError::InvalidParameters { problem }, false).body();
+            let parsed: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(parsed["errors"][0]["code"], "INVALID_PARAMETERS");
+            parsed["errors"][0]["detail"].as_str().unwrap().to_string()
+        };
+        assert_eq!(
+            shown(ParamProblem::ChangeId {
+                shown: "abc".into()
+            }),
+            "did not recognize parameters: change ID expected to be integer, provided ID was: abc"
+        );
+        assert_eq!(
+            shown(ParamProblem::Records("x".parse::<i32>().unwrap_err())),
+            "invalid records parameter: invalid digit found in string"
+        );
+        assert_eq!(
+            shown(ParamProblem::RecordsMissing),
+            "invalid records parameter: the records parameter is required"
+        );
+        assert_eq!(
+            shown(ParamProblem::AuditLimit {
+                limit: 0,
+                max: 1000
+            }),
+            "invalid limit 0: expected 1 to 1000"
+        );
+        assert_eq!(
+            shown(ParamProblem::NotInteger { name: "before" }),
+            "before must be an integer"
+        );
+        let prefix = ApiError::gun_prefix(&["docker.io/".into(), "quay.io/".into()]);
+        let parsed: Value = serde_json::from_slice(&prefix.body()).unwrap();
+        assert_eq!(
+            printed(&parsed),
+            "Require GUNs with prefix: [docker.io/ quay.io/]"
+        );
+    }
+
+    #[test]
     fn unauthorized_matches_notary_server_bytes() {
         use crate::auth::scope::{ALL, PUSH_PULL};
         // Captured from notary-server 0.7 with token auth (curl -si).
