@@ -2,10 +2,11 @@
 //! The only module that knows SQL.
 //!
 //! [`Store`] is the interface the upper layers are generic over; each backend
-//! (SQLite now, PostgreSQL later) implements it with its own SQL dialect and
+//! (SQLite, PostgreSQL) implements it with its own SQL dialect and
 //! migrations, as atuin does (STYLE.md §1.1). No backend type appears in the
 //! trait, so callers never see sqlx.
 
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::future::Future;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+pub use postgres::{PoolSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Role name whose uploads are recorded in the changefeed (PROTOCOL.md §1.6).
@@ -39,6 +41,13 @@ pub enum Error {
     #[error("key {key_id} is already stored")]
     KeyExists { key_id: String },
 
+    /// The database cannot be reached or did not answer in time (no
+    /// connection within the pool's acquire timeout, a connection lost, a
+    /// statement or lock timeout). Nothing is known to be written; the
+    /// request may be retried later.
+    #[error("storage backend unavailable")]
+    Unavailable(#[source] sqlx::Error),
+
     #[error("storage backend failed")]
     Backend(#[source] sqlx::Error),
 }
@@ -47,8 +56,29 @@ impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::RowNotFound => Self::NotFound,
+            other if is_unavailable(&other) => Self::Unavailable(other),
             other => Self::Backend(other),
         }
+    }
+}
+
+/// Whether `err` says "the database is not there (right now)" rather than
+/// "this operation is wrong": those become a 503 with Retry-After.
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // SQLSTATE class 08: connection exceptions; 57P01..57P03: the
+            // server is shutting down or starting; 57014: statement timeout;
+            // 55P03: lock timeout; 53300: too many connections.
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
@@ -398,6 +428,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Fails with [`Error::KeyExists`] if the key ID is already stored.
     fn put_key(&self, key: NewKey) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores `key` unless (gun, role) already holds a key of the same
+    /// algorithm that has never signed, is not retired and is not in `skip`;
+    /// returns the key kept (the existing one, or `key`). Atomic across
+    /// processes: of several servers creating "the" key of a role at once,
+    /// all get the same one.
+    fn put_key_once(
+        &self,
+        key: NewKey,
+        skip: &[String],
+    ) -> impl Future<Output = Result<StoredKey>> + Send;
 
     fn get_key(&self, key_id: &str) -> impl Future<Output = Result<StoredKey>> + Send;
 

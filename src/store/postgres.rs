@@ -1,0 +1,744 @@
+//! PostgreSQL backend, for any number of server processes (replicas) on one
+//! database. Nothing here assumes it is the only writer: every
+//! read-check-write runs in one transaction under a transaction-scoped
+//! advisory lock, so the database, not the process, decides races.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+
+use super::{
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, MAX_AUDIT_PAGE,
+    NewAuditEntry, NewFile, NewKey, Result, RoleVersion, Store, StoredFile, StoredKey,
+    TIMESTAMP_ROLE, sha256_hex,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Advisory lock namespaces (the first key of `pg_advisory_xact_lock(int,
+/// int)`); the second key is a hash of the locked name. A hash collision only
+/// serialises two unrelated writers, it never lets two related ones overlap.
+const LOCK_GUN: i32 = 0x6e74_0001;
+const LOCK_CHANGEFEED: i32 = 0x6e74_0002;
+const LOCK_KEY_CREATION: i32 = 0x6e74_0003;
+
+/// Pool and session bounds (storage.* in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections per process; N replicas open up to N times this many.
+    pub max_connections: u32,
+    /// How long a query waits for a connection (or for a new one to be
+    /// established) before failing with [`Error::Unavailable`]: with the
+    /// database down, requests fail after this rather than hang.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` for every session.
+    pub statement_timeout: Duration,
+    /// PostgreSQL `lock_timeout` for every session (row and advisory locks).
+    pub lock_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// PostgreSQL-backed [`Store`]. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// A pool over `options` (already holding the password and TLS files);
+    /// connects lazily, so a server can start while the database is down
+    /// and recover when it comes up. Does not run migrations.
+    pub fn connect_lazy(options: PgConnectOptions, settings: PoolSettings) -> Self {
+        let session = [
+            ("statement_timeout", millis(settings.statement_timeout)),
+            ("lock_timeout", millis(settings.lock_timeout)),
+        ];
+        let options = options.options(session);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // A connection broken by a database restart is noticed here
+            // and replaced, instead of failing the request it is given to.
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Self { pool }
+    }
+
+    /// Runs the embedded migrations. sqlx holds a PostgreSQL advisory lock
+    /// while it migrates, so replicas starting together take turns and all
+    /// but the first find nothing to do.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
+}
+
+/// Waits for the transaction-scoped advisory lock `(space, hash(name))`;
+/// released at commit or rollback.
+async fn lock(tx: &mut Transaction<'static, Postgres>, space: i32, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(space)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A TIMESTAMPTZ column selected as microseconds since the epoch.
+fn micros(row: &PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    let micros: i64 = row.try_get(column)?;
+    at(micros)
+}
+
+fn at(micros: i64) -> Result<OffsetDateTime, sqlx::Error> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn file_from_row(row: &PgRow) -> Result<StoredFile, sqlx::Error> {
+    Ok(StoredFile {
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        data: row.try_get("data")?,
+        created_at: micros(row, "created_at")?,
+    })
+}
+
+fn change_from_row(row: &PgRow) -> Result<Change, sqlx::Error> {
+    let category: &str = row.try_get("category")?;
+    let category = ChangeCategory::parse(category).ok_or_else(|| {
+        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
+    })?;
+    Ok(Change {
+        id: row.try_get("id")?,
+        created_at: micros(row, "created_at")?,
+        gun: row.try_get("gun")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        category,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> Result<StoredKey, sqlx::Error> {
+    Ok(StoredKey {
+        key_id: row.try_get("key_id")?,
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        algorithm: row.try_get("algorithm")?,
+        public: row.try_get("public")?,
+        sealed_private: row.try_get("sealed_private")?,
+        created_at: micros(row, "created_at")?,
+        last_used: row.try_get::<Option<i64>, _>("last_used")?.map(at).transpose()?,
+        retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(at).transpose()?,
+    })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn audit_from_row(row: &PgRow) -> Result<AuditEntry, sqlx::Error> {
+    let action: &str = row.try_get("action")?;
+    let action = AuditAction::parse(action)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
+    let roles: Vec<(String, i64)> = decode_json(row.try_get("roles")?)?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        created_at: micros(row, "created_at")?,
+        gun: row.try_get("gun")?,
+        action,
+        subject: row.try_get("subject")?,
+        roles: roles
+            .into_iter()
+            .map(|(role, version)| RoleVersion { role, version })
+            .collect(),
+        key_ids: decode_json(row.try_get("key_ids")?)?,
+    })
+}
+
+async fn insert_audit<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    entry: &NewAuditEntry,
+) -> Result<()> {
+    let roles: Vec<(&str, i64)> = entry
+        .roles
+        .iter()
+        .map(|r| (r.role.as_str(), r.version))
+        .collect();
+    let encode = |value: serde_json::Result<String>| {
+        value.map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
+    };
+    sqlx::query(
+        "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&entry.gun)
+    .bind(entry.action.as_str())
+    .bind(&entry.subject)
+    .bind(encode(serde_json::to_string(&roles))?)
+    .bind(encode(serde_json::to_string(&entry.key_ids))?)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+// Times leave the database as microseconds since the epoch (see
+// `micros`), so no date-time crate feature of sqlx is needed.
+const KEY_COLUMNS: &str = "key_id, gun, role, algorithm, public, sealed_private, \
+     (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
+     (extract(epoch FROM last_used) * 1000000)::BIGINT AS last_used, \
+     (extract(epoch FROM retired_at) * 1000000)::BIGINT AS retired_at";
+
+const FILE_COLUMNS: &str = "gun, role, version, sha256, data, \
+     (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at";
+
+const CHANGE_COLUMNS: &str = "id, gun, version, sha256, category, \
+     (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at";
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Appends a changefeed record. Identity values are handed out at insert,
+/// not at commit, so two concurrent transactions could commit IDs out of
+/// order and a reader paging past the higher one would never see the lower.
+/// Holding one lock from here to commit makes ID order commit order.
+async fn insert_change(
+    tx: &mut Transaction<'static, Postgres>,
+    gun: &str,
+    version: i64,
+    sha256: &str,
+    category: ChangeCategory,
+) -> Result<()> {
+    lock(tx, LOCK_CHANGEFEED, "").await?;
+    sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, $2, $3, $4)")
+        .bind(gun)
+        .bind(version)
+        .bind(sha256)
+        .bind(category.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The checks and inserts of one publish, inside its transaction, which
+/// holds the GUN's lock: the version check and the insert see one state.
+async fn insert_files(
+    tx: &mut Transaction<'static, Postgres>,
+    gun: &str,
+    files: &[NewFile],
+) -> Result<()> {
+    // Timestamps last, so the changefeed lock is held as briefly as possible.
+    let mut ordered: Vec<&NewFile> = files.iter().collect();
+    ordered.sort_by_key(|file| file.role == TIMESTAMP_ROLE);
+    for file in ordered {
+        let conflict = || Error::Conflict {
+            gun: gun.to_string(),
+            role: file.role.clone(),
+            version: file.version,
+        };
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2")
+                .bind(gun)
+                .bind(&file.role)
+                .fetch_one(&mut **tx)
+                .await?;
+        if newest.is_some_and(|newest| newest >= file.version) {
+            return Err(conflict());
+        }
+        let sha256 = sha256_hex(&file.data);
+        sqlx::query(
+            "INSERT INTO tuf_files (gun, role, version, sha256, data) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(gun)
+        .bind(&file.role)
+        .bind(file.version)
+        .bind(&sha256)
+        .bind(&file.data)
+        .execute(&mut **tx)
+        .await
+        .map_err(|err| {
+            // UNIQUE (gun, role, version) is the second guard.
+            if is_unique_violation(&err) {
+                conflict()
+            } else {
+                err.into()
+            }
+        })?;
+        if file.role == TIMESTAMP_ROLE {
+            insert_change(tx, gun, file.version, &sha256, ChangeCategory::Update).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits `tx` if `outcome` is Ok, else rolls it back now (releasing its
+/// locks before the caller's next request) and returns the error.
+async fn finish<T>(tx: Transaction<'static, Postgres>, outcome: Result<T>) -> Result<T> {
+    match outcome {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            // A failed rollback is moot: the connection discards the
+            // transaction when it goes back to the pool.
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+impl PostgresStore {
+    async fn publish_in(
+        tx: &mut Transaction<'static, Postgres>,
+        gun: &str,
+        files: &[NewFile],
+        subject: Option<&str>,
+        used_keys: &[String],
+    ) -> Result<()> {
+        lock(tx, LOCK_GUN, gun).await?;
+        insert_files(tx, gun, files).await?;
+        for key_id in used_keys {
+            sqlx::query(
+                "UPDATE server_keys SET last_used = clock_timestamp() \
+                 WHERE key_id = $1 AND last_used IS NULL",
+            )
+            .bind(key_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if let Some(subject) = subject {
+            let entry = NewAuditEntry {
+                gun: gun.to_string(),
+                action: AuditAction::Publish,
+                subject: subject.to_string(),
+                roles: files
+                    .iter()
+                    .map(|f| RoleVersion {
+                        role: f.role.clone(),
+                        version: f.version,
+                    })
+                    .collect(),
+                key_ids: Vec::new(),
+            };
+            insert_audit(&mut **tx, &entry).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_in(
+        tx: &mut Transaction<'static, Postgres>,
+        gun: &str,
+        subject: &str,
+    ) -> Result<Deleted> {
+        lock(tx, LOCK_GUN, gun).await?;
+        let rows = sqlx::query(
+            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = $1 \
+             GROUP BY role ORDER BY role COLLATE \"C\"",
+        )
+        .bind(gun)
+        .fetch_all(&mut **tx)
+        .await?;
+        let roles = rows
+            .iter()
+            .map(|row| {
+                Ok(RoleVersion {
+                    role: row.try_get("role")?,
+                    version: row.try_get("version")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let retired_keys: Vec<String> = sqlx::query_scalar(
+            "UPDATE server_keys SET retired_at = clock_timestamp() \
+             WHERE gun = $1 AND retired_at IS NULL RETURNING key_id",
+        )
+        .bind(gun)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut retired_keys = retired_keys;
+        retired_keys.sort();
+        sqlx::query("DELETE FROM tuf_files WHERE gun = $1")
+            .bind(gun)
+            .execute(&mut **tx)
+            .await?;
+        let deleted = Deleted {
+            roles,
+            retired_keys,
+        };
+        if deleted.any() {
+            insert_change(tx, gun, 0, "", ChangeCategory::Deletion).await?;
+        }
+        if deleted.any() || !deleted.retired_keys.is_empty() {
+            let entry = NewAuditEntry {
+                gun: gun.to_string(),
+                action: AuditAction::Delete,
+                subject: subject.to_string(),
+                roles: deleted.roles.clone(),
+                key_ids: deleted.retired_keys.clone(),
+            };
+            insert_audit(&mut **tx, &entry).await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn put_key_once_in(
+        tx: &mut Transaction<'static, Postgres>,
+        key: &NewKey,
+        skip: &[String],
+    ) -> Result<StoredKey> {
+        lock(tx, LOCK_KEY_CREATION, &format!("{}\n{}", key.gun, key.role)).await?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys \
+             WHERE gun = $1 AND role = $2 AND algorithm = $3 \
+               AND last_used IS NULL AND retired_at IS NULL AND NOT (key_id = ANY($4)) \
+             ORDER BY created_at DESC, seq DESC LIMIT 1"
+        );
+        let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&key.gun)
+            .bind(&key.role)
+            .bind(&key.algorithm)
+            .bind(skip)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = existing {
+            return Ok(key_from_row(&row)?);
+        }
+        insert_key(&mut **tx, key).await?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&key.key_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(key_from_row(&row)?)
+    }
+}
+
+async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.key_id)
+    .bind(&key.gun)
+    .bind(&key.role)
+    .bind(&key.algorithm)
+    .bind(&key.public)
+    .bind(&key.sealed_private)
+    .execute(executor)
+    .await
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            Error::KeyExists {
+                key_id: key.key_id.clone(),
+            }
+        } else {
+            err.into()
+        }
+    })?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM tuf_files \
+             WHERE gun = $1 AND role = $2 ORDER BY version DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn get_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn get_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<StoredFile> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM tuf_files \
+             WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .bind(sha256_hex.to_ascii_lowercase())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn latest_versions(&self, gun: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = $1 \
+             GROUP BY role ORDER BY role COLLATE \"C\"",
+        )
+        .bind(gun)
+        .fetch_all(&self.pool)
+        .await?;
+        let versions = rows
+            .iter()
+            .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(versions)
+    }
+
+    async fn publish_as(
+        &self,
+        gun: &str,
+        files: Vec<NewFile>,
+        subject: Option<&str>,
+        used_keys: &[String],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let outcome = Self::publish_in(&mut tx, gun, &files, subject, used_keys).await;
+        finish(tx, outcome).await
+    }
+
+    async fn delete(&self, gun: &str, subject: &str) -> Result<Deleted> {
+        let mut tx = self.begin().await?;
+        let outcome = Self::delete_in(&mut tx, gun, subject).await;
+        finish(tx, outcome).await
+    }
+
+    async fn record_audit(&self, entry: NewAuditEntry) -> Result<()> {
+        insert_audit(&self.pool, &entry).await
+    }
+
+    async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let rows = sqlx::query(
+            "SELECT id, (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
+             gun, action, subject, roles, key_ids FROM audit_log \
+             WHERE gun = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(gun)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>> {
+        // As Notary's `GetChanges`: a negative ID means "from the newest",
+        // which only makes sense backwards.
+        let backwards = change_id < 0 || records < 0;
+        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // NULL parameters switch a condition off, so one statement serves
+        // every case (and is prepared once per connection).
+        let (after, before) = match (backwards, change_id > 0) {
+            (false, _) => (Some(change_id), None),
+            (true, true) => (None, Some(change_id)),
+            (true, false) => (None, None),
+        };
+        let sql = if backwards {
+            format!("SELECT {CHANGE_COLUMNS} FROM changefeed \
+             WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
+               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id DESC LIMIT $4")
+        } else {
+            format!("SELECT {CHANGE_COLUMNS} FROM changefeed \
+             WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
+               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id ASC LIMIT $4")
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(after)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut changes = rows
+            .iter()
+            .map(change_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if backwards {
+            changes.reverse();
+        }
+        Ok(changes)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1 FROM tuf_files LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_key(&self, key: NewKey) -> Result<()> {
+        insert_key(&self.pool, &key).await
+    }
+
+    async fn put_key_once(&self, key: NewKey, skip: &[String]) -> Result<StoredKey> {
+        let mut tx = self.begin().await?;
+        let outcome = Self::put_key_once_in(&mut tx, &key, skip).await;
+        finish(tx, outcome).await
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<StoredKey> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(key_from_row(&row)?)
+    }
+
+    async fn keys_for(&self, gun: &str, role: &str) -> Result<Vec<StoredKey>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys \
+             WHERE gun = $1 AND role = $2 AND retired_at IS NULL \
+             ORDER BY created_at DESC, seq DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn newest_key(&self) -> Result<Option<StoredKey>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys ORDER BY created_at DESC, seq DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(key_from_row).transpose()?)
+    }
+
+    async fn kek_params(&self) -> Result<Option<KekParams>> {
+        let row =
+            sqlx::query("SELECT salt, iterations, check_value FROM key_encryption WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let iterations: i64 = row.try_get("iterations")?;
+        Ok(Some(KekParams {
+            salt: row.try_get("salt")?,
+            iterations: u32::try_from(iterations)
+                .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?,
+            check_value: row.try_get("check_value")?,
+        }))
+    }
+
+    async fn put_kek_params(&self, params: KekParams, replace: bool) -> Result<KekParams> {
+        // ON CONFLICT on the one-row key: of several processes starting at
+        // once, the first insert wins and the others read it back.
+        let sql = if replace {
+            "INSERT INTO key_encryption (id, salt, iterations, check_value) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET salt = EXCLUDED.salt, \
+               iterations = EXCLUDED.iterations, check_value = EXCLUDED.check_value, \
+               created_at = clock_timestamp()"
+        } else {
+            "INSERT INTO key_encryption (id, salt, iterations, check_value) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING"
+        };
+        sqlx::query(sql)
+            .bind(&params.salt)
+            .bind(i64::from(params.iterations))
+            .bind(&params.check_value)
+            .execute(&self.pool)
+            .await?;
+        self.kek_params().await?.ok_or(Error::NotFound)
+    }
+
+    async fn mark_key_used(&self, key_id: &str) -> Result<()> {
+        let updated =
+            sqlx::query("UPDATE server_keys SET last_used = clock_timestamp() WHERE key_id = $1")
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if updated == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_immutable(&self, gun: &str, immutable: bool) -> Result<bool> {
+        let query = if immutable {
+            "INSERT INTO immutable_repositories (gun) VALUES ($1) ON CONFLICT (gun) DO NOTHING"
+        } else {
+            "DELETE FROM immutable_repositories WHERE gun = $1"
+        };
+        let changed = sqlx::query(query)
+            .bind(gun)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn is_immutable(&self, gun: &str) -> Result<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM immutable_repositories WHERE gun = $1")
+                .bind(gun)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn immutable_repositories(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT gun FROM immutable_repositories ORDER BY gun COLLATE \"C\"")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
