@@ -11,6 +11,8 @@ use crate::auth::Required;
 use crate::policy::names::NameError;
 use crate::policy::{IndexKind, LookupFailure, Violation};
 use crate::repo::{Busy, Cap, Error as RepoError, Rejection, UploadProblem};
+use crate::signer::Error as SignerError;
+use crate::store::Error as StoreError;
 
 /// Clients read at most this many bytes of an error body.
 const MAX_ERROR_BODY: usize = 1024;
@@ -223,6 +225,18 @@ impl ApiError {
                     }
                 };
                 let mut error = Self::client(Code::Unavailable, message, "busy");
+                error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
+                error
+            }
+            RepoError::Store(StoreError::Unavailable(_))
+            | RepoError::Signer(SignerError::Store(StoreError::Unavailable(_))) => {
+                // Logged: the operator needs to know the database is away.
+                tracing::error!(error = %error_chain(error), "database unavailable");
+                let mut error = Self::client(
+                    Code::Unavailable,
+                    "the database is unavailable; nothing was stored: retry shortly",
+                    "database_unavailable",
+                );
                 error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
                 error
             }
@@ -793,6 +807,18 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UPDATING",
             ),
+            (
+                RepoError::Store(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+            ),
+            (
+                RepoError::Signer(SignerError::Store(StoreError::Unavailable(
+                    sqlx::Error::PoolTimedOut,
+                ))),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+            ),
         ];
         for (error, status, code) in cases {
             let api = ApiError::from_repo(&error, true);
@@ -863,6 +889,17 @@ mod tests {
         // Server faults carry no detail at all.
         let fault = ApiError::from_repo(&RepoError::ValidationAborted, true);
         assert!(fault.detail.is_none());
+    }
+
+    #[test]
+    fn an_unavailable_database_asks_to_retry() {
+        let error = RepoError::Store(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+        let response = ApiError::from_repo(&error, true).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            &HeaderValue::from(BUSY_RETRY_AFTER_SECONDS)
+        );
     }
 
     #[test]
