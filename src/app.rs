@@ -292,11 +292,7 @@ pub async fn open_store(config: &Config, migrations: Migrations) -> Result<Opene
             };
             if migrate {
                 store.migrate().await.map_err(|e| {
-                    format!(
-                        "cannot migrate the database {}: {}",
-                        pg.url,
-                        chain(&e)
-                    )
+                    format!("cannot migrate the database {}: {}", pg.url, chain(&e))
                 })?;
             }
             Ok(OpenedStore::Postgres(store))

@@ -3077,7 +3077,10 @@ mod tests {
         ]);
         let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
         assert!(shown.contains("u:****@h/d?password=****"), "{shown}");
         let env = env_of(&[
             (ENV_STORAGE_BACKEND, "postgres"),
@@ -3086,7 +3089,10 @@ mod tests {
         let e = Config::load(None, &env, ConfigOverrides::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("storage.db_url") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("storage.db_url") && !e.contains("hunter2"),
+            "{e}"
+        );
         let e = Config::load(
             None,
             &env_of(&[(ENV_STORAGE_BACKEND, "postgres")]),

@@ -76,7 +76,10 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
             // server is shutting down or starting; 57014: statement timeout;
             // 55P03: lock timeout; 53300: too many connections.
             code.starts_with("08")
-                || matches!(&*code, "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53300")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53300"
+                )
         }),
         _ => false,
     }
@@ -910,6 +913,67 @@ pub(crate) mod tests {
         assert_eq!(
             store.put_kek_params(params(3), true).await.unwrap(),
             params(3)
+        );
+    }
+
+    /// Several servers creating "the" key of one role at once all get one
+    /// key; a skipped, used or other-algorithm key does not count.
+    pub(crate) async fn key_once<S: Store>(first: Arc<S>, second: Arc<S>) {
+        let gun = "example.com/once";
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = Arc::clone(if i % 2 == 0 { &first } else { &second });
+            tasks.push(tokio::spawn(async move {
+                store
+                    .put_key_once(key(&format!("c{i}"), gun, "timestamp"), &[])
+                    .await
+                    .unwrap()
+                    .key_id
+            }));
+        }
+        let mut kept = Vec::new();
+        for task in tasks {
+            kept.push(task.await.unwrap());
+        }
+        assert!(kept.iter().all(|id| *id == kept[0]), "{kept:?}");
+        assert_eq!(first.keys_for(gun, "timestamp").await.unwrap().len(), 1);
+        let stored = second.get_key(&kept[0]).await.unwrap();
+        assert_eq!(stored.sealed_private, format!("sealed-{}", kept[0]));
+
+        // Skipped (signed, use not yet recorded): a new key is stored.
+        let skipped = first
+            .put_key_once(key("s1", gun, "timestamp"), std::slice::from_ref(&kept[0]))
+            .await
+            .unwrap();
+        assert_eq!(skipped.key_id, "s1");
+        // Both used: a new key again.
+        first.mark_key_used(&kept[0]).await.unwrap();
+        first.mark_key_used("s1").await.unwrap();
+        let fresh = second
+            .put_key_once(key("s2", gun, "timestamp"), &[])
+            .await
+            .unwrap();
+        assert_eq!(fresh.key_id, "s2");
+        // Another algorithm's unused key is not handed out for this one.
+        let mut ed = key("e1", gun, "timestamp");
+        ed.algorithm = "ed25519".into();
+        assert_eq!(first.put_key_once(ed, &[]).await.unwrap().key_id, "e1");
+        assert_eq!(
+            first
+                .put_key_once(key("s3", gun, "timestamp"), &[])
+                .await
+                .unwrap()
+                .key_id,
+            "s2"
+        );
+        // Another role is separate.
+        assert_eq!(
+            first
+                .put_key_once(key("n1", gun, "snapshot"), &[])
+                .await
+                .unwrap()
+                .key_id,
+            "n1"
         );
     }
 

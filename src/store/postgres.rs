@@ -161,8 +161,14 @@ fn key_from_row(row: &PgRow) -> Result<StoredKey, sqlx::Error> {
         public: row.try_get("public")?,
         sealed_private: row.try_get("sealed_private")?,
         created_at: micros(row, "created_at")?,
-        last_used: row.try_get::<Option<i64>, _>("last_used")?.map(at).transpose()?,
-        retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(at).transpose()?,
+        last_used: row
+            .try_get::<Option<i64>, _>("last_used")?
+            .map(at)
+            .transpose()?,
+        retired_at: row
+            .try_get::<Option<i64>, _>("retired_at")?
+            .map(at)
+            .transpose()?,
     })
 }
 
@@ -585,13 +591,17 @@ impl Store for PostgresStore {
             (true, false) => (None, None),
         };
         let sql = if backwards {
-            format!("SELECT {CHANGE_COLUMNS} FROM changefeed \
+            format!(
+                "SELECT {CHANGE_COLUMNS} FROM changefeed \
              WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
-               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id DESC LIMIT $4")
+               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+            )
         } else {
-            format!("SELECT {CHANGE_COLUMNS} FROM changefeed \
+            format!(
+                "SELECT {CHANGE_COLUMNS} FROM changefeed \
              WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
-               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id ASC LIMIT $4")
+               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id ASC LIMIT $4"
+            )
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(gun)
@@ -740,5 +750,310 @@ impl Store for PostgresStore {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+mod pg_server;
+
+/// The store contract on a real PostgreSQL (tests/support/postgres.rs): the
+/// same generic tests as SQLite's, plus what only several processes on one
+/// database can show. Two pools on one database stand in for two replicas.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::tests::{audit_story, key_once, race, story};
+    use super::pg_server::{PASSWORD, PgServer};
+    use super::*;
+
+    fn options(server: &PgServer, database: &str) -> PgConnectOptions {
+        server
+            .url(database)
+            .parse::<PgConnectOptions>()
+            .unwrap()
+            .password(PASSWORD)
+    }
+
+    /// A store on a fresh database of the shared server, migrated.
+    async fn fresh() -> (PostgresStore, String) {
+        let server = PgServer::shared();
+        let database = server.database();
+        let store =
+            PostgresStore::connect_lazy(options(server, &database), PoolSettings::default());
+        store.migrate().await.unwrap();
+        (store, database)
+    }
+
+    /// Another pool (another "replica") on the same database.
+    fn replica(database: &str) -> PostgresStore {
+        PostgresStore::connect_lazy(
+            options(PgServer::shared(), database),
+            PoolSettings::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn story_on_postgres() {
+        story(&fresh().await.0).await;
+    }
+
+    #[tokio::test]
+    async fn audit_story_on_postgres() {
+        audit_story(&fresh().await.0).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishers_in_one_process_never_both_win() {
+        let store = Arc::new(fresh().await.0);
+        race(Arc::clone(&store), store, "example.com/race", 20).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishers_on_two_replicas_never_both_win() {
+        let (first, database) = fresh().await;
+        let second = replica(&database);
+        race(Arc::new(first), Arc::new(second), "example.com/race", 20).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_unused_key_per_role_across_replicas() {
+        let (first, database) = fresh().await;
+        key_once(Arc::new(first), Arc::new(replica(&database))).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kek_params_are_created_once_by_replicas_starting_together() {
+        let (first, database) = fresh().await;
+        let stores = [Arc::new(first), Arc::new(replica(&database))];
+        let mut tasks = Vec::new();
+        for i in 0..6u8 {
+            let store = Arc::clone(&stores[usize::from(i) % 2]);
+            tasks.push(tokio::spawn(async move {
+                let params = KekParams {
+                    salt: vec![i; 16],
+                    iterations: 1000,
+                    check_value: format!("check-{i}"),
+                };
+                store.put_kek_params(params, false).await.unwrap()
+            }));
+        }
+        let mut kept = Vec::new();
+        for task in tasks {
+            kept.push(task.await.unwrap());
+        }
+        assert!(kept.iter().all(|params| *params == kept[0]));
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_encryption")
+            .fetch_one(&stores[0].pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    /// Replicas starting together all migrate; sqlx's advisory lock lets
+    /// one apply the schema and the others find it applied.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_migrators_apply_the_schema_once() {
+        let server = PgServer::shared();
+        let database = server.database();
+        let stores: Vec<PostgresStore> = (0..4)
+            .map(|_| {
+                PostgresStore::connect_lazy(options(server, &database), PoolSettings::default())
+            })
+            .collect();
+        let mut tasks = Vec::new();
+        for store in &stores {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.migrate().await }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&stores[0].pool)
+                .await
+                .unwrap();
+        let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        assert_eq!(applied, expected);
+        stores[3].ping().await.unwrap();
+        // Once more, as a restarted replica would: nothing to do.
+        stores[1].migrate().await.unwrap();
+    }
+
+    /// Timestamps published on two replicas at once: changefeed IDs follow
+    /// commit order, so a reader paging forward while they are written
+    /// (as a client polling the feed does) sees every change exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changefeed_ids_grow_across_replicas_and_paging_loses_nothing() {
+        let (first, database) = fresh().await;
+        let stores = [Arc::new(first), Arc::new(replica(&database))];
+        const WRITERS: usize = 6;
+        const VERSIONS: i64 = 15;
+        let mut writers = Vec::new();
+        for writer in 0..WRITERS {
+            let store = Arc::clone(&stores[writer % 2]);
+            writers.push(tokio::spawn(async move {
+                let gun = format!("example.com/feed{writer}");
+                for version in 1..=VERSIONS {
+                    let files = vec![
+                        NewFile::new("snapshot", version, vec![b's'; 64]),
+                        NewFile::new("timestamp", version, format!("{gun} {version}").into()),
+                    ];
+                    store.publish(&gun, files).await.unwrap();
+                }
+            }));
+        }
+        let reader = Arc::clone(&stores[1]);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        let pager = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cursor = 0;
+            loop {
+                // Read the flag before the page: the last page then sees
+                // everything committed.
+                let last = finished.load(std::sync::atomic::Ordering::SeqCst);
+                let page = reader.changes(None, cursor, 7).await.unwrap();
+                if let Some(change) = page.last() {
+                    cursor = change.id;
+                }
+                let empty = page.is_empty();
+                seen.extend(page.into_iter().map(|c| c.id));
+                if last && empty {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen = pager.await.unwrap();
+        let all: Vec<i64> = stores[0]
+            .changes(None, 0, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(all.len(), WRITERS * usize::try_from(VERSIONS).unwrap());
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(seen, all, "the paging reader missed or repeated changes");
+        // Per GUN, the feed lists versions in order.
+        let mine = stores[0]
+            .changes(Some("example.com/feed0"), 0, 100)
+            .await
+            .unwrap();
+        let versions: Vec<i64> = mine.iter().map(|c| c.version).collect();
+        assert_eq!(versions, (1..=VERSIONS).collect::<Vec<_>>());
+    }
+
+    /// The database stops: queries fail with `Unavailable` (a 503 upstairs)
+    /// within the acquire timeout instead of hanging; when it is back, the
+    /// same pool serves again without being rebuilt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_database_fails_fast_and_the_pool_recovers() {
+        let server = PgServer::start();
+        let database = server.database();
+        let settings = PoolSettings {
+            acquire_timeout: Duration::from_secs(1),
+            ..PoolSettings::default()
+        };
+        let store = PostgresStore::connect_lazy(options(&server, &database), settings);
+        store.migrate().await.unwrap();
+        let gun = "example.com/outage";
+        store
+            .publish(gun, vec![NewFile::new("timestamp", 1, b"ts1".to_vec())])
+            .await
+            .unwrap();
+
+        server.stop();
+        for _ in 0..3 {
+            assert!(
+                matches!(store.ping().await, Err(Error::Unavailable(_))),
+                "ping while stopped"
+            );
+            assert!(matches!(
+                store.get_current(gun, "timestamp").await,
+                Err(Error::Unavailable(_))
+            ));
+            assert!(matches!(
+                store
+                    .publish(gun, vec![NewFile::new("timestamp", 2, b"ts2".to_vec())])
+                    .await,
+                Err(Error::Unavailable(_))
+            ));
+        }
+
+        server.restart();
+        store.ping().await.unwrap();
+        assert_eq!(
+            store.get_current(gun, "timestamp").await.unwrap().data,
+            b"ts1"
+        );
+        store
+            .publish(gun, vec![NewFile::new("timestamp", 2, b"ts2".to_vec())])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_current(gun, "timestamp").await.unwrap().version,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn immutable_marks_are_exact() {
+        let (store, _) = fresh().await;
+        assert!(store.set_immutable("r/team/app", true).await.unwrap());
+        assert!(!store.set_immutable("r/team/app", true).await.unwrap());
+        assert!(store.is_immutable("r/team/app").await.unwrap());
+        assert!(!store.is_immutable("r/team/app2").await.unwrap());
+        assert!(store.set_immutable("r/B", true).await.unwrap());
+        // Bytewise order whatever the database's collation.
+        assert_eq!(
+            store.immutable_repositories().await.unwrap(),
+            ["r/B", "r/team/app"]
+        );
+        assert!(store.set_immutable("r/team/app", false).await.unwrap());
+        assert!(!store.is_immutable("r/team/app").await.unwrap());
+    }
+
+    /// Session bounds reach the server.
+    #[tokio::test]
+    async fn sessions_carry_the_configured_timeouts() {
+        let server = PgServer::shared();
+        let database = server.database();
+        let settings = PoolSettings {
+            statement_timeout: Duration::from_secs(7),
+            lock_timeout: Duration::from_secs(3),
+            ..PoolSettings::default()
+        };
+        let store = PostgresStore::connect_lazy(options(server, &database), settings);
+        let statement: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let lock: String = sqlx::query_scalar("SHOW lock_timeout")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!((statement.as_str(), lock.as_str()), ("7s", "3s"));
+        // A statement past its timeout is "unavailable", not a server bug.
+        let short = PostgresStore::connect_lazy(
+            options(server, &database),
+            PoolSettings {
+                statement_timeout: Duration::from_millis(100),
+                ..PoolSettings::default()
+            },
+        );
+        let slow = sqlx::query("SELECT pg_sleep(2)")
+            .execute(&short.pool)
+            .await
+            .map(drop)
+            .map_err(Error::from);
+        assert!(matches!(slow, Err(Error::Unavailable(_))), "{slow:?}");
     }
 }

@@ -771,7 +771,7 @@ impl Store for SqliteStore {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::tests::{audit_story, race, story, temp_db};
+    use super::super::tests::{audit_story, key_once, race, story, temp_db};
     use super::*;
 
     #[tokio::test]
@@ -863,6 +863,15 @@ mod tests {
         let first = Arc::new(SqliteStore::open(&db).await.unwrap());
         let second = Arc::new(SqliteStore::open(&db).await.unwrap());
         race(first, second, "example.com/race", 20).await;
+    }
+
+    /// Two pools on one file: one unused key per role, whoever creates it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_unused_key_per_role_across_processes() {
+        let (_dir, db) = temp_db();
+        let first = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let second = Arc::new(SqliteStore::open(&db).await.unwrap());
+        key_once(first, second).await;
     }
 
     #[tokio::test]
