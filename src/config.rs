@@ -2238,7 +2238,7 @@ const EXAMPLE_JSON: &str = r#"{
     "key_algorithm": "ecdsa"
   },
   "storage": {
-    "//": "backend: sqlite (notary's sqlite3 is accepted). db_url: a file path or sqlite: URL (NOTARIUM_STORAGE_BACKEND, NOTARIUM_DB_URL).",
+    "//": "backend: sqlite (notary's sqlite3 is accepted) or postgres. db_url: a file path or sqlite: URL; for postgres, postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=…&sslcert=…&sslkey=… (NOTARIUM_STORAGE_BACKEND, NOTARIUM_DB_URL). postgres only: password_file (or NOTARIUM_DB_PASSWORD), max_connections (default 10), acquire_timeout_seconds (5), statement_timeout_seconds (30), lock_timeout_seconds (10), migrate_on_start (true; else run notarium migrate).",
     "backend": "sqlite",
     "db_url": "data/notarium.db"
   },

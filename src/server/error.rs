@@ -808,13 +808,13 @@ mod tests {
                 "UPDATING",
             ),
             (
-                RepoError::Store(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+                RepoError::Store(StoreError::Unavailable("connection refused".into())),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
             ),
             (
                 RepoError::Signer(SignerError::Store(StoreError::Unavailable(
-                    sqlx::Error::PoolTimedOut,
+                    "connection refused".into(),
                 ))),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
@@ -893,7 +893,7 @@ mod tests {
 
     #[test]
     fn an_unavailable_database_asks_to_retry() {
-        let error = RepoError::Store(StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+        let error = RepoError::Store(StoreError::Unavailable("connection refused".into()));
         let response = ApiError::from_repo(&error, true).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(

@@ -45,8 +45,9 @@ pub enum Error {
     /// connection within the pool's acquire timeout, a connection lost, a
     /// statement or lock timeout). Nothing is known to be written; the
     /// request may be retried later.
+    /// The cause is boxed so that callers need not know the driver.
     #[error("storage backend unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     #[error("storage backend failed")]
     Backend(#[source] sqlx::Error),
@@ -56,7 +57,7 @@ impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::RowNotFound => Self::NotFound,
-            other if is_unavailable(&other) => Self::Unavailable(other),
+            other if is_unavailable(&other) => Self::Unavailable(Box::new(other)),
             other => Self::Backend(other),
         }
     }

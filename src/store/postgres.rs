@@ -1021,6 +1021,55 @@ mod tests {
         assert!(!store.is_immutable("r/team/app").await.unwrap());
     }
 
+    /// TLS to the database (sqlx over rustls) with notary's URL parameters:
+    /// `verify-full` against the right CA connects encrypted; another CA is
+    /// refused.
+    #[tokio::test]
+    async fn tls_to_the_database_is_verified() {
+        use crate::server::tls::ensure_dev_certificates;
+        let mut ca = std::path::PathBuf::new();
+        let server = PgServer::start_with(|dir| {
+            let tls = ensure_dev_certificates(&dir.join("tls"), &[]).unwrap();
+            ca = tls.ca_cert_path;
+            format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                tls.cert_path.display(),
+                tls.key_path.display()
+            )
+        });
+        let database = server.database();
+        let url = |ca: &std::path::Path| {
+            format!(
+                "postgres://postgres@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert={}",
+                server.port,
+                ca.display()
+            )
+        };
+        let connect = |url: String| {
+            PostgresStore::connect_lazy(
+                url.parse::<PgConnectOptions>().unwrap().password(PASSWORD),
+                PoolSettings {
+                    acquire_timeout: Duration::from_secs(2),
+                    ..PoolSettings::default()
+                },
+            )
+        };
+        let store = connect(url(&ca));
+        store.migrate().await.unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert!(encrypted);
+        story(&store).await;
+
+        let other = tempfile::tempdir().unwrap();
+        let stranger = ensure_dev_certificates(other.path(), &[]).unwrap();
+        let refused = connect(url(&stranger.ca_cert_path));
+        assert!(refused.ping().await.is_err(), "a CA that did not sign it");
+    }
+
     /// Session bounds reach the server.
     #[tokio::test]
     async fn sessions_carry_the_configured_timeouts() {

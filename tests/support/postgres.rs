@@ -32,6 +32,8 @@ pub struct PgServer {
     bin: PathBuf,
     /// `Some("postgres")` when the server runs as another user (we are root).
     run_as: Option<&'static str>,
+    /// Extra server options from [`PgServer::start_with`].
+    extra: String,
     /// Closing it (drop, or this process exiting) stops the server.
     watchdog: Child,
 }
@@ -45,6 +47,13 @@ impl PgServer {
 
     /// A server of its own, for a test that stops and starts it.
     pub fn start() -> Self {
+        Self::start_with(|_| String::new())
+    }
+
+    /// A server of its own; `prepare` may write files into the server's
+    /// directory before it starts (TLS certificates) and returns extra
+    /// server options (`-c name=value …`).
+    pub fn start_with(prepare: impl FnOnce(&Path) -> String) -> Self {
         let bin = bin_dir();
         let run_as = is_root().then_some(USER);
         let dir = std::env::temp_dir().join(format!(
@@ -55,6 +64,7 @@ impl PgServer {
         std::fs::create_dir_all(dir.join("sock")).unwrap();
         std::fs::write(dir.join("pwfile"), PASSWORD).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let extra = prepare(&dir);
         if run_as.is_some() {
             chown_to_postgres(&dir);
         }
@@ -78,6 +88,7 @@ impl PgServer {
             dir,
             bin,
             run_as,
+            extra,
             watchdog,
         };
         server.initdb();
@@ -126,9 +137,10 @@ impl PgServer {
     fn try_start(&self) -> Result<(), String> {
         let log = self.dir.join("server.log");
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 {}",
             self.port,
-            self.dir.join("sock").display()
+            self.dir.join("sock").display(),
+            self.extra
         );
         let output = self
             .command("pg_ctl")
