@@ -234,7 +234,9 @@ impl ApiError {
                 tracing::error!(error = %error_chain(error), "database unavailable");
                 let mut error = Self::client(
                     Code::Unavailable,
-                    "the database is unavailable; nothing was stored: retry shortly",
+                    // Not "nothing was stored": a connection lost during a
+                    // commit leaves the outcome unknown to us.
+                    "the database is unavailable or busy: retry shortly",
                     "database_unavailable",
                 );
                 error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);

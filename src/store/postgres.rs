@@ -54,6 +54,9 @@ impl Default for PoolSettings {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The connection options without the session timeouts, for `migrate`.
+    migrate_options: PgConnectOptions,
+    acquire_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -71,6 +74,7 @@ impl PostgresStore {
             ("statement_timeout", millis(settings.statement_timeout)),
             ("lock_timeout", millis(settings.lock_timeout)),
         ];
+        let migrate_options = options.clone();
         let options = options.options(session);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -79,14 +83,29 @@ impl PostgresStore {
             // and replaced, instead of failing the request it is given to.
             .test_before_acquire(true)
             .connect_lazy_with(options);
-        Self { pool }
+        Self {
+            pool,
+            migrate_options,
+            acquire_timeout: settings.acquire_timeout,
+        }
     }
 
     /// Runs the embedded migrations. sqlx holds a PostgreSQL advisory lock
     /// while it migrates, so replicas starting together take turns and all
     /// but the first find nothing to do.
+    ///
+    /// Runs on a connection of its own without the session timeouts: a
+    /// replica waiting for another's migration, or a long index build, must
+    /// not fail at `lock_timeout` or `statement_timeout`.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_with(self.migrate_options.clone())
+            .await?;
+        let applied = MIGRATOR.run(&pool).await;
+        pool.close().await;
+        applied?;
         Ok(())
     }
 
@@ -857,10 +876,14 @@ mod tests {
     async fn concurrent_migrators_apply_the_schema_once() {
         let server = PgServer::shared();
         let database = server.database();
+        // A lock_timeout no waiting migrator could meet: migrations must
+        // not run under the session timeouts.
+        let impatient = PoolSettings {
+            lock_timeout: Duration::from_millis(1),
+            ..PoolSettings::default()
+        };
         let stores: Vec<PostgresStore> = (0..4)
-            .map(|_| {
-                PostgresStore::connect_lazy(options(server, &database), PoolSettings::default())
-            })
+            .map(|_| PostgresStore::connect_lazy(options(server, &database), impatient))
             .collect();
         let mut tasks = Vec::new();
         for store in &stores {
