@@ -55,7 +55,8 @@ impl Default for PoolSettings {
 pub struct PostgresStore {
     pool: PgPool,
     /// The connection options without the session timeouts, for `migrate`.
-    migrate_options: PgConnectOptions,
+    /// Shared: the options are large and the store is cloned freely.
+    migrate_options: std::sync::Arc<PgConnectOptions>,
     acquire_timeout: Duration,
 }
 
@@ -74,7 +75,7 @@ impl PostgresStore {
             ("statement_timeout", millis(settings.statement_timeout)),
             ("lock_timeout", millis(settings.lock_timeout)),
         ];
-        let migrate_options = options.clone();
+        let migrate_options = std::sync::Arc::new(options.clone());
         let options = options.options(session);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -101,7 +102,7 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(self.acquire_timeout)
-            .connect_with(self.migrate_options.clone())
+            .connect_with((*self.migrate_options).clone())
             .await?;
         let applied = MIGRATOR.run(&pool).await;
         pool.close().await;
