@@ -294,6 +294,20 @@ pub async fn open_store(config: &Config, migrations: Migrations) -> Result<Opene
                 store.migrate().await.map_err(|e| {
                     format!("cannot migrate the database {}: {}", pg.url, chain(&e))
                 })?;
+            } else if migrations == Migrations::AsConfigured {
+                // Serving on an older schema would fail request by request.
+                let pending = store
+                    .pending_migrations()
+                    .await
+                    .map_err(|e| format!("cannot read the database {}: {}", pg.url, chain(&e)))?;
+                if !pending.is_empty() {
+                    return Err(format!(
+                        "the database {} lacks {} migration(s) this notarium needs and \
+                         storage.migrate_on_start is false: run `notarium migrate` first",
+                        pg.url,
+                        pending.len()
+                    ));
+                }
             }
             Ok(OpenedStore::Postgres(store))
         }

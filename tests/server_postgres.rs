@@ -92,6 +92,18 @@ fn notary_client_round_trip_on_postgres_through_an_outage() {
     // together), before any server runs; then serve without migrating.
     let config_path = server_dir.join("migrate.json");
     std::fs::write(&config_path, serde_json::to_vec(&extra).unwrap()).unwrap();
+    // Without migrations and with migrate_on_start false, serve refuses
+    // to start on the empty database and says what to do.
+    let refused = notarium(&["serve", "--config"])
+        .arg(&config_path)
+        .current_dir(&server_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("run `notarium migrate` first"), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+
     let migrators: Vec<_> = (0..2)
         .map(|_| {
             notarium(&["migrate", "--config"])

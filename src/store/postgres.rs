@@ -15,7 +15,15 @@ use super::{
     TIMESTAMP_ROLE, sha256_hex,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+/// The embedded migrations. Migrations applied by a newer notarium are
+/// ignored rather than refused: during a rolling upgrade the first new
+/// replica migrates forward (migrations only add), and the old replicas must
+/// still start until they are replaced.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// Advisory lock namespaces (the first key of `pg_advisory_xact_lock(int,
 /// int)`); the second key is a hash of the locked name. A hash collision only
@@ -104,10 +112,31 @@ impl PostgresStore {
             .acquire_timeout(self.acquire_timeout)
             .connect_with((*self.migrate_options).clone())
             .await?;
-        let applied = MIGRATOR.run(&pool).await;
+        let applied = migrator().run(&pool).await;
         pool.close().await;
         applied?;
         Ok(())
+    }
+
+    /// Versions of this binary's migrations not yet applied to the database
+    /// (all of them for an empty database).
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>> {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::TEXT")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied: Vec<i64> = if table.is_some() {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|version| !applied.contains(version))
+            .collect())
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -796,6 +825,19 @@ mod tests {
             .password(PASSWORD)
     }
 
+    #[tokio::test]
+    async fn an_empty_database_has_every_migration_pending() {
+        let server = PgServer::shared();
+        let database = server.database();
+        let store =
+            PostgresStore::connect_lazy(options(server, &database), PoolSettings::default());
+        let all: Vec<i64> = migrator().iter().map(|m| m.version).collect();
+        assert!(!all.is_empty());
+        assert_eq!(store.pending_migrations().await.unwrap(), all);
+        store.migrate().await.unwrap();
+        assert!(store.pending_migrations().await.unwrap().is_empty());
+    }
+
     /// A store on a fresh database of the shared server, migrated.
     async fn fresh() -> (PostgresStore, String) {
         let server = PgServer::shared();
@@ -899,10 +941,21 @@ mod tests {
                 .fetch_all(&stores[0].pool)
                 .await
                 .unwrap();
-        let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        let expected: Vec<i64> = migrator().iter().map(|m| m.version).collect();
         assert_eq!(applied, expected);
         stores[3].ping().await.unwrap();
+        assert!(stores[2].pending_migrations().await.unwrap().is_empty());
         // Once more, as a restarted replica would: nothing to do.
+        stores[1].migrate().await.unwrap();
+        // A newer notarium migrated further (rolling upgrade): this one
+        // still starts.
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (99990101000000, 'from a newer notarium', TRUE, '\\x00', 0)",
+        )
+        .execute(&stores[0].pool)
+        .await
+        .unwrap();
         stores[1].migrate().await.unwrap();
     }
 
