@@ -43,9 +43,9 @@ pub enum Error {
 
     /// The database cannot be reached or did not answer in time (no
     /// connection within the pool's acquire timeout, a connection lost, a
-    /// statement or lock timeout). Nothing is known to be written; the
-    /// request may be retried later.
-    /// The cause is boxed so that callers need not know the driver.
+    /// statement or lock timeout): retry later. A connection lost during a
+    /// commit leaves the outcome unknown. The cause is boxed so that callers
+    /// need not know the driver.
     #[error("storage backend unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 

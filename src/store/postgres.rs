@@ -1103,15 +1103,14 @@ mod tests {
     /// refused.
     #[tokio::test]
     async fn tls_to_the_database_is_verified() {
-        use crate::server::tls::ensure_dev_certificates;
         let mut ca = std::path::PathBuf::new();
         let server = PgServer::start_with(|dir| {
-            let tls = ensure_dev_certificates(&dir.join("tls"), &[]).unwrap();
-            ca = tls.ca_cert_path;
+            let tls = test_pki(&dir.join("tls"));
+            ca = tls.0;
             format!(
                 "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-                tls.cert_path.display(),
-                tls.key_path.display()
+                tls.1.display(),
+                tls.2.display()
             )
         });
         let database = server.database();
@@ -1142,9 +1141,39 @@ mod tests {
         story(&store).await;
 
         let other = tempfile::tempdir().unwrap();
-        let stranger = ensure_dev_certificates(other.path(), &[]).unwrap();
-        let refused = connect(url(&stranger.ca_cert_path));
+        let (stranger, _, _) = test_pki(other.path());
+        let refused = connect(url(&stranger));
         assert!(refused.ping().await.is_err(), "a CA that did not sign it");
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 it issued, written into
+    /// `dir`: (CA certificate, server certificate, server key), PEM.
+    fn test_pki(
+        dir: &std::path::Path,
+    ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &Issuer::new(ca_params, ca_key))
+            .unwrap();
+        let paths = (
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server.key"),
+        );
+        std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+        std::fs::write(&paths.1, cert.pem()).unwrap();
+        std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+        // PostgreSQL refuses a key file others can read.
+        std::fs::set_permissions(&paths.2, std::fs::Permissions::from_mode(0o600)).unwrap();
+        paths
     }
 
     /// Session bounds reach the server.
