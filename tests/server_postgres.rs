@@ -135,6 +135,13 @@ fn notary_client_round_trip_on_postgres_through_an_outage() {
     let listing = reader.ok(&["list", gun]);
     assert!(listing.contains("v1"), "{listing}");
     assert_eq!(get(&server, "/_notary_server/health").0, 200);
+    // The admin subcommands read the same database.
+    let audit = run(notarium(&["audit", gun, "--config"])
+        .arg(&server.config)
+        .current_dir(&server.dir));
+    assert!(audit.status.success());
+    let records = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(records.matches("publish").count(), 2, "{records}");
 
     // The database goes away: health says so, and requests that need it
     // fail fast with 503 and Retry-After, not 500 and not a hang.
