@@ -19,7 +19,7 @@ use crate::server::auth::TokenAuth;
 use crate::server::tls::{self, TlsError};
 use crate::server::{AppState, Caching, Connections, metrics_handle, router, serve_tls};
 use crate::signer::{Error as SignerError, KeyService, Passphrase};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PoolSettings, PostgresStore, SqliteStore, Store};
 use crate::tuf::KeyAlgorithm;
 
 #[derive(Debug, Error)]
@@ -219,18 +219,99 @@ fn policy(config: &Config) -> Result<Policy, StartError> {
     })
 }
 
-/// Opens the configured database (creating its folder), for the server and
-/// the admin subcommands.
-pub async fn open_store(config: &Config) -> Result<SqliteStore, String> {
-    let StorageConfig::Sqlite { path } = &config.storage;
-    let data_dir = config.storage.data_dir();
-    // The database holds sealed keys: keep its folder private.
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-        .create(&data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-    SqliteStore::open(&path.to_string_lossy())
-        .await
-        .map_err(|e| format!("cannot open the database {}: {e}", path.display()))
+/// The configured database, opened. Everything after opening is generic over
+/// [`Store`] (see [`run`]); this enum only carries the choice made at start.
+#[derive(Debug)]
+pub enum OpenedStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// `error: cause: cause`, for start-up messages (sqlx's cause says what failed).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether opening a PostgreSQL database runs the migrations (SQLite always
+/// does: it is one process's file, created on first use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    Run,
+    /// `storage.migrate_on_start` decides.
+    AsConfigured,
+    Skip,
+}
+
+/// Opens the configured database (creating a SQLite file's folder), for the
+/// server and the admin subcommands.
+pub async fn open_store(config: &Config, migrations: Migrations) -> Result<OpenedStore, String> {
+    match &config.storage {
+        StorageConfig::Sqlite { path } => {
+            let data_dir = config.storage.data_dir().unwrap_or_else(|| ".".into());
+            // The database holds sealed keys: keep its folder private.
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(&data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+            SqliteStore::open(&path.to_string_lossy())
+                .await
+                .map(OpenedStore::Sqlite)
+                .map_err(|e| format!("cannot open the database {}: {e}", path.display()))
+        }
+        StorageConfig::Postgres(pg) => {
+            let mut options: sqlx::postgres::PgConnectOptions = pg
+                .url
+                .expose()
+                .parse()
+                .map_err(|_| format!("storage.db_url {} is not a PostgreSQL URL", pg.url))?;
+            if let Some(password) = &pg.password {
+                options = options.password(password.expose());
+            }
+            let store = PostgresStore::connect_lazy(
+                options,
+                PoolSettings {
+                    max_connections: pg.max_connections,
+                    acquire_timeout: pg.acquire_timeout,
+                    statement_timeout: pg.statement_timeout,
+                    lock_timeout: pg.lock_timeout,
+                },
+            );
+            let migrate = match migrations {
+                Migrations::Run => true,
+                Migrations::AsConfigured => pg.migrate_on_start,
+                Migrations::Skip => false,
+            };
+            if migrate {
+                store.migrate().await.map_err(|e| {
+                    format!("cannot migrate the database {}: {}", pg.url, chain(&e))
+                })?;
+            } else if migrations == Migrations::AsConfigured {
+                // Serving on an older schema would fail request by request.
+                let pending = store
+                    .pending_migrations()
+                    .await
+                    .map_err(|e| format!("cannot read the database {}: {}", pg.url, chain(&e)))?;
+                if !pending.is_empty() {
+                    return Err(format!(
+                        "the database {} lacks {} migration(s) this notarium needs and \
+                         storage.migrate_on_start is false: run `notarium migrate` first",
+                        pg.url,
+                        pending.len()
+                    ));
+                }
+            }
+            Ok(OpenedStore::Postgres(store))
+        }
+    }
 }
 
 /// Starts serving; `on_start` is told the address before requests are
@@ -242,7 +323,24 @@ pub async fn run(
 ) -> Result<(), StartError> {
     check_exposure(&config)?;
     let auth = token_auth(&config)?;
-    let store = open_store(&config).await.map_err(StartError::Store)?;
+    // The backend is chosen once here; `launch` is monomorphised per backend.
+    match open_store(&config, Migrations::AsConfigured)
+        .await
+        .map_err(StartError::Store)?
+    {
+        OpenedStore::Sqlite(store) => launch(config, store, auth, on_start, shutdown).await,
+        OpenedStore::Postgres(store) => launch(config, store, auth, on_start, shutdown).await,
+    }
+}
+
+/// Serves with an opened `store`.
+async fn launch<S: Store>(
+    config: Config,
+    store: S,
+    auth: Option<TokenAuth>,
+    on_start: impl FnOnce(&Started),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     let sealed_keys_exist = store
         .newest_key()
         .await

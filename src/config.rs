@@ -155,6 +155,39 @@ const BOUNDS: &[Bound] = &[
         default: 100,
         allowed: "an integer from 1 to 10000",
     },
+    // PostgreSQL pool and session bounds (ignored with SQLite).
+    Bound {
+        key: "storage.max_connections",
+        env: "NOTARIUM_STORAGE_MAX_CONNECTIONS",
+        min: 1,
+        max: 1000,
+        default: 10,
+        allowed: "an integer from 1 to 1000",
+    },
+    Bound {
+        key: "storage.acquire_timeout_seconds",
+        env: "NOTARIUM_STORAGE_ACQUIRE_TIMEOUT_SECONDS",
+        min: 1,
+        max: 600,
+        default: 5,
+        allowed: "an integer from 1 to 600",
+    },
+    Bound {
+        key: "storage.statement_timeout_seconds",
+        env: "NOTARIUM_STORAGE_STATEMENT_TIMEOUT_SECONDS",
+        min: 1,
+        max: 3600,
+        default: 30,
+        allowed: "an integer from 1 to 3600",
+    },
+    Bound {
+        key: "storage.lock_timeout_seconds",
+        env: "NOTARIUM_STORAGE_LOCK_TIMEOUT_SECONDS",
+        min: 1,
+        max: 3600,
+        default: 10,
+        allowed: "an integer from 1 to 3600",
+    },
 ];
 
 fn bound(key: &str) -> Option<&'static Bound> {
@@ -167,6 +200,10 @@ pub const ENV_HTTP_ADDR: &str = "NOTARIUM_HTTP_ADDR";
 pub const ENV_TLS_CERT_FILE: &str = "NOTARIUM_TLS_CERT_FILE";
 pub const ENV_TLS_KEY_FILE: &str = "NOTARIUM_TLS_KEY_FILE";
 pub const ENV_DB_URL: &str = "NOTARIUM_DB_URL";
+/// The PostgreSQL password (overrides one in `storage.db_url`).
+pub const ENV_DB_PASSWORD: &str = "NOTARIUM_DB_PASSWORD";
+pub const ENV_DB_PASSWORD_FILE: &str = "NOTARIUM_DB_PASSWORD_FILE";
+pub const ENV_MIGRATE_ON_START: &str = "NOTARIUM_STORAGE_MIGRATE_ON_START";
 pub const ENV_STORAGE_BACKEND: &str = "NOTARIUM_STORAGE_BACKEND";
 pub const ENV_LOG_LEVEL: &str = "NOTARIUM_LOG_LEVEL";
 pub const ENV_KEY_ALGORITHM: &str = "NOTARIUM_KEY_ALGORITHM";
@@ -309,18 +346,96 @@ pub enum StorageConfig {
         /// already resolved against the config file's folder).
         path: PathBuf,
     },
+    Postgres(PostgresConfig),
 }
 
 impl StorageConfig {
-    /// The folder holding the database, to create before opening it.
-    pub fn data_dir(&self) -> PathBuf {
+    /// The folder holding a SQLite database, to create before opening it.
+    pub fn data_dir(&self) -> Option<PathBuf> {
         match self {
-            Self::Sqlite { path } => match path.parent() {
+            Self::Sqlite { path } => Some(match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
-            },
+            }),
+            Self::Postgres(_) => None,
         }
     }
+}
+
+/// `storage` with `backend: "postgres"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// notary's form: `postgres://user@host:5432/db?sslmode=…&sslrootcert=…&sslcert=…&sslkey=…`.
+    pub url: DbUrl,
+    /// From `NOTARIUM_DB_PASSWORD` or `storage.password_file` (`NOTARIUM_DB_PASSWORD_FILE`);
+    /// replaces a password written in the URL.
+    pub password: Option<Secret>,
+    /// `storage.max_connections`: pool size per process.
+    pub max_connections: u32,
+    /// `storage.acquire_timeout_seconds`: how long a request waits for a connection before a 503.
+    pub acquire_timeout: Duration,
+    /// `storage.statement_timeout_seconds` (PostgreSQL `statement_timeout`).
+    pub statement_timeout: Duration,
+    /// `storage.lock_timeout_seconds` (PostgreSQL `lock_timeout`).
+    pub lock_timeout: Duration,
+    /// `storage.migrate_on_start` (default true): `serve` runs the migrations before serving.
+    pub migrate_on_start: bool,
+}
+
+/// A database URL whose password never shows in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl(Zeroizing<String>);
+
+impl DbUrl {
+    /// The URL with its password; only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbUrl({})", redact_password(&self.0))
+    }
+}
+
+impl fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_password(&self.0))
+    }
+}
+
+/// `scheme://user:secret@host/…` as `scheme://user:****@host/…`; the user name stays, it helps
+/// when reading logs. A `password=` query parameter is masked too.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:****{}", &authority[at..]),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=****")
+                    }
+                    _ => param.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,7 +521,7 @@ pub struct KeysConfig {
 }
 
 /// A secret string: zeroized on drop, never shown by `Debug` or `Display`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
@@ -830,6 +945,9 @@ struct Layer {
     key_algorithm: Option<Val<String>>,
     storage_backend: Option<Val<String>>,
     db_url: Option<Val<String>>,
+    db_password: Option<Secret>,
+    db_password_file: Option<Val<PathBuf>>,
+    migrate_on_start: Option<Val<bool>>,
     log_level: Option<Val<String>>,
     current_max_age: Option<Val<u64>>,
     consistent_max_age: Option<Val<u64>>,
@@ -903,6 +1021,9 @@ impl Layer {
             key_algorithm,
             storage_backend,
             db_url,
+            db_password,
+            db_password_file,
+            migrate_on_start,
             log_level,
             current_max_age,
             consistent_max_age,
@@ -1295,12 +1416,14 @@ impl FileReader<'_> {
             match k.as_str() {
                 "backend" => layer.storage_backend = self.string(&key, v)?,
                 "db_url" => layer.db_url = self.string(&key, v)?,
+                "password_file" => layer.db_password_file = self.path(&key, v)?,
+                "migrate_on_start" => layer.migrate_on_start = self.boolean(&key, v)?,
                 // The value of `password` is never echoed: warnings name keys only.
                 "database" | "tls_ca_file" | "client_cert_file" | "client_key_file"
                 | "username" | "password" => {
                     self.ignored(key, "used only with the rethinkdb backend")
                 }
-                _ => self.unknown(key),
+                _ => self.bound(layer, &format!("storage.{k}"), key, v)?,
             }
         }
         Ok(())
@@ -1394,7 +1517,19 @@ fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError
         Some(p) => Some(Secret::new(p)),
         None => None,
     };
+    let db_password = match env(ENV_DB_PASSWORD) {
+        Some(p) if p.is_empty() => {
+            return Err(ConfigError::EmptySecret {
+                var: ENV_DB_PASSWORD,
+            });
+        }
+        Some(p) => Some(Secret::new(p)),
+        None => None,
+    };
     Ok(Layer {
+        db_password,
+        db_password_file: path(ENV_DB_PASSWORD_FILE),
+        migrate_on_start: boolean(ENV_MIGRATE_ON_START)?,
         http_addr: get(ENV_HTTP_ADDR),
         tls_cert_file: path(ENV_TLS_CERT_FILE),
         tls_key_file: path(ENV_TLS_KEY_FILE),
@@ -1512,13 +1647,12 @@ fn parse_trust_type(v: &Val<String>) -> Result<TrustServiceKind, ConfigError> {
 fn check_backend(v: &Val<String>) -> Result<(), ConfigError> {
     const KEY: &str = "storage.backend";
     match normalized_backend(&v.value) {
-        "sqlite" => Ok(()),
-        "postgres" => Err(unsupported(
+        "sqlite" | "postgres" => Ok(()),
+        "mysql" | "rethinkdb" => Err(unsupported(
             KEY,
             v,
-            "is not supported yet (PostgreSQL support is planned); use \"sqlite\"",
+            "is not supported; use \"sqlite\" or \"postgres\"",
         )),
-        "mysql" | "rethinkdb" => Err(unsupported(KEY, v, "is not supported; use \"sqlite\"")),
         "memory" => Err(unsupported(
             KEY,
             v,
@@ -1528,7 +1662,7 @@ fn check_backend(v: &Val<String>) -> Result<(), ConfigError> {
             KEY,
             v,
             v.value.clone(),
-            "\"sqlite\" (or notary's \"sqlite3\")",
+            "\"sqlite\" (or notary's \"sqlite3\") or \"postgres\"",
         )),
     }
 }
@@ -1637,6 +1771,54 @@ fn authority_ok(a: &str) -> bool {
 }
 
 /// A URL for an error message, without any `user:password@` it carries.
+/// `storage` for `backend: "postgres"`: the URL is required and checked now (its password never
+/// appears in errors), the password comes from the environment or a file.
+fn postgres_config(
+    layer: &Layer,
+    get: &dyn Fn(&str) -> u64,
+) -> Result<PostgresConfig, ConfigError> {
+    const KEY: &str = "storage.db_url";
+    const ALLOWED: &str = "a PostgreSQL URL: postgres://user@host:5432/database?sslmode=verify-full\
+                           &sslrootcert=ca.pem&sslcert=client.pem&sslkey=client-key.pem (the password \
+                           from NOTARIUM_DB_PASSWORD or storage.password_file)";
+    let Some(v) = &layer.db_url else {
+        let origin = layer
+            .storage_backend
+            .as_ref()
+            .map_or(Origin::Default, |b| b.origin.clone());
+        return Err(ConfigError::Missing {
+            key: KEY.to_string(),
+            hint: "storage.backend is \"postgres\": set storage.db_url (or NOTARIUM_DB_URL) to \
+                   postgres://user@host:5432/database",
+            origin,
+        });
+    };
+    let lower = v.value.to_ascii_lowercase();
+    if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+        return Err(invalid(KEY, v, redact_password(&v.value), ALLOWED));
+    }
+    if let Err(e) = v.value.parse::<sqlx::postgres::PgConnectOptions>() {
+        // sqlx's message may quote the URL: not shown, it could hold the password.
+        drop(e);
+        return Err(invalid(KEY, v, redact_password(&v.value), ALLOWED));
+    }
+    let password = match (&layer.db_password, &layer.db_password_file) {
+        (Some(secret), _) => Some(secret.clone()),
+        (None, Some(file)) => Some(read_password_file("storage.password_file", file)?),
+        (None, None) => None,
+    };
+    let seconds = |key: &str| Duration::from_secs(get(key));
+    Ok(PostgresConfig {
+        url: DbUrl(Zeroizing::new(v.value.clone())),
+        password,
+        max_connections: u32::try_from(get("storage.max_connections")).unwrap_or(u32::MAX),
+        acquire_timeout: seconds("storage.acquire_timeout_seconds"),
+        statement_timeout: seconds("storage.statement_timeout_seconds"),
+        lock_timeout: seconds("storage.lock_timeout_seconds"),
+        migrate_on_start: layer.migrate_on_start.as_ref().is_none_or(|v| v.value),
+    })
+}
+
 fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -1922,7 +2104,11 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     if let Some(v) = &layer.storage_backend {
         check_backend(v)?;
     }
-    if let Some(v) = &layer.db_url {
+    let postgres = layer
+        .storage_backend
+        .as_ref()
+        .is_some_and(|v| normalized_backend(&v.value) == "postgres");
+    if !postgres && let Some(v) = &layer.db_url {
         config.storage = StorageConfig::Sqlite {
             path: sqlite_path(v)?,
         };
@@ -1997,6 +2183,9 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     };
     config.limits = limits_config(&get);
     config.server.connections = connection_config(&get);
+    if postgres {
+        config.storage = StorageConfig::Postgres(postgres_config(&layer, &get)?);
+    }
 
     config.keys.passphrase = layer.passphrase;
     Ok(config)
@@ -2049,7 +2238,7 @@ const EXAMPLE_JSON: &str = r#"{
     "key_algorithm": "ecdsa"
   },
   "storage": {
-    "//": "backend: sqlite (notary's sqlite3 is accepted). db_url: a file path or sqlite: URL (NOTARIUM_STORAGE_BACKEND, NOTARIUM_DB_URL).",
+    "//": "backend: sqlite (notary's sqlite3 is accepted) or postgres. db_url: a file path or sqlite: URL; for postgres, postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=…&sslcert=…&sslkey=… (NOTARIUM_STORAGE_BACKEND, NOTARIUM_DB_URL). postgres only: password_file (or NOTARIUM_DB_PASSWORD), max_connections (default 10), acquire_timeout_seconds (5), statement_timeout_seconds (30), lock_timeout_seconds (10), migrate_on_start (true; else run notarium migrate).",
     "backend": "sqlite",
     "db_url": "data/notarium.db"
   },
@@ -2190,7 +2379,7 @@ mod tests {
                 path: "data/notarium.db".into()
             }
         );
-        assert_eq!(c.storage.data_dir(), PathBuf::from("data"));
+        assert_eq!(c.storage.data_dir(), Some(PathBuf::from("data")));
         assert_eq!(c.logging.level, LogLevel::Info);
         assert_eq!(c.caching.current_metadata_max_age, 300);
         assert_eq!(c.caching.consistent_metadata_max_age, 2_592_000);
@@ -2794,16 +2983,13 @@ mod tests {
                 path: "/tmp/notary-server.db".into()
             }
         );
-        let e = err_str(&base(
+        let (c, w) = load_str(&base(
             "postgres",
             "postgres://server@postgresql:5432/notaryserver",
-        ));
-        assert!(
-            e.starts_with(
-                "storage.backend \"postgres\" is not supported yet (PostgreSQL support is planned)"
-            ),
-            "{e}"
-        );
+        ))
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert!(matches!(c.storage, StorageConfig::Postgres(_)));
         let e = err_str(&base(
             "mysql",
             "server@tcp(mysql:3306)/notaryserver?parseTime=True",
@@ -2825,6 +3011,96 @@ mod tests {
             e.starts_with("storage.backend = \"oracle\" is invalid"),
             "{e}"
         );
+    }
+
+    /// notary's PostgreSQL `db_url`, the password from the environment or a file (never shown),
+    /// pool bounds with defaults, and migrate_on_start.
+    #[test]
+    fn postgres_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "postgres://server@db:5432/notary?sslmode=verify-full&sslrootcert=/ca.pem\
+                   &sslcert=/c.pem&sslkey=/k.pem";
+        let file = write(
+            dir.path(),
+            "c.json",
+            &format!(r#"{{"storage":{{"backend":"postgres","db_url":"{url}"}}}}"#),
+        );
+        let (c, w) = Config::load(Some(&file), &no_env, ConfigOverrides::default()).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let StorageConfig::Postgres(pg) = &c.storage else {
+            panic!("{:?}", c.storage)
+        };
+        assert_eq!(pg.url.expose(), url);
+        assert_eq!(pg.password, None);
+        assert_eq!(pg.max_connections, 10);
+        assert_eq!(pg.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(pg.statement_timeout, Duration::from_secs(30));
+        assert_eq!(pg.lock_timeout, Duration::from_secs(10));
+        assert!(pg.migrate_on_start);
+        assert_eq!(c.storage.data_dir(), None);
+
+        // Password from the environment; bounds and migrate_on_start from the environment.
+        let env = env_of(&[
+            (ENV_DB_PASSWORD, "s3cret"),
+            ("NOTARIUM_STORAGE_MAX_CONNECTIONS", "3"),
+            (ENV_MIGRATE_ON_START, "false"),
+        ]);
+        let (c, _) = Config::load(Some(&file), &env, ConfigOverrides::default()).unwrap();
+        let StorageConfig::Postgres(pg) = &c.storage else {
+            panic!()
+        };
+        assert_eq!(pg.password.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(pg.max_connections, 3);
+        assert!(!pg.migrate_on_start);
+        assert!(!format!("{c:?}").contains("s3cret"));
+
+        // From a file named in the config, relative to it.
+        std::fs::write(dir.path().join("pw"), "filepass\n").unwrap();
+        let file = write(
+            dir.path(),
+            "f.json",
+            r#"{"storage":{"backend":"postgres","db_url":"postgres://u@h/d",
+                "password_file":"pw","lock_timeout_seconds":2,"migrate_on_start":false}}"#,
+        );
+        let (c, _) = Config::load(Some(&file), &no_env, ConfigOverrides::default()).unwrap();
+        let StorageConfig::Postgres(pg) = &c.storage else {
+            panic!()
+        };
+        assert_eq!(pg.password.as_ref().unwrap().expose(), "filepass");
+        assert_eq!(pg.lock_timeout, Duration::from_secs(2));
+        assert!(!pg.migrate_on_start);
+
+        // A password in the URL is redacted in Debug, Display and errors.
+        let env = env_of(&[
+            (ENV_STORAGE_BACKEND, "postgres"),
+            (ENV_DB_URL, "postgres://u:hunter2@h/d?password=hunter3"),
+        ]);
+        let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+        assert!(shown.contains("u:****@h/d?password=****"), "{shown}");
+        let env = env_of(&[
+            (ENV_STORAGE_BACKEND, "postgres"),
+            (ENV_DB_URL, "mysql://u:hunter2@h/d"),
+        ]);
+        let e = Config::load(None, &env, ConfigOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("storage.db_url") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = Config::load(
+            None,
+            &env_of(&[(ENV_STORAGE_BACKEND, "postgres")]),
+            ConfigOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("storage.db_url is required"), "{e}");
     }
 
     #[test]
@@ -2992,7 +3268,7 @@ mod tests {
             }
         );
         assert_eq!(c.server.keys_dir, etc.join("..").join("k"));
-        assert_eq!(c.storage.data_dir(), etc.join("db"));
+        assert_eq!(c.storage.data_dir(), Some(etc.join("db")));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use notarium::app::{Started, run};
+use notarium::app::{Migrations, OpenedStore, Started, run};
 use notarium::config::{Config, ConfigOverrides};
 use notarium::store::Store;
 
@@ -27,6 +27,17 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print an example configuration file (notary-server's JSON format).
     DefaultConfig,
+    /// Apply the database migrations and exit (PostgreSQL: safe while other
+    /// replicas start or serve; `serve` also runs them unless
+    /// storage.migrate_on_start is false).
+    Migrate {
+        /// The server's configuration file (for its database).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Database URL (overrides the configuration).
+        #[arg(long)]
+        db_url: Option<String>,
+    },
     /// Mark repositories immutable: their signed tags cannot be re-pointed
     /// or removed and their trust data cannot be deleted.
     Immutable {
@@ -86,10 +97,10 @@ struct ServeArgs {
     /// TLS private key (PEM); with --tls-cert-file.
     #[arg(long)]
     tls_key_file: Option<PathBuf>,
-    /// Storage backend (sqlite).
+    /// Storage backend: sqlite or postgres.
     #[arg(long)]
     storage_backend: Option<String>,
-    /// Database file or sqlite: URL.
+    /// Database file, sqlite: URL or postgres:// URL.
     #[arg(long)]
     db_url: Option<String>,
     /// Log level: trace, debug, info, warn, error.
@@ -147,15 +158,54 @@ fn main() -> ExitCode {
             json,
             config,
             db_url,
-        } => admin(config.as_deref(), db_url, |store| async move {
-            audit(&store, &gun, limit, before, json).await
-        }),
+        } => admin(
+            config.as_deref(),
+            db_url,
+            Migrations::Skip,
+            Admin::Audit {
+                gun,
+                limit,
+                before,
+                json,
+            },
+        ),
+        Command::Migrate { config, db_url } => {
+            admin(config.as_deref(), db_url, Migrations::Run, Admin::Migrated)
+        }
+    }
+}
+
+/// An admin subcommand, run against whichever backend is configured.
+enum Admin {
+    Audit {
+        gun: String,
+        limit: i64,
+        before: Option<i64>,
+        json: bool,
+    },
+    Immutable(ImmutableAction),
+    /// Opening the store ran the migrations; only report.
+    Migrated,
+}
+
+impl Admin {
+    async fn run<S: Store>(self, store: &S) -> Result<String, String> {
+        match self {
+            Self::Audit {
+                gun,
+                limit,
+                before,
+                json,
+            } => audit(store, &gun, limit, before, json).await,
+            Self::Immutable(action) => immutable_action(store, action).await,
+            Self::Migrated => Ok("the database schema is up to date".to_string()),
+        }
     }
 }
 
 /// `notarium audit`: the records, newest first, as text or JSON.
-async fn audit(
-    store: &notarium::store::SqliteStore,
+async fn audit<S: Store>(
+    store: &S,
     gun: &str,
     limit: i64,
     before: Option<i64>,
@@ -214,7 +264,11 @@ async fn audit(
 }
 
 fn immutable(action: ImmutableAction, config: Option<&Path>, db_url: Option<String>) -> ExitCode {
-    admin(config, db_url, |store| async move {
+    admin(config, db_url, Migrations::Skip, Admin::Immutable(action))
+}
+
+async fn immutable_action<S: Store>(store: &S, action: ImmutableAction) -> Result<String, String> {
+    {
         match action {
             ImmutableAction::Set { gun } => {
                 notarium::repo::check_gun(&gun).map_err(|e| e.to_string())?;
@@ -239,16 +293,17 @@ fn immutable(action: ImmutableAction, config: Option<&Path>, db_url: Option<Stri
                 .map_err(|e| e.to_string())?
                 .join("\n")),
         }
-    })
+    }
 }
 
 /// Runs an admin command against the configured database and prints its
 /// output.
-fn admin<F, Fut>(config: Option<&Path>, db_url: Option<String>, command: F) -> ExitCode
-where
-    F: FnOnce(notarium::store::SqliteStore) -> Fut,
-    Fut: std::future::Future<Output = Result<String, String>>,
-{
+fn admin(
+    config: Option<&Path>,
+    db_url: Option<String>,
+    migrations: Migrations,
+    command: Admin,
+) -> ExitCode {
     let overrides = ConfigOverrides {
         db_url,
         ..ConfigOverrides::default()
@@ -272,8 +327,10 @@ where
         }
     };
     let result = runtime.block_on(async {
-        let store = notarium::app::open_store(&config).await?;
-        command(store).await
+        match notarium::app::open_store(&config, migrations).await? {
+            OpenedStore::Sqlite(store) => command.run(&store).await,
+            OpenedStore::Postgres(store) => command.run(&store).await,
+        }
     });
     match result {
         Ok(text) => {

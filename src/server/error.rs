@@ -11,6 +11,8 @@ use crate::auth::Required;
 use crate::policy::Violation;
 use crate::policy::names::NameError;
 use crate::repo::{Error as RepoError, Rejection};
+use crate::signer::Error as SignerError;
+use crate::store::Error as StoreError;
 
 mod wording;
 
@@ -225,6 +227,20 @@ impl ApiError {
             }
             RepoError::Busy { .. } => {
                 let mut error = refused(Code::Unavailable, Rejection::Validation, "busy");
+                error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
+                error
+            }
+            RepoError::Store(StoreError::Unavailable(_))
+            | RepoError::Signer(SignerError::Store(StoreError::Unavailable(_))) => {
+                // Logged: the operator needs to know the database is away.
+                tracing::error!(error = %error_chain(error), "database unavailable");
+                let mut error = Self::client(
+                    Code::Unavailable,
+                    // Not "nothing was stored": a connection lost during a
+                    // commit leaves the outcome unknown to us.
+                    "the database is unavailable or busy: retry shortly",
+                    "database_unavailable",
+                );
                 error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
                 error
             }
@@ -655,6 +671,18 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "UPDATING",
             ),
+            (
+                RepoError::Store(StoreError::Unavailable("connection refused".into())),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+            ),
+            (
+                RepoError::Signer(SignerError::Store(StoreError::Unavailable(
+                    "connection refused".into(),
+                ))),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+            ),
         ];
         for (error, status, code) in cases {
             let api = ApiError::from_repo(&error, true);
@@ -725,6 +753,17 @@ mod tests {
         // Server faults carry no detail at all.
         let fault = ApiError::from_repo(&RepoError::ValidationAborted, true);
         assert!(fault.detail.is_none());
+    }
+
+    #[test]
+    fn an_unavailable_database_asks_to_retry() {
+        let error = RepoError::Store(StoreError::Unavailable("connection refused".into()));
+        let response = ApiError::from_repo(&error, true).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            &HeaderValue::from(BUSY_RETRY_AFTER_SECONDS)
+        );
     }
 
     #[test]

@@ -232,17 +232,26 @@ impl<S: Store> KeyService<S> {
             Ok((key.public_key().clone(), sealed_private))
         })
         .await?;
-        self.store
-            .put_key(NewKey {
-                key_id: public.id().to_string(),
-                gun: gun.to_string(),
-                role: role.to_string(),
-                algorithm: keytype.as_str().to_string(),
-                public: public.public_bytes().to_vec(),
-                sealed_private,
-            })
+        // Another server process may have stored an unused key for (gun,
+        // role) since `held` was read: the store keeps one and says which.
+        let kept = self
+            .store
+            .put_key_once(
+                NewKey {
+                    key_id: public.id().to_string(),
+                    gun: gun.to_string(),
+                    role: role.to_string(),
+                    algorithm: keytype.as_str().to_string(),
+                    public: public.public_bytes().to_vec(),
+                    sealed_private,
+                },
+                &unrecorded,
+            )
             .await?;
-        Ok(public)
+        if kept.key_id == public.id() {
+            return Ok(public);
+        }
+        public_key_of(&kept)
     }
 
     pub async fn public_key(&self, key_id: &str) -> Result<PublicKey, Error> {

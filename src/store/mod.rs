@@ -2,10 +2,11 @@
 //! The only module that knows SQL.
 //!
 //! [`Store`] is the interface the upper layers are generic over; each backend
-//! (SQLite now, PostgreSQL later) implements it with its own SQL dialect and
+//! (SQLite, PostgreSQL) implements it with its own SQL dialect and
 //! migrations, as atuin does (STYLE.md §1.1). No backend type appears in the
 //! trait, so callers never see sqlx.
 
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::future::Future;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+pub use postgres::{PoolSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Role name whose uploads are recorded in the changefeed (PROTOCOL.md §1.6).
@@ -39,6 +41,14 @@ pub enum Error {
     #[error("key {key_id} is already stored")]
     KeyExists { key_id: String },
 
+    /// The database cannot be reached or did not answer in time (no
+    /// connection within the pool's acquire timeout, a connection lost, a
+    /// statement or lock timeout): retry later. A connection lost during a
+    /// commit leaves the outcome unknown. The cause is boxed so that callers
+    /// need not know the driver.
+    #[error("storage backend unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+
     #[error("storage backend failed")]
     Backend(#[source] sqlx::Error),
 }
@@ -47,8 +57,32 @@ impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::RowNotFound => Self::NotFound,
+            other if is_unavailable(&other) => Self::Unavailable(Box::new(other)),
             other => Self::Backend(other),
         }
+    }
+}
+
+/// Whether `err` says "the database is not there (right now)" rather than
+/// "this operation is wrong": those become a 503 with Retry-After.
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // SQLSTATE class 08: connection exceptions; 57P01..57P03: the
+            // server is shutting down or starting; 57014: statement timeout;
+            // 55P03: lock timeout; 53300: too many connections.
+            code.starts_with("08")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "53300"
+                )
+        }),
+        _ => false,
     }
 }
 
@@ -398,6 +432,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Fails with [`Error::KeyExists`] if the key ID is already stored.
     fn put_key(&self, key: NewKey) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores `key` unless (gun, role) already holds a key of the same
+    /// algorithm that has never signed, is not retired and is not in `skip`;
+    /// returns the key kept (the existing one, or `key`). Atomic across
+    /// processes: of several servers creating "the" key of a role at once,
+    /// all get the same one.
+    fn put_key_once(
+        &self,
+        key: NewKey,
+        skip: &[String],
+    ) -> impl Future<Output = Result<StoredKey>> + Send;
 
     fn get_key(&self, key_id: &str) -> impl Future<Output = Result<StoredKey>> + Send;
 
@@ -869,6 +914,67 @@ pub(crate) mod tests {
         assert_eq!(
             store.put_kek_params(params(3), true).await.unwrap(),
             params(3)
+        );
+    }
+
+    /// Several servers creating "the" key of one role at once all get one
+    /// key; a skipped, used or other-algorithm key does not count.
+    pub(crate) async fn key_once<S: Store>(first: Arc<S>, second: Arc<S>) {
+        let gun = "example.com/once";
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = Arc::clone(if i % 2 == 0 { &first } else { &second });
+            tasks.push(tokio::spawn(async move {
+                store
+                    .put_key_once(key(&format!("c{i}"), gun, "timestamp"), &[])
+                    .await
+                    .unwrap()
+                    .key_id
+            }));
+        }
+        let mut kept = Vec::new();
+        for task in tasks {
+            kept.push(task.await.unwrap());
+        }
+        assert!(kept.iter().all(|id| *id == kept[0]), "{kept:?}");
+        assert_eq!(first.keys_for(gun, "timestamp").await.unwrap().len(), 1);
+        let stored = second.get_key(&kept[0]).await.unwrap();
+        assert_eq!(stored.sealed_private, format!("sealed-{}", kept[0]));
+
+        // Skipped (signed, use not yet recorded): a new key is stored.
+        let skipped = first
+            .put_key_once(key("s1", gun, "timestamp"), std::slice::from_ref(&kept[0]))
+            .await
+            .unwrap();
+        assert_eq!(skipped.key_id, "s1");
+        // Both used: a new key again.
+        first.mark_key_used(&kept[0]).await.unwrap();
+        first.mark_key_used("s1").await.unwrap();
+        let fresh = second
+            .put_key_once(key("s2", gun, "timestamp"), &[])
+            .await
+            .unwrap();
+        assert_eq!(fresh.key_id, "s2");
+        // Another algorithm's unused key is not handed out for this one.
+        let mut ed = key("e1", gun, "timestamp");
+        ed.algorithm = "ed25519".into();
+        assert_eq!(first.put_key_once(ed, &[]).await.unwrap().key_id, "e1");
+        assert_eq!(
+            first
+                .put_key_once(key("s3", gun, "timestamp"), &[])
+                .await
+                .unwrap()
+                .key_id,
+            "s2"
+        );
+        // Another role is separate.
+        assert_eq!(
+            first
+                .put_key_once(key("n1", gun, "snapshot"), &[])
+                .await
+                .unwrap()
+                .key_id,
+            "n1"
         );
     }
 

@@ -275,6 +275,31 @@ async fn insert_audit<'e, E: sqlx::SqliteExecutor<'e>>(
 const KEY_COLUMNS: &str =
     "key_id, gun, role, algorithm, public, sealed_private, created_at, last_used, retired_at";
 
+async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(executor: E, key: &NewKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.key_id)
+    .bind(&key.gun)
+    .bind(&key.role)
+    .bind(&key.algorithm)
+    .bind(&key.public)
+    .bind(&key.sealed_private)
+    .execute(executor)
+    .await
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            Error::KeyExists {
+                key_id: key.key_id.clone(),
+            }
+        } else {
+            err.into()
+        }
+    })?;
+    Ok(())
+}
+
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -666,28 +691,40 @@ impl Store for SqliteStore {
     }
 
     async fn put_key(&self, key: NewKey) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.gun)
-        .bind(&key.role)
-        .bind(&key.algorithm)
-        .bind(&key.public)
-        .bind(&key.sealed_private)
-        .execute(&self.pool)
-        .await
-        .map_err(|err| {
-            if is_unique_violation(&err) {
-                Error::KeyExists {
-                    key_id: key.key_id.clone(),
-                }
-            } else {
-                err.into()
+        insert_key(&self.pool, &key).await
+    }
+
+    async fn put_key_once(&self, key: NewKey, skip: &[String]) -> Result<StoredKey> {
+        let _writer = self.writer.lock().await;
+        // BEGIN IMMEDIATE: another process's check-then-insert waits.
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys \
+             WHERE gun = ? AND role = ? AND algorithm = ? \
+               AND last_used IS NULL AND retired_at IS NULL \
+             ORDER BY created_at DESC, rowid DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&key.gun)
+            .bind(&key.role)
+            .bind(&key.algorithm)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &rows {
+            let held = key_from_row(row)?;
+            if !skip.contains(&held.key_id) {
+                return Ok(held);
             }
-        })?;
-        Ok(())
+        }
+        insert_key(&mut *tx, &key).await?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&key.key_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let kept = key_from_row(&row)?;
+        tx.commit().await?;
+        Ok(kept)
     }
 
     async fn get_key(&self, key_id: &str) -> Result<StoredKey> {
@@ -734,7 +771,7 @@ impl Store for SqliteStore {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::tests::{audit_story, race, story, temp_db};
+    use super::super::tests::{audit_story, key_once, race, story, temp_db};
     use super::*;
 
     #[tokio::test]
@@ -826,6 +863,15 @@ mod tests {
         let first = Arc::new(SqliteStore::open(&db).await.unwrap());
         let second = Arc::new(SqliteStore::open(&db).await.unwrap());
         race(first, second, "example.com/race", 20).await;
+    }
+
+    /// Two pools on one file: one unused key per role, whoever creates it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_unused_key_per_role_across_processes() {
+        let (_dir, db) = temp_db();
+        let first = Arc::new(SqliteStore::open(&db).await.unwrap());
+        let second = Arc::new(SqliteStore::open(&db).await.unwrap());
+        key_once(first, second).await;
     }
 
     #[tokio::test]

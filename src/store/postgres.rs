@@ -1,0 +1,1214 @@
+//! PostgreSQL backend, for any number of server processes (replicas) on one
+//! database. Nothing here assumes it is the only writer: every
+//! read-check-write runs in one transaction under a transaction-scoped
+//! advisory lock, so the database, not the process, decides races.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+
+use super::{
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, MAX_AUDIT_PAGE,
+    NewAuditEntry, NewFile, NewKey, Result, RoleVersion, Store, StoredFile, StoredKey,
+    TIMESTAMP_ROLE, sha256_hex,
+};
+
+/// The embedded migrations. Migrations applied by a newer notarium are
+/// ignored rather than refused: during a rolling upgrade the first new
+/// replica migrates forward (migrations only add), and the old replicas must
+/// still start until they are replaced.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Advisory lock namespaces (the first key of `pg_advisory_xact_lock(int,
+/// int)`); the second key is a hash of the locked name. A hash collision only
+/// serialises two unrelated writers, it never lets two related ones overlap.
+const LOCK_GUN: i32 = 0x6e74_0001;
+const LOCK_CHANGEFEED: i32 = 0x6e74_0002;
+const LOCK_KEY_CREATION: i32 = 0x6e74_0003;
+
+/// Pool and session bounds (storage.* in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections per process; N replicas open up to N times this many.
+    pub max_connections: u32,
+    /// How long a query waits for a connection (or for a new one to be
+    /// established) before failing with [`Error::Unavailable`]: with the
+    /// database down, requests fail after this rather than hang.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout` for every session.
+    pub statement_timeout: Duration,
+    /// PostgreSQL `lock_timeout` for every session (row and advisory locks).
+    pub lock_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// PostgreSQL-backed [`Store`]. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The connection options without the session timeouts, for `migrate`.
+    /// Shared: the options are large and the store is cloned freely.
+    migrate_options: std::sync::Arc<PgConnectOptions>,
+    acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// A pool over `options` (already holding the password and TLS files);
+    /// connects lazily, so a server can start while the database is down
+    /// and recover when it comes up. Does not run migrations.
+    pub fn connect_lazy(options: PgConnectOptions, settings: PoolSettings) -> Self {
+        let session = [
+            ("statement_timeout", millis(settings.statement_timeout)),
+            ("lock_timeout", millis(settings.lock_timeout)),
+        ];
+        let migrate_options = std::sync::Arc::new(options.clone());
+        let options = options.options(session);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // A connection broken by a database restart is noticed here
+            // and replaced, instead of failing the request it is given to.
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Self {
+            pool,
+            migrate_options,
+            acquire_timeout: settings.acquire_timeout,
+        }
+    }
+
+    /// Runs the embedded migrations. sqlx holds a PostgreSQL advisory lock
+    /// while it migrates, so replicas starting together take turns and all
+    /// but the first find nothing to do.
+    ///
+    /// Runs on a connection of its own without the session timeouts: a
+    /// replica waiting for another's migration, or a long index build, must
+    /// not fail at `lock_timeout` or `statement_timeout`.
+    pub async fn migrate(&self) -> Result<()> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_with((*self.migrate_options).clone())
+            .await?;
+        let applied = migrator().run(&pool).await;
+        pool.close().await;
+        applied?;
+        Ok(())
+    }
+
+    /// Versions of this binary's migrations not yet applied to the database
+    /// (all of them for an empty database).
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>> {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::TEXT")
+                .fetch_one(&self.pool)
+                .await?;
+        let applied: Vec<i64> = if table.is_some() {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|version| !applied.contains(version))
+            .collect())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
+}
+
+/// Waits for the transaction-scoped advisory lock `(space, hash(name))`;
+/// released at commit or rollback.
+async fn lock(tx: &mut Transaction<'static, Postgres>, space: i32, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(space)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A TIMESTAMPTZ column selected as microseconds since the epoch.
+fn micros(row: &PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+    let micros: i64 = row.try_get(column)?;
+    at(micros)
+}
+
+fn at(micros: i64) -> Result<OffsetDateTime, sqlx::Error> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn file_from_row(row: &PgRow) -> Result<StoredFile, sqlx::Error> {
+    Ok(StoredFile {
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        data: row.try_get("data")?,
+        created_at: micros(row, "created_at")?,
+    })
+}
+
+fn change_from_row(row: &PgRow) -> Result<Change, sqlx::Error> {
+    let category: &str = row.try_get("category")?;
+    let category = ChangeCategory::parse(category).ok_or_else(|| {
+        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
+    })?;
+    Ok(Change {
+        id: row.try_get("id")?,
+        created_at: micros(row, "created_at")?,
+        gun: row.try_get("gun")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        category,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> Result<StoredKey, sqlx::Error> {
+    Ok(StoredKey {
+        key_id: row.try_get("key_id")?,
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        algorithm: row.try_get("algorithm")?,
+        public: row.try_get("public")?,
+        sealed_private: row.try_get("sealed_private")?,
+        created_at: micros(row, "created_at")?,
+        last_used: row
+            .try_get::<Option<i64>, _>("last_used")?
+            .map(at)
+            .transpose()?,
+        retired_at: row
+            .try_get::<Option<i64>, _>("retired_at")?
+            .map(at)
+            .transpose()?,
+    })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn audit_from_row(row: &PgRow) -> Result<AuditEntry, sqlx::Error> {
+    let action: &str = row.try_get("action")?;
+    let action = AuditAction::parse(action)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
+    let roles: Vec<(String, i64)> = decode_json(row.try_get("roles")?)?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        created_at: micros(row, "created_at")?,
+        gun: row.try_get("gun")?,
+        action,
+        subject: row.try_get("subject")?,
+        roles: roles
+            .into_iter()
+            .map(|(role, version)| RoleVersion { role, version })
+            .collect(),
+        key_ids: decode_json(row.try_get("key_ids")?)?,
+    })
+}
+
+async fn insert_audit<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    entry: &NewAuditEntry,
+) -> Result<()> {
+    let roles: Vec<(&str, i64)> = entry
+        .roles
+        .iter()
+        .map(|r| (r.role.as_str(), r.version))
+        .collect();
+    let encode = |value: serde_json::Result<String>| {
+        value.map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
+    };
+    sqlx::query(
+        "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&entry.gun)
+    .bind(entry.action.as_str())
+    .bind(&entry.subject)
+    .bind(encode(serde_json::to_string(&roles))?)
+    .bind(encode(serde_json::to_string(&entry.key_ids))?)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+// Times leave the database as microseconds since the epoch (see
+// `micros`), so no date-time crate feature of sqlx is needed.
+const KEY_COLUMNS: &str = "key_id, gun, role, algorithm, public, sealed_private, \
+     (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
+     (extract(epoch FROM last_used) * 1000000)::BIGINT AS last_used, \
+     (extract(epoch FROM retired_at) * 1000000)::BIGINT AS retired_at";
+
+const FILE_COLUMNS: &str = "gun, role, version, sha256, data, \
+     (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at";
+
+const CHANGE_COLUMNS: &str = "id, gun, version, sha256, category, \
+     (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at";
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Appends a changefeed record. Identity values are handed out at insert,
+/// not at commit, so two concurrent transactions could commit IDs out of
+/// order and a reader paging past the higher one would never see the lower.
+/// Holding one lock from here to commit makes ID order commit order.
+async fn insert_change(
+    tx: &mut Transaction<'static, Postgres>,
+    gun: &str,
+    version: i64,
+    sha256: &str,
+    category: ChangeCategory,
+) -> Result<()> {
+    lock(tx, LOCK_CHANGEFEED, "").await?;
+    sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, $2, $3, $4)")
+        .bind(gun)
+        .bind(version)
+        .bind(sha256)
+        .bind(category.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The checks and inserts of one publish, inside its transaction, which
+/// holds the GUN's lock: the version check and the insert see one state.
+async fn insert_files(
+    tx: &mut Transaction<'static, Postgres>,
+    gun: &str,
+    files: &[NewFile],
+) -> Result<()> {
+    // Timestamps last, so the changefeed lock is held as briefly as possible.
+    let mut ordered: Vec<&NewFile> = files.iter().collect();
+    ordered.sort_by_key(|file| file.role == TIMESTAMP_ROLE);
+    for file in ordered {
+        let conflict = || Error::Conflict {
+            gun: gun.to_string(),
+            role: file.role.clone(),
+            version: file.version,
+        };
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2")
+                .bind(gun)
+                .bind(&file.role)
+                .fetch_one(&mut **tx)
+                .await?;
+        if newest.is_some_and(|newest| newest >= file.version) {
+            return Err(conflict());
+        }
+        let sha256 = sha256_hex(&file.data);
+        sqlx::query(
+            "INSERT INTO tuf_files (gun, role, version, sha256, data) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(gun)
+        .bind(&file.role)
+        .bind(file.version)
+        .bind(&sha256)
+        .bind(&file.data)
+        .execute(&mut **tx)
+        .await
+        .map_err(|err| {
+            // UNIQUE (gun, role, version) is the second guard.
+            if is_unique_violation(&err) {
+                conflict()
+            } else {
+                err.into()
+            }
+        })?;
+        if file.role == TIMESTAMP_ROLE {
+            insert_change(tx, gun, file.version, &sha256, ChangeCategory::Update).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits `tx` if `outcome` is Ok, else rolls it back now (releasing its
+/// locks before the caller's next request) and returns the error.
+async fn finish<T>(tx: Transaction<'static, Postgres>, outcome: Result<T>) -> Result<T> {
+    match outcome {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            // A failed rollback is moot: the connection discards the
+            // transaction when it goes back to the pool.
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+impl PostgresStore {
+    async fn publish_in(
+        tx: &mut Transaction<'static, Postgres>,
+        gun: &str,
+        files: &[NewFile],
+        subject: Option<&str>,
+        used_keys: &[String],
+    ) -> Result<()> {
+        lock(tx, LOCK_GUN, gun).await?;
+        insert_files(tx, gun, files).await?;
+        for key_id in used_keys {
+            sqlx::query(
+                "UPDATE server_keys SET last_used = clock_timestamp() \
+                 WHERE key_id = $1 AND last_used IS NULL",
+            )
+            .bind(key_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if let Some(subject) = subject {
+            let entry = NewAuditEntry {
+                gun: gun.to_string(),
+                action: AuditAction::Publish,
+                subject: subject.to_string(),
+                roles: files
+                    .iter()
+                    .map(|f| RoleVersion {
+                        role: f.role.clone(),
+                        version: f.version,
+                    })
+                    .collect(),
+                key_ids: Vec::new(),
+            };
+            insert_audit(&mut **tx, &entry).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_in(
+        tx: &mut Transaction<'static, Postgres>,
+        gun: &str,
+        subject: &str,
+    ) -> Result<Deleted> {
+        lock(tx, LOCK_GUN, gun).await?;
+        let rows = sqlx::query(
+            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = $1 \
+             GROUP BY role ORDER BY role COLLATE \"C\"",
+        )
+        .bind(gun)
+        .fetch_all(&mut **tx)
+        .await?;
+        let roles = rows
+            .iter()
+            .map(|row| {
+                Ok(RoleVersion {
+                    role: row.try_get("role")?,
+                    version: row.try_get("version")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let retired_keys: Vec<String> = sqlx::query_scalar(
+            "UPDATE server_keys SET retired_at = clock_timestamp() \
+             WHERE gun = $1 AND retired_at IS NULL RETURNING key_id",
+        )
+        .bind(gun)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut retired_keys = retired_keys;
+        retired_keys.sort();
+        sqlx::query("DELETE FROM tuf_files WHERE gun = $1")
+            .bind(gun)
+            .execute(&mut **tx)
+            .await?;
+        let deleted = Deleted {
+            roles,
+            retired_keys,
+        };
+        if deleted.any() {
+            insert_change(tx, gun, 0, "", ChangeCategory::Deletion).await?;
+        }
+        if deleted.any() || !deleted.retired_keys.is_empty() {
+            let entry = NewAuditEntry {
+                gun: gun.to_string(),
+                action: AuditAction::Delete,
+                subject: subject.to_string(),
+                roles: deleted.roles.clone(),
+                key_ids: deleted.retired_keys.clone(),
+            };
+            insert_audit(&mut **tx, &entry).await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn put_key_once_in(
+        tx: &mut Transaction<'static, Postgres>,
+        key: &NewKey,
+        skip: &[String],
+    ) -> Result<StoredKey> {
+        lock(tx, LOCK_KEY_CREATION, &format!("{}\n{}", key.gun, key.role)).await?;
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys \
+             WHERE gun = $1 AND role = $2 AND algorithm = $3 \
+               AND last_used IS NULL AND retired_at IS NULL AND NOT (key_id = ANY($4)) \
+             ORDER BY created_at DESC, seq DESC LIMIT 1"
+        );
+        let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&key.gun)
+            .bind(&key.role)
+            .bind(&key.algorithm)
+            .bind(skip)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(row) = existing {
+            return Ok(key_from_row(&row)?);
+        }
+        insert_key(&mut **tx, key).await?;
+        let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&key.key_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(key_from_row(&row)?)
+    }
+}
+
+async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.key_id)
+    .bind(&key.gun)
+    .bind(&key.role)
+    .bind(&key.algorithm)
+    .bind(&key.public)
+    .bind(&key.sealed_private)
+    .execute(executor)
+    .await
+    .map_err(|err| {
+        if is_unique_violation(&err) {
+            Error::KeyExists {
+                key_id: key.key_id.clone(),
+            }
+        } else {
+            err.into()
+        }
+    })?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM tuf_files \
+             WHERE gun = $1 AND role = $2 ORDER BY version DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn get_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn get_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<StoredFile> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM tuf_files \
+             WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .bind(sha256_hex.to_ascii_lowercase())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(file_from_row(&row)?)
+    }
+
+    async fn latest_versions(&self, gun: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = $1 \
+             GROUP BY role ORDER BY role COLLATE \"C\"",
+        )
+        .bind(gun)
+        .fetch_all(&self.pool)
+        .await?;
+        let versions = rows
+            .iter()
+            .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(versions)
+    }
+
+    async fn publish_as(
+        &self,
+        gun: &str,
+        files: Vec<NewFile>,
+        subject: Option<&str>,
+        used_keys: &[String],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let outcome = Self::publish_in(&mut tx, gun, &files, subject, used_keys).await;
+        finish(tx, outcome).await
+    }
+
+    async fn delete(&self, gun: &str, subject: &str) -> Result<Deleted> {
+        let mut tx = self.begin().await?;
+        let outcome = Self::delete_in(&mut tx, gun, subject).await;
+        finish(tx, outcome).await
+    }
+
+    async fn record_audit(&self, entry: NewAuditEntry) -> Result<()> {
+        insert_audit(&self.pool, &entry).await
+    }
+
+    async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let rows = sqlx::query(
+            "SELECT id, (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
+             gun, action, subject, roles, key_ids FROM audit_log \
+             WHERE gun = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(gun)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>> {
+        // As Notary's `GetChanges`: a negative ID means "from the newest",
+        // which only makes sense backwards.
+        let backwards = change_id < 0 || records < 0;
+        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // NULL parameters switch a condition off, so one statement serves
+        // every case (and is prepared once per connection).
+        let (after, before) = match (backwards, change_id > 0) {
+            (false, _) => (Some(change_id), None),
+            (true, true) => (None, Some(change_id)),
+            (true, false) => (None, None),
+        };
+        let sql = if backwards {
+            format!(
+                "SELECT {CHANGE_COLUMNS} FROM changefeed \
+             WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
+               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+            )
+        } else {
+            format!(
+                "SELECT {CHANGE_COLUMNS} FROM changefeed \
+             WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
+               AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id ASC LIMIT $4"
+            )
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(after)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut changes = rows
+            .iter()
+            .map(change_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if backwards {
+            changes.reverse();
+        }
+        Ok(changes)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1 FROM tuf_files LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_key(&self, key: NewKey) -> Result<()> {
+        insert_key(&self.pool, &key).await
+    }
+
+    async fn put_key_once(&self, key: NewKey, skip: &[String]) -> Result<StoredKey> {
+        let mut tx = self.begin().await?;
+        let outcome = Self::put_key_once_in(&mut tx, &key, skip).await;
+        finish(tx, outcome).await
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<StoredKey> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(key_from_row(&row)?)
+    }
+
+    async fn keys_for(&self, gun: &str, role: &str) -> Result<Vec<StoredKey>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys \
+             WHERE gun = $1 AND role = $2 AND retired_at IS NULL \
+             ORDER BY created_at DESC, seq DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(gun)
+            .bind(role)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn newest_key(&self) -> Result<Option<StoredKey>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM server_keys ORDER BY created_at DESC, seq DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(key_from_row).transpose()?)
+    }
+
+    async fn kek_params(&self) -> Result<Option<KekParams>> {
+        let row =
+            sqlx::query("SELECT salt, iterations, check_value FROM key_encryption WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let iterations: i64 = row.try_get("iterations")?;
+        Ok(Some(KekParams {
+            salt: row.try_get("salt")?,
+            iterations: u32::try_from(iterations)
+                .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?,
+            check_value: row.try_get("check_value")?,
+        }))
+    }
+
+    async fn put_kek_params(&self, params: KekParams, replace: bool) -> Result<KekParams> {
+        // ON CONFLICT on the one-row key: of several processes starting at
+        // once, the first insert wins and the others read it back.
+        let sql = if replace {
+            "INSERT INTO key_encryption (id, salt, iterations, check_value) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET salt = EXCLUDED.salt, \
+               iterations = EXCLUDED.iterations, check_value = EXCLUDED.check_value, \
+               created_at = clock_timestamp()"
+        } else {
+            "INSERT INTO key_encryption (id, salt, iterations, check_value) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING"
+        };
+        sqlx::query(sql)
+            .bind(&params.salt)
+            .bind(i64::from(params.iterations))
+            .bind(&params.check_value)
+            .execute(&self.pool)
+            .await?;
+        self.kek_params().await?.ok_or(Error::NotFound)
+    }
+
+    async fn mark_key_used(&self, key_id: &str) -> Result<()> {
+        let updated =
+            sqlx::query("UPDATE server_keys SET last_used = clock_timestamp() WHERE key_id = $1")
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if updated == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_immutable(&self, gun: &str, immutable: bool) -> Result<bool> {
+        let query = if immutable {
+            "INSERT INTO immutable_repositories (gun) VALUES ($1) ON CONFLICT (gun) DO NOTHING"
+        } else {
+            "DELETE FROM immutable_repositories WHERE gun = $1"
+        };
+        let changed = sqlx::query(query)
+            .bind(gun)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn is_immutable(&self, gun: &str) -> Result<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM immutable_repositories WHERE gun = $1")
+                .bind(gun)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn immutable_repositories(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT gun FROM immutable_repositories ORDER BY gun COLLATE \"C\"")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "../../tests/support/postgres.rs"]
+mod pg_server;
+
+/// The store contract on a real PostgreSQL (tests/support/postgres.rs): the
+/// same generic tests as SQLite's, plus what only several processes on one
+/// database can show. Two pools on one database stand in for two replicas.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::tests::{audit_story, key_once, race, story};
+    use super::pg_server::{PASSWORD, PgServer};
+    use super::*;
+
+    fn options(server: &PgServer, database: &str) -> PgConnectOptions {
+        server
+            .url(database)
+            .parse::<PgConnectOptions>()
+            .unwrap()
+            .password(PASSWORD)
+    }
+
+    #[tokio::test]
+    async fn an_empty_database_has_every_migration_pending() {
+        let server = PgServer::shared();
+        let database = server.database();
+        let store =
+            PostgresStore::connect_lazy(options(server, &database), PoolSettings::default());
+        let all: Vec<i64> = migrator().iter().map(|m| m.version).collect();
+        assert!(!all.is_empty());
+        assert_eq!(store.pending_migrations().await.unwrap(), all);
+        store.migrate().await.unwrap();
+        assert!(store.pending_migrations().await.unwrap().is_empty());
+    }
+
+    /// A store on a fresh database of the shared server, migrated.
+    async fn fresh() -> (PostgresStore, String) {
+        let server = PgServer::shared();
+        let database = server.database();
+        let store =
+            PostgresStore::connect_lazy(options(server, &database), PoolSettings::default());
+        store.migrate().await.unwrap();
+        (store, database)
+    }
+
+    /// Another pool (another "replica") on the same database.
+    fn replica(database: &str) -> PostgresStore {
+        PostgresStore::connect_lazy(
+            options(PgServer::shared(), database),
+            PoolSettings::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn story_on_postgres() {
+        story(&fresh().await.0).await;
+    }
+
+    #[tokio::test]
+    async fn audit_story_on_postgres() {
+        audit_story(&fresh().await.0).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishers_in_one_process_never_both_win() {
+        let store = Arc::new(fresh().await.0);
+        race(Arc::clone(&store), store, "example.com/race", 20).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishers_on_two_replicas_never_both_win() {
+        let (first, database) = fresh().await;
+        let second = replica(&database);
+        race(Arc::new(first), Arc::new(second), "example.com/race", 20).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_unused_key_per_role_across_replicas() {
+        let (first, database) = fresh().await;
+        key_once(Arc::new(first), Arc::new(replica(&database))).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kek_params_are_created_once_by_replicas_starting_together() {
+        let (first, database) = fresh().await;
+        let stores = [Arc::new(first), Arc::new(replica(&database))];
+        let mut tasks = Vec::new();
+        for i in 0..6u8 {
+            let store = Arc::clone(&stores[usize::from(i) % 2]);
+            tasks.push(tokio::spawn(async move {
+                let params = KekParams {
+                    salt: vec![i; 16],
+                    iterations: 1000,
+                    check_value: format!("check-{i}"),
+                };
+                store.put_kek_params(params, false).await.unwrap()
+            }));
+        }
+        let mut kept = Vec::new();
+        for task in tasks {
+            kept.push(task.await.unwrap());
+        }
+        assert!(kept.iter().all(|params| *params == kept[0]));
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_encryption")
+            .fetch_one(&stores[0].pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    /// Replicas starting together all migrate; sqlx's advisory lock lets
+    /// one apply the schema and the others find it applied.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_migrators_apply_the_schema_once() {
+        let server = PgServer::shared();
+        let database = server.database();
+        // A lock_timeout no waiting migrator could meet: migrations must
+        // not run under the session timeouts.
+        let impatient = PoolSettings {
+            lock_timeout: Duration::from_millis(1),
+            ..PoolSettings::default()
+        };
+        let stores: Vec<PostgresStore> = (0..4)
+            .map(|_| PostgresStore::connect_lazy(options(server, &database), impatient))
+            .collect();
+        let mut tasks = Vec::new();
+        for store in &stores {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.migrate().await }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&stores[0].pool)
+                .await
+                .unwrap();
+        let expected: Vec<i64> = migrator().iter().map(|m| m.version).collect();
+        assert_eq!(applied, expected);
+        stores[3].ping().await.unwrap();
+        assert!(stores[2].pending_migrations().await.unwrap().is_empty());
+        // Once more, as a restarted replica would: nothing to do.
+        stores[1].migrate().await.unwrap();
+        // A newer notarium migrated further (rolling upgrade): this one
+        // still starts.
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (99990101000000, 'from a newer notarium', TRUE, '\\x00', 0)",
+        )
+        .execute(&stores[0].pool)
+        .await
+        .unwrap();
+        stores[1].migrate().await.unwrap();
+    }
+
+    /// Timestamps published on two replicas at once: changefeed IDs follow
+    /// commit order, so a reader paging forward while they are written
+    /// (as a client polling the feed does) sees every change exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changefeed_ids_grow_across_replicas_and_paging_loses_nothing() {
+        let (first, database) = fresh().await;
+        let stores = [Arc::new(first), Arc::new(replica(&database))];
+        const WRITERS: usize = 6;
+        const VERSIONS: i64 = 15;
+        let mut writers = Vec::new();
+        for writer in 0..WRITERS {
+            let store = Arc::clone(&stores[writer % 2]);
+            writers.push(tokio::spawn(async move {
+                let gun = format!("example.com/feed{writer}");
+                for version in 1..=VERSIONS {
+                    let files = vec![
+                        NewFile::new("snapshot", version, vec![b's'; 64]),
+                        NewFile::new("timestamp", version, format!("{gun} {version}").into()),
+                    ];
+                    store.publish(&gun, files).await.unwrap();
+                }
+            }));
+        }
+        let reader = Arc::clone(&stores[1]);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = Arc::clone(&done);
+        let pager = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cursor = 0;
+            loop {
+                // Read the flag before the page: the last page then sees
+                // everything committed.
+                let last = finished.load(std::sync::atomic::Ordering::SeqCst);
+                let page = reader.changes(None, cursor, 7).await.unwrap();
+                if let Some(change) = page.last() {
+                    cursor = change.id;
+                }
+                let empty = page.is_empty();
+                seen.extend(page.into_iter().map(|c| c.id));
+                if last && empty {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen = pager.await.unwrap();
+        let all: Vec<i64> = stores[0]
+            .changes(None, 0, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(all.len(), WRITERS * usize::try_from(VERSIONS).unwrap());
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(seen, all, "the paging reader missed or repeated changes");
+        // Per GUN, the feed lists versions in order.
+        let mine = stores[0]
+            .changes(Some("example.com/feed0"), 0, 100)
+            .await
+            .unwrap();
+        let versions: Vec<i64> = mine.iter().map(|c| c.version).collect();
+        assert_eq!(versions, (1..=VERSIONS).collect::<Vec<_>>());
+    }
+
+    /// The database stops: queries fail with `Unavailable` (a 503 upstairs)
+    /// within the acquire timeout instead of hanging; when it is back, the
+    /// same pool serves again without being rebuilt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_database_fails_fast_and_the_pool_recovers() {
+        let server = PgServer::start();
+        let database = server.database();
+        let settings = PoolSettings {
+            acquire_timeout: Duration::from_secs(1),
+            ..PoolSettings::default()
+        };
+        let store = PostgresStore::connect_lazy(options(&server, &database), settings);
+        store.migrate().await.unwrap();
+        let gun = "example.com/outage";
+        store
+            .publish(gun, vec![NewFile::new("timestamp", 1, b"ts1".to_vec())])
+            .await
+            .unwrap();
+
+        server.stop();
+        for _ in 0..3 {
+            assert!(
+                matches!(store.ping().await, Err(Error::Unavailable(_))),
+                "ping while stopped"
+            );
+            assert!(matches!(
+                store.get_current(gun, "timestamp").await,
+                Err(Error::Unavailable(_))
+            ));
+            assert!(matches!(
+                store
+                    .publish(gun, vec![NewFile::new("timestamp", 2, b"ts2".to_vec())])
+                    .await,
+                Err(Error::Unavailable(_))
+            ));
+        }
+
+        server.restart();
+        store.ping().await.unwrap();
+        assert_eq!(
+            store.get_current(gun, "timestamp").await.unwrap().data,
+            b"ts1"
+        );
+        store
+            .publish(gun, vec![NewFile::new("timestamp", 2, b"ts2".to_vec())])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_current(gun, "timestamp").await.unwrap().version,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn immutable_marks_are_exact() {
+        let (store, _) = fresh().await;
+        assert!(store.set_immutable("r/team/app", true).await.unwrap());
+        assert!(!store.set_immutable("r/team/app", true).await.unwrap());
+        assert!(store.is_immutable("r/team/app").await.unwrap());
+        assert!(!store.is_immutable("r/team/app2").await.unwrap());
+        assert!(store.set_immutable("r/B", true).await.unwrap());
+        // Bytewise order whatever the database's collation.
+        assert_eq!(
+            store.immutable_repositories().await.unwrap(),
+            ["r/B", "r/team/app"]
+        );
+        assert!(store.set_immutable("r/team/app", false).await.unwrap());
+        assert!(!store.is_immutable("r/team/app").await.unwrap());
+    }
+
+    /// TLS to the database (sqlx over rustls) with notary's URL parameters:
+    /// `verify-full` against the right CA connects encrypted; another CA is
+    /// refused.
+    #[tokio::test]
+    async fn tls_to_the_database_is_verified() {
+        let mut ca = std::path::PathBuf::new();
+        let server = PgServer::start_with(|dir| {
+            let tls = test_pki(&dir.join("tls"));
+            ca = tls.0;
+            format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                tls.1.display(),
+                tls.2.display()
+            )
+        });
+        let database = server.database();
+        let url = |ca: &std::path::Path| {
+            format!(
+                "postgres://postgres@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert={}",
+                server.port,
+                ca.display()
+            )
+        };
+        let connect = |url: String| {
+            PostgresStore::connect_lazy(
+                url.parse::<PgConnectOptions>().unwrap().password(PASSWORD),
+                PoolSettings {
+                    acquire_timeout: Duration::from_secs(2),
+                    ..PoolSettings::default()
+                },
+            )
+        };
+        let store = connect(url(&ca));
+        store.migrate().await.unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert!(encrypted);
+        story(&store).await;
+
+        let other = tempfile::tempdir().unwrap();
+        let (stranger, _, _) = test_pki(other.path());
+        let refused = connect(url(&stranger));
+        assert!(refused.ping().await.is_err(), "a CA that did not sign it");
+    }
+
+    /// A CA and a server certificate for 127.0.0.1 it issued, written into
+    /// `dir`: (CA certificate, server certificate, server key), PEM.
+    fn test_pki(
+        dir: &std::path::Path,
+    ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &Issuer::new(ca_params, ca_key))
+            .unwrap();
+        let paths = (
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server.key"),
+        );
+        std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+        std::fs::write(&paths.1, cert.pem()).unwrap();
+        std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+        // PostgreSQL refuses a key file others can read.
+        std::fs::set_permissions(&paths.2, std::fs::Permissions::from_mode(0o600)).unwrap();
+        paths
+    }
+
+    /// Session bounds reach the server.
+    #[tokio::test]
+    async fn sessions_carry_the_configured_timeouts() {
+        let server = PgServer::shared();
+        let database = server.database();
+        let settings = PoolSettings {
+            statement_timeout: Duration::from_secs(7),
+            lock_timeout: Duration::from_secs(3),
+            ..PoolSettings::default()
+        };
+        let store = PostgresStore::connect_lazy(options(server, &database), settings);
+        let statement: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let lock: String = sqlx::query_scalar("SHOW lock_timeout")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!((statement.as_str(), lock.as_str()), ("7s", "3s"));
+        // A statement past its timeout is "unavailable", not a server bug.
+        let short = PostgresStore::connect_lazy(
+            options(server, &database),
+            PoolSettings {
+                statement_timeout: Duration::from_millis(100),
+                ..PoolSettings::default()
+            },
+        );
+        let slow = sqlx::query("SELECT pg_sleep(2)")
+            .execute(&short.pool)
+            .await
+            .map(drop)
+            .map_err(Error::from);
+        assert!(matches!(slow, Err(Error::Unavailable(_))), "{slow:?}");
+    }
+}
