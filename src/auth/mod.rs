@@ -75,8 +75,14 @@ impl Authenticator {
         }
     }
 
+    /// A token verified before and still live, found by its exact bytes
+    /// (the header value need not be read as text first).
+    pub fn cached(&self, token: &[u8], now: OffsetDateTime) -> Option<Arc<VerifiedToken>> {
+        self.cache.get(token, now)
+    }
+
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Arc<VerifiedToken>, Error> {
-        if let Some(hit) = self.cache.get(token, now) {
+        if let Some(hit) = self.cached(token.as_bytes(), now) {
             return Ok(hit);
         }
         let verified = Arc::new(self.verifier.verify(token, now)?);

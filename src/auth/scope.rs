@@ -28,16 +28,17 @@ pub const PUSH_PULL: &[Action] = &[Action::Push, Action::Pull];
 pub const PULL: &[Action] = &[Action::Pull];
 pub const ALL: &[Action] = &[Action::All];
 
-/// What access is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Resource {
+/// What access is about. Borrows the GUN from the request: checking a
+/// request allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource<'a> {
     /// `repository:<gun>`.
-    Repository(String),
+    Repository(&'a str),
     /// `registry:catalog`: what notary asks for on routes without a GUN.
     Catalog,
 }
 
-impl Resource {
+impl<'a> Resource<'a> {
     /// The token spec's resource `type`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -46,7 +47,7 @@ impl Resource {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &'a str {
         match self {
             Self::Repository(gun) => gun,
             Self::Catalog => "catalog",
@@ -55,16 +56,16 @@ impl Resource {
 }
 
 /// The access one request needs: every listed action on one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Required {
-    pub resource: Resource,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Required<'a> {
+    pub resource: Resource<'a>,
     pub actions: &'static [Action],
 }
 
-impl Required {
-    pub fn repository(gun: &str, actions: &'static [Action]) -> Self {
+impl<'a> Required<'a> {
+    pub fn repository(gun: &'a str, actions: &'static [Action]) -> Self {
         Self {
-            resource: Resource::Repository(gun.to_string()),
+            resource: Resource::Repository(gun),
             actions,
         }
     }
@@ -108,7 +109,7 @@ pub struct Grants(pub Vec<Grant>);
 impl Grants {
     /// Whether every required action is granted on the required resource.
     /// Entries for the same resource add up, as distribution's `accessSet`.
-    pub fn allows(&self, required: &Required) -> bool {
+    pub fn allows(&self, required: &Required<'_>) -> bool {
         let kind = required.resource.kind();
         let name = required.resource.name();
         required.actions.iter().all(|action| {

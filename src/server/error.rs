@@ -371,10 +371,10 @@ pub enum AuthFailure {
 
 /// A 401 with notary's challenge and body (PROTOCOL.md §8).
 #[derive(Debug)]
-pub struct Unauthorized {
+pub struct Unauthorized<'a> {
     pub realm: String,
     pub service: String,
-    pub required: Required,
+    pub required: Required<'a>,
     pub failure: AuthFailure,
 }
 
@@ -431,7 +431,7 @@ struct UnauthorizedBody<'a> {
     errors: [UnauthorizedEntry<'a>; 1],
 }
 
-impl Unauthorized {
+impl Unauthorized<'_> {
     /// `Bearer realm="…",service="…",scope="…"[,error="…"]`.
     pub fn challenge(&self) -> String {
         let mut challenge = format!(
@@ -478,7 +478,7 @@ impl Unauthorized {
     }
 }
 
-impl IntoResponse for Unauthorized {
+impl IntoResponse for Unauthorized<'_> {
     fn into_response(self) -> Response {
         let mut response = (StatusCode::UNAUTHORIZED, self.body()).into_response();
         let headers = response.headers_mut();

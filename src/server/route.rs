@@ -258,8 +258,8 @@ impl Route {
     /// The token access the route needs (PROTOCOL.md §1.1 "Auth actions",
     /// §8); `None` for the open routes. Routes without a GUN need
     /// `registry:catalog:*`, as notary's `buildCatalogRecord`.
-    pub fn required(&self) -> Option<Required> {
-        let repository = |gun: &str, actions| Some(Required::repository(gun, actions));
+    pub fn required(&self) -> Option<Required<'_>> {
+        let repository = |gun, actions| Some(Required::repository(gun, actions));
         match self {
             Self::Update { gun } | Self::GetKey { gun, .. } => repository(gun, PUSH_PULL),
             Self::Metadata { gun, .. } => repository(gun, PULL),

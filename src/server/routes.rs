@@ -25,7 +25,7 @@ pub use super::route::Operation;
 /// Every request lands here.
 pub async fn dispatch<S: Store>(
     State(state): State<Arc<AppState<S>>>,
-    mut request: Request,
+    request: Request,
 ) -> Response {
     let route = Route::parse(request.method(), request.uri().path());
     let operation = route.operation();
@@ -46,8 +46,7 @@ pub async fn dispatch<S: Store>(
             Ok(caller) => caller,
             Err(unauthorized) => break 'refuse unauthorized.into_response(),
         };
-        tracing::Span::current().record("subject", caller.subject.as_str());
-        request.extensions_mut().insert(caller.clone());
+        tracing::Span::current().record("subject", caller.subject());
         let mut response = handle(&state, route, &caller, request).await;
         response.extensions_mut().insert(operation);
         return response;
@@ -246,13 +245,13 @@ async fn rotate<S: Store>(
     role: &RoleName,
     caller: &Caller,
 ) -> Response {
-    tracing::info!(subject = %caller.subject, role = %role, "rotating a server-held key");
-    key_response(state.repo.rotate_key(gun, role, &caller.subject).await)
+    tracing::info!(subject = %caller.subject(), role = %role, "rotating a server-held key");
+    key_response(state.repo.rotate_key(gun, role, caller.subject()).await)
 }
 
 async fn delete<S: Store>(state: &AppState<S>, gun: &str, caller: &Caller) -> Response {
-    tracing::info!(subject = %caller.subject, "deleting trust data");
-    match state.repo.delete(gun, &caller.subject).await {
+    tracing::info!(subject = %caller.subject(), "deleting trust data");
+    match state.repo.delete(gun, caller.subject()).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(error) => ApiError::from_repo(&error, true).into_response(),
     }
@@ -315,7 +314,7 @@ async fn immutable<S: Store>(
         return ApiError::from_repo(&error, action != ImmutableAction::Show).into_response();
     }
     if action != ImmutableAction::Show {
-        tracing::info!(subject = %caller.subject, ?action, "immutability changed");
+        tracing::info!(subject = %caller.subject(), ?action, "immutability changed");
     }
     let configured = state.repo.immutable_by_configuration(gun);
     match state.repo.is_immutable(gun).await {
@@ -468,9 +467,9 @@ async fn update<S: Store>(
         Ok(parts) => parts,
         Err(error) => return ApiError::from_repo(&error, true).into_response(),
     };
-    match state.repo.publish(gun, parts, &caller.subject).await {
+    match state.repo.publish(gun, parts, caller.subject()).await {
         Ok(()) => {
-            tracing::info!(subject = %caller.subject, "published");
+            tracing::info!(subject = %caller.subject(), "published");
             metrics::counter!("notarium_publishes_total").increment(1);
             StatusCode::OK.into_response()
         }
