@@ -20,6 +20,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::claims::LEEWAY_SECONDS;
@@ -90,24 +91,10 @@ fn live(token: &VerifiedToken, now: OffsetDateTime) -> bool {
     now.unix_timestamp() <= token.expires.saturating_add(LEEWAY_SECONDS)
 }
 
-/// Whether `a == b`, in time that depends on the lengths only.
+/// Whether `a == b`, in time that depends on the lengths only (`subtle`:
+/// a hit must not tell an attacker how much of a cached token they guessed).
 fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |chunk: &[u8]| u64::from_ne_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
-    let words = a.chunks_exact(8).zip(b.chunks_exact(8));
-    let mut diff = words.fold(0u64, |diff, (x, y)| diff | (word(x) ^ word(y)));
-    for (x, y) in a
-        .chunks_exact(8)
-        .remainder()
-        .iter()
-        .zip(b.chunks_exact(8).remainder())
-    {
-        diff |= u64::from(x ^ y);
-    }
-    // Keeps the optimiser from turning the fold into an early exit.
-    std::hint::black_box(diff) == 0
+    a.ct_eq(b).into()
 }
 
 impl TokenCache {
