@@ -2,12 +2,15 @@
 //!
 //! A parsed file keeps the exact bytes it came from: those are what is stored,
 //! served and hashed. Signatures are checked over the canonical re-encoding of
-//! the generic `signed` value, as Notary's verifier does.
+//! the `signed` member, as Notary's verifier does; it is re-encoded (and read
+//! as a role body) straight from those bytes, never kept as a value tree.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::roles::RoleBody;
 use super::sig::Method;
@@ -30,19 +33,21 @@ struct WireSignature {
 }
 
 #[derive(Deserialize)]
-struct WireEnvelope {
-    signed: Value,
+struct WireEnvelope<'a> {
+    #[serde(borrow)]
+    signed: &'a RawValue,
     #[serde(default)]
     signatures: Option<Vec<WireSignature>>,
 }
 
-/// Any signed metadata file, role not yet known. Cheap to clone: a
-/// 10,000-target file is about 1 MiB of bytes but over 10 MiB as a parsed
-/// `Value`, and a publish keeps the upload while validating a copy of it.
+/// Any signed metadata file, role not yet known. Cheap to clone, and no
+/// bigger than its bytes: a 10,000-target file is about 1 MiB of text but
+/// was over 10 MiB as a parsed `Value`.
 #[derive(Debug, Clone)]
 pub struct SignedFile {
     raw: Arc<[u8]>,
-    signed: Arc<Value>,
+    /// Where the `signed` member's text sits in `raw`.
+    signed: Range<usize>,
     signatures: Vec<Signature>,
 }
 
@@ -61,7 +66,12 @@ impl SignedFile {
     pub fn parse(raw: &[u8]) -> Result<Self, Error> {
         super::strict::check_unique_keys(raw)?;
         let wire: WireEnvelope = serde_json::from_slice(raw).map_err(Error::MalformedJson)?;
-        if !wire.signed.is_object() {
+        // The raw value borrows from `raw`, so its place there is the
+        // distance between the two pointers.
+        let text = wire.signed.get().as_bytes();
+        let start = (text.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+        let signed = start..start.saturating_add(text.len());
+        if raw.get(signed.clone()) != Some(text) || text.first() != Some(&b'{') {
             return Err(Error::InvalidStructure {
                 role: "metadata".into(),
                 reason: "\"signed\" is not a JSON object".into(),
@@ -79,7 +89,7 @@ impl SignedFile {
             .collect();
         Ok(Self {
             raw: raw.into(),
-            signed: Arc::new(wire.signed),
+            signed,
             signatures,
         })
     }
@@ -89,9 +99,17 @@ impl SignedFile {
         &self.raw
     }
 
-    /// The `signed` member as a generic JSON value.
-    pub fn signed_value(&self) -> &Value {
-        &self.signed
+    /// The `signed` member's text, exactly as sent.
+    pub fn signed_bytes(&self) -> &[u8] {
+        // `parse` checked the range.
+        self.raw.get(self.signed.clone()).unwrap_or_default()
+    }
+
+    /// The `signed` member parsed as a generic JSON value: a new tree on
+    /// each call, meant for small files (the server re-signing a snapshot)
+    /// and for tests.
+    pub fn signed_value(&self) -> Result<Value, Error> {
+        serde_json::from_slice(self.signed_bytes()).map_err(Error::MalformedJson)
     }
 
     pub fn signatures(&self) -> &[Signature] {
@@ -100,12 +118,12 @@ impl SignedFile {
 
     /// The bytes signatures are made over.
     pub fn canonical_signed(&self) -> Result<Vec<u8>, Error> {
-        canonical::to_canonical(&self.signed)
+        canonical::canonicalize(self.signed_bytes())
     }
 
     /// `_type`, `version` and `expires`, whatever the role.
     pub fn common(&self) -> Result<CommonFields, Error> {
-        CommonFields::deserialize(&*self.signed).map_err(|source| Error::MalformedRole {
+        serde_json::from_slice(self.signed_bytes()).map_err(|source| Error::MalformedRole {
             role: "metadata".into(),
             source,
         })
@@ -113,7 +131,7 @@ impl SignedFile {
 
     /// Reads the body as role `T`.
     pub fn body<T: RoleBody>(&self, role: &str) -> Result<T, Error> {
-        T::deserialize(&*self.signed).map_err(|source| Error::MalformedRole {
+        serde_json::from_slice(self.signed_bytes()).map_err(|source| Error::MalformedRole {
             role: role.to_string(),
             source,
         })
