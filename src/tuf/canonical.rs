@@ -82,13 +82,6 @@ impl<'de> DeserializeSeed<'de> for Writer<'_> {
     }
 }
 
-/// One object member, written canonically into the object's scratch buffer.
-struct Member {
-    key: String,
-    value: Range<usize>,
-    failure: Option<Box<Error>>,
-}
-
 impl<'de> Visitor<'de> for Writer<'_> {
     type Value = ();
 
@@ -154,49 +147,106 @@ impl<'de> Visitor<'de> for Writer<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Members are written one after another into a scratch buffer, then
-        // emitted in key order; a repeated key keeps its last value, as a
-        // `Value` map does.
-        let mut scratch = Output {
-            bytes: Vec::new(),
-            failure: None,
-        };
-        let mut members: Vec<Member> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let start = scratch.bytes.len();
-            map.next_value_seed(Writer { out: &mut scratch })?;
-            members.push(Member {
-                key,
-                value: start..scratch.bytes.len(),
-                failure: scratch.failure.take(),
-            });
-        }
-        // Stable, so among equal keys the last one read stays last.
-        members.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        // Members are written as they come, `"key":value` after a comma.
+        // When the keys arrive sorted and distinct, as in every canonical
+        // file (what clients send), that is already the output; otherwise
+        // the members are put in order afterwards.
         let out = self.out;
         out.bytes.push(b'{');
-        let mut first = true;
-        let mut members = members.into_iter().peekable();
-        while let Some(member) = members.next() {
-            if members.peek().is_some_and(|next| next.key == member.key) {
-                continue;
-            }
-            if !first {
+        let body = out.bytes.len();
+        let earlier = out.failure.take();
+        let mut members: Vec<Written> = Vec::new();
+        let mut failures: Vec<(usize, Box<Error>)> = Vec::new();
+        let mut previous: Option<String> = None;
+        let mut in_order = true;
+        while let Some(key) = map.next_key::<String>()? {
+            if !members.is_empty() {
                 out.bytes.push(b',');
             }
-            first = false;
-            write_string(&mut out.bytes, &member.key);
+            in_order = in_order && previous.is_none_or(|p| p.as_bytes() < key.as_bytes());
+            let start = out.bytes.len();
+            write_string(&mut out.bytes, &key);
+            let colon = out.bytes.len();
             out.bytes.push(b':');
-            if let Some(value) = scratch.bytes.get(member.value) {
-                out.bytes.extend_from_slice(value);
+            map.next_value_seed(Writer { out: &mut *out })?;
+            if let Some(failure) = out.failure.take() {
+                failures.push((members.len(), failure));
             }
-            if let Some(failure) = member.failure {
+            members.push(Written {
+                key: start..colon,
+                value: colon + 1..out.bytes.len(),
+            });
+            previous = in_order.then_some(key);
+        }
+        out.failure = earlier;
+        if in_order {
+            if let Some((_, failure)) = failures.into_iter().next() {
                 out.fail(*failure);
+            }
+        } else {
+            let text = out.bytes.split_off(body);
+            // Ranges were taken in `out`, where the members began at `body`.
+            let local = |range: &Range<usize>| {
+                text.get(range.start.saturating_sub(body)..range.end.saturating_sub(body))
+                    .unwrap_or_default()
+            };
+            let keys: Vec<Vec<u8>> = members.iter().map(|m| decode_key(local(&m.key))).collect();
+            let mut order: Vec<usize> = (0..members.len()).collect();
+            // Stable, so among equal keys the last one read stays last,
+            // and only that one is kept, as in a `Value` map.
+            order.sort_by(|&a, &b| keys.get(a).cmp(&keys.get(b)));
+            let mut first = true;
+            let mut order = order.into_iter().peekable();
+            while let Some(index) = order.next() {
+                if order
+                    .peek()
+                    .is_some_and(|&next| keys.get(next) == keys.get(index))
+                {
+                    continue;
+                }
+                if !first {
+                    out.bytes.push(b',');
+                }
+                first = false;
+                if let Some(member) = members.get(index) {
+                    let key = local(&member.key);
+                    let value = local(&member.value);
+                    out.bytes.extend_from_slice(key);
+                    out.bytes.push(b':');
+                    out.bytes.extend_from_slice(value);
+                }
+                if let Some(at) = failures.iter().position(|(member, _)| *member == index) {
+                    let (_, failure) = failures.swap_remove(at);
+                    out.fail(*failure);
+                }
             }
         }
         out.bytes.push(b'}');
         Ok(())
     }
+}
+
+/// Where one member's key (quoted, escaped) and value sit in the output.
+struct Written {
+    key: Range<usize>,
+    value: Range<usize>,
+}
+
+/// A key as written by [`write_string`], back to its bytes: quotes off,
+/// the escaping backslash before `"` and `\` dropped.
+fn decode_key(written: &[u8]) -> Vec<u8> {
+    let inner = written
+        .get(1..written.len().saturating_sub(1))
+        .unwrap_or_default();
+    let mut key = Vec::with_capacity(inner.len());
+    let mut bytes = inner.iter();
+    while let Some(&byte) = bytes.next() {
+        match byte {
+            b'\\' => key.extend(bytes.next()),
+            other => key.push(other),
+        }
+    }
+    key
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), Error> {

@@ -234,6 +234,9 @@ impl Hashes {
                     "sha512" => Cow::Borrowed("sha512"),
                     other => Cow::Owned(other.to_string()),
                 };
+                // Grow one at a time: a vector's first growth would make
+                // room for four, and there are thousands of these.
+                self.0.reserve_exact(1);
                 self.0.insert(at, (name, digest));
             }
         }
