@@ -1357,7 +1357,7 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
         let role = RoleName::parse(name).map_err(|_| Error::InvalidRole {
             role: name.chars().take(300).collect(),
         })?;
-        let file = SignedFile::parse(&bytes).map_err(|e| match e {
+        let file = SignedFile::parse_owned(bytes).map_err(|e| match e {
             TufError::DuplicateKey { key, path } => Error::DuplicateJsonKey {
                 role: role.to_string(),
                 key,

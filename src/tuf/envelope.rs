@@ -6,8 +6,8 @@
 //! as a role body) straight from those bytes, never kept as a value tree.
 
 use std::ops::Range;
-use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -45,7 +45,7 @@ struct WireEnvelope<'a> {
 /// was over 10 MiB as a parsed `Value`.
 #[derive(Debug, Clone)]
 pub struct SignedFile {
-    raw: Arc<[u8]>,
+    raw: Bytes,
     /// Where the `signed` member's text sits in `raw`.
     signed: Range<usize>,
     signatures: Vec<Signature>,
@@ -64,8 +64,15 @@ impl SignedFile {
     /// Parses an envelope. The bytes must be one JSON object whose `signed`
     /// member is an object, and no object may repeat a member name.
     pub fn parse(raw: &[u8]) -> Result<Self, Error> {
-        super::strict::check_unique_keys(raw)?;
-        let wire: WireEnvelope = serde_json::from_slice(raw).map_err(Error::MalformedJson)?;
+        Self::parse_owned(raw.to_vec())
+    }
+
+    /// [`SignedFile::parse`], keeping `raw` itself rather than a copy (an
+    /// upload is parsed once and kept until it is stored).
+    pub fn parse_owned(raw: Vec<u8>) -> Result<Self, Error> {
+        let raw = Bytes::from(raw);
+        super::strict::check_unique_keys(&raw)?;
+        let wire: WireEnvelope = serde_json::from_slice(&raw).map_err(Error::MalformedJson)?;
         // The raw value borrows from `raw`, so its place there is the
         // distance between the two pointers.
         let text = wire.signed.get().as_bytes();
@@ -88,7 +95,7 @@ impl SignedFile {
             })
             .collect();
         Ok(Self {
-            raw: raw.into(),
+            raw,
             signed,
             signatures,
         })
