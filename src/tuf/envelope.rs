@@ -132,7 +132,7 @@ impl SignedFile {
     pub fn common(&self) -> Result<CommonFields, Error> {
         serde_json::from_slice(self.signed_bytes()).map_err(|source| Error::MalformedRole {
             role: "metadata".into(),
-            source,
+            source: without_position(source),
         })
     }
 
@@ -140,9 +140,21 @@ impl SignedFile {
     pub fn body<T: RoleBody>(&self, role: &str) -> Result<T, Error> {
         serde_json::from_slice(self.signed_bytes()).map_err(|source| Error::MalformedRole {
             role: role.to_string(),
-            source,
+            source: without_position(source),
         })
     }
+}
+
+/// The error without its " at line L column C": those count from the start
+/// of `signed`, not of the file, so they would mislead whoever reads them.
+fn without_position(error: serde_json::Error) -> serde_json::Error {
+    if error.line() == 0 {
+        return error;
+    }
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let message = text.strip_suffix(&position).unwrap_or(&text);
+    <serde_json::Error as serde::de::Error>::custom(message)
 }
 
 /// Writes an envelope the way Notary does: `{"signed":<canonical>,
@@ -165,4 +177,25 @@ pub fn write_envelope(canonical_signed: &[u8], signatures: &[Signature]) -> Vec<
     out.extend_from_slice(&signatures_json);
     out.push(b'}');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuf::Targets;
+
+    #[test]
+    fn role_body_errors_name_the_problem_without_a_misleading_position() {
+        let raw =
+            br#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z"},"signatures":[]}"#;
+        let file = SignedFile::parse(raw).unwrap();
+        match file.body::<Targets>("targets") {
+            Err(Error::MalformedRole { role, source }) => {
+                assert_eq!(role, "targets");
+                assert_eq!(source.to_string(), "missing field `version`");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(file.signed_bytes(), &raw[10..raw.len() - 17]);
+    }
 }
