@@ -17,7 +17,9 @@ use crate::registry::{RegistryClient, RegistrySettings};
 use crate::repo::{Limits, Policy, Repo, default_validation_slots, system_clock};
 use crate::server::auth::TokenAuth;
 use crate::server::tls::{self, TlsError};
-use crate::server::{AppState, Caching, Connections, metrics_handle, router, serve_tls};
+use crate::server::{
+    AppState, Caching, Connections, metrics_handle, metrics_upkeep, router, serve_tls,
+};
 use crate::signer::{Error as SignerError, KeyService, Passphrase};
 use crate::store::{PoolSettings, PostgresStore, SqliteStore, Store};
 use crate::tuf::KeyAlgorithm;
@@ -440,7 +442,8 @@ async fn launch<S: Store>(
         max_connections: connections.max_connections,
         http2_max_concurrent_streams: connections.http2_max_concurrent_streams,
     };
-    serve_tls(router(state), listener, tls_config, connections, shutdown)
-        .await
-        .map_err(StartError::Serve)
+    let upkeep = tokio::spawn(metrics_upkeep(state.metrics.clone()));
+    let served = serve_tls(router(state), listener, tls_config, connections, shutdown).await;
+    upkeep.abort();
+    served.map_err(StartError::Serve)
 }

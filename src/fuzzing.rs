@@ -14,6 +14,16 @@ use crate::tuf::{canonical, pem, strict};
 /// Canonical JSON and the signed envelope: parse, re-canonicalize, read
 /// every role body and its structure checks.
 pub fn canonical_and_envelope(data: &[u8]) {
+    // The streaming encoder gives what the encoder over a parsed value does.
+    let via_value = serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .map(|value| canonical::to_canonical(&value).ok());
+    if let Some(expected) = via_value {
+        assert!(
+            canonical::canonicalize(data).ok() == expected,
+            "streaming and value canonical encoders differ"
+        );
+    }
     if let Ok(canonical) = canonical::canonicalize(data) {
         // Canonical form is a fixed point. (It need not parse again: like
         // Notary's encoder it writes control characters raw.)

@@ -52,8 +52,14 @@ fn load(path: &Path) -> SignedFile {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file = SignedFile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     // Notary writes `signed` canonically, so our re-encoding must reproduce
-    // the exact bytes it signed.
-    let canonical = canonical::to_canonical(file.signed_value()).unwrap();
+    // the exact bytes it signed, from the text and from a parsed value alike.
+    let canonical = file.canonical_signed().unwrap();
+    assert_eq!(
+        canonical,
+        canonical::to_canonical(&file.signed_value().unwrap()).unwrap(),
+        "{}: streaming and value encoders differ",
+        path.display()
+    );
     let mut expected = b"{\"signed\":".to_vec();
     expected.extend_from_slice(&canonical);
     expected.extend_from_slice(b",\"signatures\":");
@@ -254,12 +260,13 @@ fn signature_methods_cover_every_kind_notary_produces() {
                 for signature in file.signatures() {
                     methods.insert(signature.method.as_str().to_string());
                 }
-                for keys in ["keys"].iter().filter_map(|k| file.signed_value().get(k)) {
+                let signed = file.signed_value().unwrap();
+                for keys in ["keys"].iter().filter_map(|k| signed.get(k)) {
                     for key in keys.as_object().unwrap().values() {
                         keytypes.insert(key["keytype"].as_str().unwrap().to_string());
                     }
                 }
-                if let Some(keys) = file.signed_value().pointer("/delegations/keys") {
+                if let Some(keys) = signed.pointer("/delegations/keys") {
                     for key in keys.as_object().unwrap().values() {
                         keytypes.insert(key["keytype"].as_str().unwrap().to_string());
                     }

@@ -139,7 +139,7 @@ fn reference_notary_accepts_our_ed25519_and_ecdsa_signatures() {
         vec![expected_targets_key.id().to_string()]
     );
 
-    let mut targets: Value = SignedFile::parse(&current).unwrap().signed_value().clone();
+    let mut targets: Value = SignedFile::parse(&current).unwrap().signed_value().unwrap();
     let version = targets["version"].as_i64().unwrap();
     targets["version"] = json!(version + 1);
     targets["expires"] = json!(three_years());

@@ -371,7 +371,7 @@ fn targets_signed_by_a_foreign_key_are_bad_targets() {
     let mut targets: Value = SignedFile::parse(&before.files["targets"])
         .unwrap()
         .signed_value()
-        .clone();
+        .unwrap();
     let version = targets["version"].as_i64().unwrap();
     targets["version"] = json!(version + 1);
     targets["targets"]["forged"] = serde_json::to_value(FileMeta::for_bytes(b"forged\n")).unwrap();
@@ -544,7 +544,7 @@ fn roots_for_another_gun_or_not_signed_by_the_old_root_are_bad_root() {
     let new_key = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let certificate = self_signed_certificate(repo.dir(), &new_key, &repo.gun);
     let cert_key = PublicKey::new(KeyType::EcdsaX509, certificate);
-    let mut signed = SignedFile::parse(&root_a).unwrap().signed_value().clone();
+    let mut signed = SignedFile::parse(&root_a).unwrap().signed_value().unwrap();
     let old_ids: Vec<String> = signed["roles"]["root"]["keyids"]
         .as_array()
         .unwrap()

@@ -398,7 +398,7 @@ async fn a_delegation_key_must_sit_under_its_own_key_id() {
 #[tokio::test]
 async fn a_root_key_must_sit_under_its_own_key_id() {
     let f = Fixture::new().await;
-    let mut body = SignedFile::parse(&f.root).unwrap().signed_value().clone();
+    let mut body = SignedFile::parse(&f.root).unwrap().signed_value().unwrap();
     body["version"] = json!(2);
     let stray = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
     body["keys"]["f".repeat(64)] = stray.public_key().to_json();

@@ -284,7 +284,7 @@ fn hashes_and_lengths_are_checked_over_exact_bytes() {
     ));
     let no_hashes = FileMeta {
         length: 1,
-        hashes: BTreeMap::new(),
+        hashes: Default::default(),
         custom: None,
     };
     assert!(matches!(

@@ -4,7 +4,11 @@
 //! processed. Defaults are generous for real repositories; each cap is a
 //! `limits.*` setting, which the refusal names.
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::error::Error;
 use super::validate::Upload;
@@ -86,11 +90,213 @@ fn over(cap: Cap, role: Option<&str>, count: usize, limit: usize) -> Result<(), 
     Ok(())
 }
 
-fn len(value: Option<&Value>) -> usize {
-    match value {
-        Some(Value::Object(map)) => map.len(),
-        Some(Value::Array(list)) => list.len(),
-        _ => 0,
+/// The counts the caps look at, read from a file's `signed` text: members
+/// and elements are counted and skipped, never stored, so a huge file
+/// costs no memory here. A member of an unexpected JSON type counts as
+/// empty, as for a generic value.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Shape {
+    /// Root's `roles`: per listed role, its number of key IDs (when an object).
+    roles: Roles,
+    keys: Count,
+    targets: Count,
+    delegations: Option<DelegationShape>,
+}
+
+/// Implements the visitor methods for JSON scalars, giving the default.
+macro_rules! scalars_are_empty {
+    () => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+    };
+}
+
+/// Counts the elements of an array or the members of an object.
+#[derive(Default, Clone, Copy)]
+struct Count(usize);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl<'de> Visitor<'de> for CountVisitor {
+            type Value = Count;
+            scalars_are_empty!();
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
+                skip_seq(seq).map(Count)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
+                skip_map(map).map(Count)
+            }
+        }
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
+/// The number of `keyids` of an object (a role listing); 0 otherwise.
+#[derive(Default)]
+struct KeyIds(usize);
+
+impl<'de> Deserialize<'de> for KeyIds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyIdsVisitor;
+        impl<'de> Visitor<'de> for KeyIdsVisitor {
+            type Value = KeyIds;
+            scalars_are_empty!();
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<KeyIds, A::Error> {
+                skip_seq(seq).map(|_| KeyIds(0))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyIds, A::Error> {
+                let mut count = 0;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "keyids" {
+                        count = map.next_value::<Count>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(KeyIds(count))
+            }
+        }
+        deserializer.deserialize_any(KeyIdsVisitor)
+    }
+}
+
+/// Skips an array's elements, counting them.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<usize, A::Error> {
+    let mut count = 0;
+    while seq.next_element::<IgnoredAny>()?.is_some() {
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Skips an object's members, counting them.
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<usize, A::Error> {
+    let mut count = 0;
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Root's `roles` when it is an object: each role's number of key IDs.
+#[derive(Default)]
+struct Roles(Option<Vec<usize>>);
+
+impl<'de> Deserialize<'de> for Roles {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RolesVisitor;
+        impl<'de> Visitor<'de> for RolesVisitor {
+            type Value = Roles;
+            scalars_are_empty!();
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Roles, A::Error> {
+                skip_seq(seq).map(|_| Roles(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Roles, A::Error> {
+                let mut listed = Vec::new();
+                while let Some((_, keyids)) = map.next_entry::<IgnoredAny, KeyIds>()? {
+                    listed.push(keyids.0);
+                }
+                Ok(Roles(Some(listed)))
+            }
+        }
+        deserializer.deserialize_any(RolesVisitor)
+    }
+}
+
+/// A targets file's `delegations`: how many roles, each role's number of
+/// key IDs (when `roles` is an array), and how many keys.
+#[derive(Default)]
+struct DelegationShape {
+    roles: usize,
+    keyids: Vec<usize>,
+    keys: usize,
+}
+
+impl<'de> Deserialize<'de> for DelegationShape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DelegationsVisitor;
+        impl<'de> Visitor<'de> for DelegationsVisitor {
+            type Value = DelegationShape;
+            scalars_are_empty!();
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<DelegationShape, A::Error> {
+                skip_seq(seq).map(|_| DelegationShape::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DelegationShape, A::Error> {
+                let mut shape = DelegationShape::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "roles" => {
+                            let roles = map.next_value::<DelegatedRoles>()?;
+                            shape.roles = roles.count;
+                            shape.keyids = roles.keyids;
+                        }
+                        "keys" => shape.keys = map.next_value::<Count>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(shape)
+            }
+        }
+        deserializer.deserialize_any(DelegationsVisitor)
+    }
+}
+
+/// `delegations.roles`: its length, and for an array each role's number of
+/// key IDs.
+#[derive(Default)]
+struct DelegatedRoles {
+    count: usize,
+    keyids: Vec<usize>,
+}
+
+impl<'de> Deserialize<'de> for DelegatedRoles {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DelegatedRolesVisitor;
+        impl<'de> Visitor<'de> for DelegatedRolesVisitor {
+            type Value = DelegatedRoles;
+            scalars_are_empty!();
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DelegatedRoles, A::Error> {
+                let mut keyids = Vec::new();
+                while let Some(role) = seq.next_element::<KeyIds>()? {
+                    keyids.push(role.0);
+                }
+                Ok(DelegatedRoles {
+                    count: keyids.len(),
+                    keyids,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<DelegatedRoles, A::Error> {
+                let count = skip_map(map)?;
+                Ok(DelegatedRoles {
+                    count,
+                    keyids: Vec::new(),
+                })
+            }
+        }
+        deserializer.deserialize_any(DelegatedRolesVisitor)
     }
 }
 
@@ -110,33 +316,34 @@ impl Limits {
         )
     }
 
-    /// Counts in every uploaded file, read from the generic JSON (no role
+    /// Counts in every uploaded file, read from its `signed` text (no role
     /// body is built yet).
     pub fn check_uploads(&self, uploads: &[Upload]) -> Result<(), Error> {
         for upload in uploads {
             let role = upload.role.as_str();
-            let signed = upload.file.signed_value();
             over(
                 Cap::SignaturesPerFile,
                 Some(role),
                 upload.file.signatures().len(),
                 self.signatures_per_file,
             )?;
+            // The text parsed once already, as a whole file.
+            let shape: Shape = serde_json::from_slice(upload.file.signed_bytes()).map_err(|e| {
+                Error::MalformedJson {
+                    role: role.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
             // Root: `roles.<name>.keyids` and the `keys` map.
-            if let Some(Value::Object(roles)) = signed.get("roles") {
-                for listed in roles.values() {
-                    over(
-                        Cap::KeysPerRole,
-                        Some(role),
-                        len(listed.get("keyids")),
-                        self.keys_per_role,
-                    )?;
+            if let Some(roles) = &shape.roles.0 {
+                for &keyids in roles {
+                    over(Cap::KeysPerRole, Some(role), keyids, self.keys_per_role)?;
                 }
                 let defined = roles.len().max(4);
                 over(
                     Cap::KeysPerRole,
                     Some(role),
-                    len(signed.get("keys")),
+                    shape.keys.0,
                     self.keys_per_role.saturating_mul(defined),
                 )?;
             }
@@ -144,33 +351,24 @@ impl Limits {
             over(
                 Cap::TargetsPerFile,
                 Some(role),
-                len(signed.get("targets")),
+                shape.targets.0,
                 self.targets_per_file,
             )?;
-            if let Some(delegations) = signed.get("delegations") {
-                let roles = delegations.get("roles");
-                let count = len(roles);
+            if let Some(delegations) = &shape.delegations {
                 over(
                     Cap::DelegationsPerFile,
                     Some(role),
-                    count,
+                    delegations.roles,
                     self.delegations_per_file,
                 )?;
-                if let Some(Value::Array(roles)) = roles {
-                    for delegated in roles {
-                        over(
-                            Cap::KeysPerRole,
-                            Some(role),
-                            len(delegated.get("keyids")),
-                            self.keys_per_role,
-                        )?;
-                    }
+                for &keyids in &delegations.keyids {
+                    over(Cap::KeysPerRole, Some(role), keyids, self.keys_per_role)?;
                 }
                 over(
                     Cap::KeysPerRole,
                     Some(role),
-                    len(delegations.get("keys")),
-                    self.keys_per_role.saturating_mul(count.max(1)),
+                    delegations.keys,
+                    self.keys_per_role.saturating_mul(delegations.roles.max(1)),
                 )?;
             }
         }
@@ -182,7 +380,7 @@ impl Limits {
 mod tests {
     use super::*;
     use crate::tuf::{RoleName, SignedFile};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn upload(role: &str, signed: &Value, signatures: usize) -> Upload {
         let sigs: Vec<Value> = (0..signatures)
@@ -304,6 +502,36 @@ mod tests {
         assert_eq!(
             check(upload("root", &root(1, 13), 1)),
             Some((Cap::KeysPerRole, 13, 12))
+        );
+    }
+
+    #[test]
+    fn members_of_other_types_count_as_empty_and_escaped_names_count() {
+        let l = small();
+        let check = |signed: Value| cap_of(l.check_uploads(&[upload("targets", &signed, 0)]));
+        let mut body = common();
+        body.insert("targets".into(), json!("not a map"));
+        body.insert("roles".into(), json!([1, 2, 3, 4, 5, 6]));
+        body.insert("keys".into(), json!(7));
+        body.insert("delegations".into(), Value::Null);
+        assert_eq!(check(Value::Object(body.clone())), None);
+        body.insert(
+            "delegations".into(),
+            json!({"roles": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}}),
+        );
+        assert_eq!(
+            check(Value::Object(body.clone())),
+            Some((Cap::DelegationsPerFile, 5, 4))
+        );
+        // A member name is compared decoded: `keyid\u0073` is `keyids`.
+        let raw = br#"{"signed":{"_type":"Root","roles":{"root":{"keyid\u0073":[1,2,3,4]}}},"signatures":[]}"#;
+        let upload = Upload {
+            role: RoleName::Root,
+            file: SignedFile::parse(raw).unwrap(),
+        };
+        assert_eq!(
+            cap_of(l.check_uploads(&[upload])),
+            Some((Cap::KeysPerRole, 4, 3))
         );
     }
 

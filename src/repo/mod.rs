@@ -533,7 +533,7 @@ impl<S: Store> Repo<S> {
         };
         // A declared index is refused at once; a declared image manifest is
         // not taken on trust where the registry can be asked.
-        let declared = custom_kind(meta.custom.as_ref());
+        let declared = custom_kind(meta.custom_value().as_ref());
         if let Some(ManifestKind::Index(kind)) = declared {
             return Err(index(kind));
         }
@@ -621,7 +621,7 @@ impl<S: Store> Repo<S> {
             }) {
                 // A declared index is refused without asking.
                 if matches!(
-                    custom_kind(meta.custom.as_ref()),
+                    custom_kind(meta.custom_value().as_ref()),
                     Some(ManifestKind::Index(_))
                 ) {
                     continue;
@@ -782,7 +782,8 @@ impl<S: Store> Repo<S> {
             ));
         }
         let mut body = match &state.snapshot {
-            Some(previous) => previous.signed_value().clone(),
+            // A snapshot is small (one entry per role): a value tree is fine.
+            Some(previous) => previous.signed_value().map_err(Error::Generate)?,
             None => json!({"_type": "Snapshot", "meta": {}}),
         };
         let mut entries: Vec<(String, &[u8])> = vec![("root".into(), update.root_file.raw())];
@@ -1093,7 +1094,9 @@ impl<S: Store> Repo<S> {
             let key_ids = self.signing_keys(gun, &root, "snapshot").await?;
             if !key_ids.is_empty() {
                 let latest = self.store.get_current(gun, "snapshot").await?;
-                let mut body = snapshot_file.signed_value().clone();
+                let mut body = snapshot_file
+                    .signed_value()
+                    .map_err(|e| Error::rejected(Rejection::BadSnapshot, describe(&e)))?;
                 let version = latest.version + 1;
                 body["version"] = json!(version);
                 body["expires"] = json!(format_time(now + SNAPSHOT_LIFETIME));
@@ -1349,7 +1352,7 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
         let role = RoleName::parse(name).map_err(|_| Error::InvalidRole {
             role: name.chars().take(300).collect(),
         })?;
-        let file = SignedFile::parse(&bytes).map_err(|e| match e {
+        let file = SignedFile::parse_owned(bytes).map_err(|e| match e {
             TufError::DuplicateKey { key, path } => Error::DuplicateJsonKey {
                 role: role.to_string(),
                 key,

@@ -3,11 +3,17 @@
 //!
 //! Notary verifies a signature by decoding the raw `signed` value into a
 //! generic map (every number becomes a float64) and re-encoding it with these
-//! rules, so we do the same over a `serde_json::Value`:
+//! rules. [`to_canonical`] does so over a `serde_json::Value` (for bodies the
+//! server builds); [`canonicalize`] works straight from JSON text, with no
+//! value tree, because a 1 MB targets file is over 10 MiB as a `Value`:
 //! - no whitespace; object keys sorted bytewise over their UTF-8;
 //! - strings escape only `"` and `\`; every other byte is emitted raw;
 //! - numbers must be integral and are written as base-10 integers.
 
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
 use super::Error;
@@ -20,10 +26,227 @@ pub fn to_canonical(value: &Value) -> Result<Vec<u8>, Error> {
 }
 
 /// Parses JSON bytes and re-encodes them canonically (what Notary's verifier
-/// does with the raw `signed` bytes).
+/// does with the raw `signed` bytes). Gives the same bytes, and the same
+/// error, as [`to_canonical`] over the same text parsed as a `Value`, but
+/// streams: only the members of the object being sorted are buffered.
 pub fn canonicalize(json: &[u8]) -> Result<Vec<u8>, Error> {
-    let value: Value = serde_json::from_slice(json).map_err(Error::MalformedJson)?;
-    to_canonical(&value)
+    let mut out = Output {
+        bytes: Vec::with_capacity(json.len()),
+        failure: None,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    Writer { out: &mut out }
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end())
+        .map_err(Error::MalformedJson)?;
+    // A syntax error anywhere wins over a number error, as it does when
+    // the whole text is parsed before encoding.
+    match out.failure {
+        Some(failure) => Err(*failure),
+        None => Ok(out.bytes),
+    }
+}
+
+/// Canonical bytes being written, and the first number that could not be
+/// encoded (in canonical order). Parsing goes on after such a number so
+/// that malformed JSON later in the text is still reported as such.
+struct Output {
+    bytes: Vec<u8>,
+    failure: Option<Box<Error>>,
+}
+
+impl Output {
+    fn fail(&mut self, error: Error) {
+        if self.failure.is_none() {
+            self.failure = Some(Box::new(error));
+        }
+    }
+
+    fn number(&mut self, number: &Number) {
+        if let Err(error) = write_number(&mut self.bytes, number) {
+            self.fail(error);
+        }
+    }
+}
+
+/// Writes one JSON value canonically into `out` as it is parsed.
+struct Writer<'o> {
+    out: &'o mut Output,
+}
+
+impl<'de> DeserializeSeed<'de> for Writer<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Writer<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.out.bytes.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
+        let text: &[u8] = if value { b"true" } else { b"false" };
+        self.out.bytes.extend_from_slice(text);
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
+        self.out.number(&Number::from(value));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
+        self.out.number(&Number::from(value));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+        // `Value` turns a non-finite float (which the parser never yields)
+        // into null; do the same.
+        match Number::from_f64(value) {
+            Some(number) => self.out.number(&number),
+            None => self.out.bytes.extend_from_slice(b"null"),
+        }
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        write_string(&mut self.out.bytes, value);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let out = self.out;
+        out.bytes.push(b'[');
+        let mut first = true;
+        loop {
+            // The comma goes in before the element is known to exist, and
+            // comes out again at the end of the array.
+            let mark = out.bytes.len();
+            if !first {
+                out.bytes.push(b',');
+            }
+            if seq.next_element_seed(Writer { out: &mut *out })?.is_none() {
+                out.bytes.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        out.bytes.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Members are written as they come, `"key":value` after a comma.
+        // When the keys arrive sorted and distinct, as in every canonical
+        // file (what clients send), that is already the output; otherwise
+        // the members are put in order afterwards.
+        let out = self.out;
+        out.bytes.push(b'{');
+        let body = out.bytes.len();
+        let earlier = out.failure.take();
+        let mut members: Vec<Written> = Vec::new();
+        let mut failures: Vec<(usize, Box<Error>)> = Vec::new();
+        let mut previous: Option<String> = None;
+        let mut in_order = true;
+        while let Some(key) = map.next_key::<String>()? {
+            if !members.is_empty() {
+                out.bytes.push(b',');
+            }
+            in_order = in_order && previous.is_none_or(|p| p.as_bytes() < key.as_bytes());
+            let start = out.bytes.len();
+            write_string(&mut out.bytes, &key);
+            let colon = out.bytes.len();
+            out.bytes.push(b':');
+            map.next_value_seed(Writer { out: &mut *out })?;
+            if let Some(failure) = out.failure.take() {
+                failures.push((members.len(), failure));
+            }
+            members.push(Written {
+                key: start..colon,
+                value: colon + 1..out.bytes.len(),
+            });
+            previous = in_order.then_some(key);
+        }
+        out.failure = earlier;
+        if in_order {
+            if let Some((_, failure)) = failures.into_iter().next() {
+                out.fail(*failure);
+            }
+        } else {
+            let text = out.bytes.split_off(body);
+            // Ranges were taken in `out`, where the members began at `body`.
+            let local = |range: &Range<usize>| {
+                text.get(range.start.saturating_sub(body)..range.end.saturating_sub(body))
+                    .unwrap_or_default()
+            };
+            let keys: Vec<Vec<u8>> = members.iter().map(|m| decode_key(local(&m.key))).collect();
+            let mut order: Vec<usize> = (0..members.len()).collect();
+            // Stable, so among equal keys the last one read stays last,
+            // and only that one is kept, as in a `Value` map.
+            order.sort_by(|&a, &b| keys.get(a).cmp(&keys.get(b)));
+            let mut first = true;
+            let mut order = order.into_iter().peekable();
+            while let Some(index) = order.next() {
+                if order
+                    .peek()
+                    .is_some_and(|&next| keys.get(next) == keys.get(index))
+                {
+                    continue;
+                }
+                if !first {
+                    out.bytes.push(b',');
+                }
+                first = false;
+                if let Some(member) = members.get(index) {
+                    let key = local(&member.key);
+                    let value = local(&member.value);
+                    out.bytes.extend_from_slice(key);
+                    out.bytes.push(b':');
+                    out.bytes.extend_from_slice(value);
+                }
+                if let Some(at) = failures.iter().position(|(member, _)| *member == index) {
+                    let (_, failure) = failures.swap_remove(at);
+                    out.fail(*failure);
+                }
+            }
+        }
+        out.bytes.push(b'}');
+        Ok(())
+    }
+}
+
+/// Where one member's key (quoted, escaped) and value sit in the output.
+struct Written {
+    key: Range<usize>,
+    value: Range<usize>,
+}
+
+/// A key as written by [`write_string`], back to its bytes: quotes off,
+/// the escaping backslash before `"` and `\` dropped.
+fn decode_key(written: &[u8]) -> Vec<u8> {
+    let inner = written
+        .get(1..written.len().saturating_sub(1))
+        .unwrap_or_default();
+    let mut key = Vec::with_capacity(inner.len());
+    let mut bytes = inner.iter();
+    while let Some(&byte) = bytes.next() {
+        match byte {
+            b'\\' => key.extend(bytes.next()),
+            other => key.push(other),
+        }
+    }
+    key
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), Error> {
@@ -207,7 +430,110 @@ mod tests {
         out
     }
 
+    /// The encoder over a parsed `Value`: the reference `canonicalize` must
+    /// match byte for byte and error for error.
+    fn via_value(json: &[u8]) -> Result<Vec<u8>, Error> {
+        let value: Value = serde_json::from_slice(json).map_err(Error::MalformedJson)?;
+        to_canonical(&value)
+    }
+
+    fn same_outcome(json: &[u8]) -> Result<(), TestCaseError> {
+        match (canonicalize(json), via_value(json)) {
+            (Ok(streamed), Ok(expected)) => prop_assert_eq!(streamed, expected),
+            (
+                Err(Error::NonIntegralNumber { value: streamed }),
+                Err(Error::NonIntegralNumber { value: expected }),
+            ) => prop_assert_eq!(streamed, expected),
+            (Err(Error::MalformedJson(streamed)), Err(Error::MalformedJson(expected))) => {
+                prop_assert_eq!(streamed.to_string(), expected.to_string());
+            }
+            (streamed, expected) => {
+                prop_assert!(false, "streamed {:?}, via a value {:?}", streamed, expected);
+            }
+        }
+        Ok(())
+    }
+
+    /// JSON text as a client may send it: any spacing, escapes, repeated
+    /// keys, and numbers in every form (fractions, exponents, beyond i64).
+    fn arb_text() -> impl Strategy<Value = String> {
+        let space = prop::sample::select(vec!["", " ", "\n  ", "\t"]);
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            prop::sample::select(vec![
+                "1.0",
+                "1e3",
+                "-0",
+                "-0.0",
+                "2E2",
+                "1.5",
+                "-2.25",
+                "1e-2",
+                "9007199254740993",
+                "9007199254740992",
+                "-9007199254740993",
+                "18446744073709551616",
+                "1e30",
+                "-1e30",
+                "9223372036854775807",
+                "9223372036854775808",
+                "1.7976931348623157e308",
+                "0.1e1",
+                "123456789012345678901234567890",
+            ])
+            .prop_map(str::to_string),
+            "[^\\x00-\\x1f\"\\\\]{0,8}".prop_map(|s| format!("\"{s}\"")),
+            prop::sample::select(vec![
+                r#""\u0041\n\t\"\\\/""#,
+                r#""\ud83d\ude00""#,
+                r#""\u2028<>&""#,
+                r#""\u0000""#,
+            ])
+            .prop_map(str::to_string),
+        ];
+        let key = prop::sample::select(vec!["a", "b", "B", "é", "\\u0061", "\\\"", "", "zz"]);
+        leaf.prop_recursive(4, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec((inner.clone(), space.clone()), 0..6).prop_map(|items| {
+                    let body: Vec<String> = items
+                        .into_iter()
+                        .map(|(v, s)| format!("{s}{v}{s}"))
+                        .collect();
+                    format!("[{}]", body.join(","))
+                }),
+                prop::collection::vec((key.clone(), inner, space.clone()), 0..6).prop_map(
+                    |members| {
+                        let body: Vec<String> = members
+                            .into_iter()
+                            .map(|(k, v, s)| format!("{s}\"{k}\"{s}:{s}{v}"))
+                            .collect();
+                        format!("{{{}}}", body.join(","))
+                    }
+                ),
+            ]
+        })
+    }
+
     proptest! {
+        #[test]
+        fn streaming_matches_the_value_encoder(text in arb_text(), cut in any::<prop::sample::Index>()) {
+            same_outcome(text.as_bytes())?;
+            // And on broken input: a truncated copy, and trailing bytes.
+            let bytes = text.as_bytes();
+            same_outcome(&bytes[..cut.index(bytes.len() + 1)])?;
+            same_outcome(format!("{text} x").as_bytes())?;
+        }
+
+        #[test]
+        fn streaming_matches_on_generated_values(value in arb_json()) {
+            same_outcome(&serde_json::to_vec(&value).unwrap())?;
+            same_outcome(&serde_json::to_vec_pretty(&value).unwrap())?;
+        }
+
         #[test]
         fn canonical_form_is_a_fixed_point(value in arb_json()) {
             let once = to_canonical(&value).unwrap();

@@ -17,7 +17,7 @@ pub mod verify;
 pub use envelope::{Signature, SignedFile};
 pub use error::{Error, RejectedSignature};
 pub use keys::{KeyType, PublicKey};
-pub use roles::{FileMeta, RoleName, Root, Snapshot, Targets, Timestamp, TrustedRole};
+pub use roles::{FileMeta, Hashes, RoleName, Root, Snapshot, Targets, Timestamp, TrustedRole};
 pub use sig::Method;
 pub use sign::{KeyAlgorithm, SigningKey};
 

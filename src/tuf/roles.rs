@@ -2,15 +2,18 @@
 //! (PROTOCOL.md §4.2, `tuf/data/{root,targets,snapshot,timestamp,roles}.go`).
 //!
 //! These are read-only views: files are stored and hashed as the exact bytes
-//! received, and signatures are checked over the generic JSON value, so
-//! fields these types do not name are never lost.
+//! received, and signatures are checked over the canonical re-encoding of
+//! those bytes, so fields these types do not name are never lost.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::keys::PublicKey;
@@ -145,27 +148,23 @@ pub struct Root {
 }
 
 /// A target or a meta entry: length, hashes and optional `custom` data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A targets file holds thousands, so each is kept small: the hashes in a
+/// short vector and `custom` as its raw JSON text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileMeta {
     pub length: i64,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub hashes: BTreeMap<String, Base64Bytes>,
+    pub hashes: Hashes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub custom: Option<Value>,
+    pub custom: Option<Box<RawValue>>,
 }
 
 impl FileMeta {
     /// Meta for `bytes` with sha256 and sha512, as Notary's `NewFileMeta`.
     pub fn for_bytes(bytes: &[u8]) -> Self {
-        let mut hashes = BTreeMap::new();
-        hashes.insert(
-            "sha256".to_string(),
-            Base64Bytes(super::sha256(bytes).to_vec()),
-        );
-        hashes.insert(
-            "sha512".to_string(),
-            Base64Bytes(super::sha512(bytes).to_vec()),
-        );
+        let mut hashes = Hashes::default();
+        hashes.insert("sha256", super::sha256(bytes).to_vec());
+        hashes.insert("sha512", super::sha512(bytes).to_vec());
         Self {
             length: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
             hashes,
@@ -174,7 +173,126 @@ impl FileMeta {
     }
 
     pub fn sha256(&self) -> Option<&[u8]> {
-        self.hashes.get("sha256").map(|h| h.0.as_slice())
+        self.hashes.get("sha256")
+    }
+
+    /// `custom` as a JSON value, parsed on each call.
+    pub fn custom_value(&self) -> Option<Value> {
+        self.custom
+            .as_deref()
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+}
+
+/// Equal when length and hashes are, and `custom` holds the same JSON
+/// (compared as values: spacing and member order do not count).
+impl PartialEq for FileMeta {
+    fn eq(&self, other: &Self) -> bool {
+        self.length == other.length
+            && self.hashes == other.hashes
+            && match (&self.custom, &other.custom) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    a.get() == b.get() || self.custom_value() == other.custom_value()
+                }
+                _ => false,
+            }
+    }
+}
+
+impl Eq for FileMeta {}
+
+/// `hashes`: algorithm name to digest, sorted by name, each name once (the
+/// last one read wins, as in a map). Usually one or two entries, so a
+/// vector; the two usual names cost no allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hashes(Vec<(Cow<'static, str>, Box<[u8]>)>);
+
+impl Hashes {
+    pub fn get(&self, algorithm: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == algorithm)
+            .map(|(_, digest)| &**digest)
+    }
+
+    /// Adds or replaces the digest for `algorithm`.
+    pub fn insert(&mut self, algorithm: &str, digest: Vec<u8>) {
+        let digest = digest.into_boxed_slice();
+        match self
+            .0
+            .binary_search_by(|(name, _)| name.as_bytes().cmp(algorithm.as_bytes()))
+        {
+            Ok(found) => {
+                if let Some(entry) = self.0.get_mut(found) {
+                    entry.1 = digest;
+                }
+            }
+            Err(at) => {
+                let name = match algorithm {
+                    "sha256" => Cow::Borrowed("sha256"),
+                    "sha512" => Cow::Borrowed("sha512"),
+                    other => Cow::Owned(other.to_string()),
+                };
+                // Grow one at a time: a vector's first growth would make
+                // room for four, and there are thousands of these.
+                self.0.reserve_exact(1);
+                self.0.insert(at, (name, digest));
+            }
+        }
+    }
+
+    /// `(algorithm, digest)` in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(name, digest)| (&**name, &**digest))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Hashes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, digest) in &self.0 {
+            map.serialize_entry(&**name, &Base64Ref(digest))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Hashes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HashesVisitor;
+        impl<'de> Visitor<'de> for HashesVisitor {
+            type Value = Hashes;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of hash names to base64 digests")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hashes, A::Error> {
+                let mut hashes = Hashes::default();
+                while let Some((name, digest)) = map.next_entry::<Cow<'de, str>, Base64Bytes>()? {
+                    hashes.insert(&name, digest.0);
+                }
+                Ok(hashes)
+            }
+        }
+        deserializer.deserialize_map(HashesVisitor)
+    }
+}
+
+struct Base64Ref<'a>(&'a [u8]);
+
+impl Serialize for Base64Ref<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        encoding::base64_bytes::serialize(self.0, serializer)
     }
 }
 
@@ -454,11 +572,7 @@ impl Targets {
 fn check_hash_sizes(container: &str, meta: &BTreeMap<String, FileMeta>) -> Result<(), Error> {
     for (name, entry) in meta {
         for (algorithm, size) in [("sha256", 32), ("sha512", 64)] {
-            if entry
-                .hashes
-                .get(algorithm)
-                .is_some_and(|h| h.0.len() != size)
-            {
+            if entry.hashes.get(algorithm).is_some_and(|h| h.len() != size) {
                 return Err(invalid(
                     container,
                     format!("invalid {algorithm} checksum for {name}"),

@@ -109,13 +109,13 @@ pub fn check_version(role: &RoleName, version: i64, minimum: i64) -> Result<(), 
 /// must be present). Comparison is constant-time.
 pub fn check_hashes(role: &str, bytes: &[u8], meta: &FileMeta) -> Result<(), Error> {
     let mut checked = 0;
-    for (algorithm, expected) in &meta.hashes {
-        let actual: Vec<u8> = match algorithm.as_str() {
+    for (algorithm, expected) in meta.hashes.iter() {
+        let actual: Vec<u8> = match algorithm {
             "sha256" => super::sha256(bytes).to_vec(),
             "sha512" => super::sha512(bytes).to_vec(),
             _ => continue,
         };
-        if aws_lc_rs::constant_time::verify_slices_are_equal(&actual, &expected.0).is_err() {
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&actual, expected).is_err() {
             return Err(Error::ChecksumMismatch {
                 role: role.to_string(),
                 algorithm: if algorithm == "sha256" {
@@ -123,7 +123,7 @@ pub fn check_hashes(role: &str, bytes: &[u8], meta: &FileMeta) -> Result<(), Err
                 } else {
                     "sha512"
                 },
-                expected: hex::encode(&expected.0),
+                expected: hex::encode(expected),
             });
         }
         checked += 1;
