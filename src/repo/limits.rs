@@ -331,7 +331,7 @@ impl Limits {
             let shape: Shape = serde_json::from_slice(upload.file.signed_bytes()).map_err(|e| {
                 Error::MalformedJson {
                     role: role.to_string(),
-                    reason: e.to_string(),
+                    error: crate::tuf::Error::MalformedJson(e),
                 }
             })?;
             // Root: `roles.<name>.keyids` and the `keys` map.

@@ -1096,7 +1096,7 @@ impl<S: Store> Repo<S> {
                 let latest = self.store.get_current(gun, "snapshot").await?;
                 let mut body = snapshot_file
                     .signed_value()
-                    .map_err(|e| Error::rejected(Rejection::BadSnapshot, describe(&e)))?;
+                    .map_err(|e| Error::rejected(Rejection::BadSnapshot, Refusal::Tuf(e)))?;
                 let version = latest.version + 1;
                 body["version"] = json!(version);
                 body["expires"] = json!(format_time(now + SNAPSHOT_LIFETIME));
