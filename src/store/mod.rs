@@ -6,6 +6,7 @@
 //! migrations, as atuin does (STYLE.md §1.1). No backend type appears in the
 //! trait, so callers never see sqlx.
 
+pub mod import;
 mod postgres;
 mod sqlite;
 
@@ -36,6 +37,12 @@ pub enum Error {
         role: String,
         version: i64,
     },
+
+    /// An import met rows of `gun` that differ from the ones it brings
+    /// (`what`: "metadata", "changefeed ID <n>", "key <id>"). Nothing was
+    /// written.
+    #[error("{gun} already holds other {what} than the import brings")]
+    ImportConflict { gun: String, what: String },
 
     /// A server key with this ID is already stored.
     #[error("key {key_id} is already stored")]
@@ -343,6 +350,58 @@ impl Deleted {
     }
 }
 
+/// A metadata row copied from another server (`notarium import`), with the
+/// checksum and creation time it had there, so history stays reachable by
+/// version and checksum with the same `Last-Modified` (PROTOCOL.md §6.4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportedFile {
+    pub role: String,
+    pub version: i64,
+    /// Lowercase hex SHA-256 of `data`.
+    pub sha256: String,
+    pub data: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ImportedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportedFile")
+            .field("role", &self.role)
+            .field("version", &self.version)
+            .field("sha256", &self.sha256)
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server key copied from another deployment, already sealed by `signer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedKey {
+    pub key: NewKey,
+    /// Whether it has signed there (notary-signer's `last_used`): a key that
+    /// has signed is never handed out again as "the unused key".
+    pub used: bool,
+}
+
+/// Everything of one GUN that an import writes, as one unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportedRepository {
+    pub gun: String,
+    pub files: Vec<ImportedFile>,
+    /// Changefeed records with their IDs (the clients' paging cursor).
+    pub changes: Vec<Change>,
+    pub keys: Vec<ImportedKey>,
+}
+
+/// What [`Store::import_repository`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Everything was written.
+    Imported,
+    /// Every row was already there (an earlier run): nothing was written.
+    AlreadyPresent,
+}
+
 /// At most this many audit records are returned per page.
 pub const MAX_AUDIT_PAGE: i64 = 1000;
 
@@ -426,6 +485,18 @@ pub trait Store: Send + Sync + 'static {
         change_id: i64,
         records: i64,
     ) -> impl Future<Output = Result<Vec<Change>>> + Send;
+
+    /// Writes one imported repository all or nothing (`notarium import`):
+    /// its files with their given checksums and times, its changefeed
+    /// records with their IDs, its server keys. If the GUN already holds
+    /// exactly these files (a re-run), writes nothing and says so; if it
+    /// holds anything else, fails with [`Error::Conflict`]. A changefeed ID
+    /// or key ID already stored with other content is a conflict too.
+    /// Later changefeed IDs continue after the highest imported one.
+    fn import_repository(
+        &self,
+        repository: ImportedRepository,
+    ) -> impl Future<Output = Result<ImportOutcome>> + Send;
 
     /// Health check: the metadata table can be queried.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
