@@ -20,6 +20,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use crate::store::import::NotaryPrivateKey;
 use crate::store::{self, KekParams, NewKey, Store, StoredKey};
 use crate::striped::StripedLocks;
 use crate::tuf::{self, KeyAlgorithm, KeyType, PublicKey, Signature, SigningKey};
@@ -252,6 +253,56 @@ impl<S: Store> KeyService<S> {
             return Ok(public);
         }
         public_key_of(&kept)
+    }
+
+    /// Re-seals a key imported from notary-signer (PROTOCOL.md §6.4): opens
+    /// its JWE with `passphrase` (its alias's), checks that the private key,
+    /// the stored public key and the key ID agree, and seals it under this
+    /// database's key-encryption key. The private bytes never leave here.
+    pub async fn reseal_notary_key(
+        &self,
+        row: &NotaryPrivateKey,
+        gun: &str,
+        passphrase: Passphrase,
+    ) -> Result<NewKey, Error> {
+        let algorithm = match row.algorithm.as_str() {
+            "ecdsa" => KeyAlgorithm::EcdsaP256,
+            "ed25519" => KeyAlgorithm::Ed25519,
+            other => {
+                return Err(Error::UnsupportedAlgorithm {
+                    key_id: row.key_id.clone(),
+                    algorithm: other.to_string(),
+                });
+            }
+        };
+        let token = String::from_utf8(row.private.clone())
+            .map_err(|_| Error::MalformedSealedKey { reason: "not text" })?;
+        let kek = self.kek().await?;
+        let key_id = row.key_id.clone();
+        let stored_public = row.public.clone();
+        let (public, sealed_private) = blocking(move || {
+            let plaintext = sealed::open(&token, &passphrase)?;
+            let key = SigningKey::from_notary_private(algorithm, &plaintext).map_err(|_| {
+                Error::KeyMismatch {
+                    key_id: key_id.clone(),
+                }
+            })?;
+            let public = key.public_key().clone();
+            if public.id() != key_id || public.public_bytes() != stored_public.as_slice() {
+                return Err(Error::KeyMismatch { key_id });
+            }
+            let pkcs8 = key.to_pkcs8()?;
+            Ok((public, kek.seal(&pkcs8)?))
+        })
+        .await?;
+        Ok(NewKey {
+            key_id: public.id().to_string(),
+            gun: gun.to_string(),
+            role: row.role.clone(),
+            algorithm: row.algorithm.clone(),
+            public: public.public_bytes().to_vec(),
+            sealed_private,
+        })
     }
 
     pub async fn public_key(&self, key_id: &str) -> Result<PublicKey, Error> {
