@@ -457,4 +457,81 @@ fn import_from_notary_on_postgres_keeps_clients_working() {
         .collect();
     assert_eq!(imported, source_changes);
     assert!(records.len() > source_changes.len());
+
+    drop(notarium);
+
+    // A wrong passphrase for one alias: that repository is reported and not
+    // written; the others are. With the right one, a re-run resumes.
+    let partial = dir.join("partial");
+    let wrong = [
+        ("NOTARY_SIGNER_ALPHA", PASS_ALPHA),
+        ("NOTARY_SIGNER_BETA", "not the passphrase"),
+    ];
+    let output = import(&partial, &deployment, &wrong, &[]);
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{report}");
+    let beta = line_for(&report, BETA);
+    assert!(
+        beta.starts_with("skipped")
+            && beta.contains("NOTARY_SIGNER_BETA")
+            && beta.contains("does not open"),
+        "{beta}"
+    );
+    assert!(line_for(&report, ALPHA).starts_with("imported"), "{report}");
+    let db = partial.join("data/notarium.db");
+    assert_eq!(sqlite_count(&db, BETA), 0);
+    let output = import(
+        &partial,
+        &deployment,
+        &[("NOTARY_SIGNER_ALPHA", PASS_ALPHA)],
+        &[],
+    );
+    let beta = line_for(&stdout(&output), BETA).to_string();
+    assert!(beta.contains("set NOTARY_SIGNER_BETA"), "{beta}");
+    let output = import(&partial, &deployment, &passphrases, &[]);
+    let report = stdout(&output);
+    assert!(output.status.success(), "{report}");
+    assert!(
+        line_for(&report, ALPHA).starts_with("already imported"),
+        "{report}"
+    );
+    assert!(line_for(&report, BETA).starts_with("imported"), "{report}");
+    assert!(sqlite_count(&db, BETA) > 0);
+
+    // A corrupted row and a missing (soft-deleted) key: reported as broken
+    // in the source, nothing of either repository written.
+    sql(
+        &deployment.server_db,
+        &format!(
+            "UPDATE tuf_files SET data = data || '\\x20'::BYTEA \
+             WHERE gun = '{ALPHA}' AND role = 'targets' AND version = 2"
+        ),
+    );
+    sql(
+        &deployment.signer_db,
+        &format!(
+            "UPDATE private_keys SET deleted_at = now() WHERE gun = '{BETA}' AND role = 'timestamp'"
+        ),
+    );
+    let broken = dir.join("broken");
+    let output = import(&broken, &deployment, &passphrases, &[]);
+    let report = stdout(&output);
+    assert_eq!(output.status.code(), Some(3), "{report}");
+    let alpha = line_for(&report, ALPHA);
+    assert!(
+        alpha.starts_with("broken in source") && alpha.contains("corrupted row: targets version 2"),
+        "{alpha}"
+    );
+    let beta = line_for(&report, BETA);
+    assert!(
+        beta.starts_with("broken in source") && beta.contains("no timestamp key"),
+        "{beta}"
+    );
+    assert!(
+        report.contains("0 imported") && report.contains("2 broken"),
+        "{report}"
+    );
+    let db = broken.join("data/notarium.db");
+    assert_eq!(sqlite_count(&db, ALPHA), 0);
+    assert_eq!(sqlite_count(&db, BETA), 0);
 }
