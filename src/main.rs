@@ -169,7 +169,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(*args),
-        Command::Import(args) => import(*args),
+        Command::Import(args) => import(&args),
         Command::Immutable {
             action,
             config,
@@ -428,7 +428,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn import(args: ImportArgs) -> ExitCode {
+fn import(args: &ImportArgs) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
     let config = match Config::load(args.config.as_deref(), &env, ConfigOverrides::default()) {
         Ok((config, _)) => config,

@@ -219,14 +219,11 @@ fn mysql_url(dsn: &str) -> Option<String> {
         format!("{userinfo}@")
     };
     if let Some(hostport) = address.strip_prefix("tcp(") {
-        Some(format!("mysql://{creds}{hostport}/{database}"))
-    } else if let Some(socket) = address.strip_prefix("unix(") {
-        Some(format!(
-            "mysql://{creds}localhost/{database}?socket={socket}"
-        ))
-    } else {
-        None
+        return Some(format!("mysql://{creds}{hostport}/{database}"));
     }
+    address
+        .strip_prefix("unix(")
+        .map(|socket| format!("mysql://{creds}localhost/{database}?socket={socket}"))
 }
 
 #[cfg(test)]
