@@ -604,6 +604,121 @@ pub(crate) mod tests {
         }
     }
 
+    /// `import_repository`: given IDs and times kept, all or nothing, a
+    /// re-run writes nothing, other content conflicts, IDs continue after.
+    pub(crate) async fn import_story<S: Store>(store: &S) {
+        let gun = "example.com/imported";
+        let at = time::macros::datetime!(2019-03-04 05:06:07.123 UTC);
+        let imported_file = |role: &str, version: i64| {
+            let data = format!("{role} v{version}").into_bytes();
+            ImportedFile {
+                role: role.into(),
+                version,
+                sha256: sha256_hex(&data),
+                data,
+                created_at: at,
+            }
+        };
+        let change = |id: i64, gun: &str, version: i64, category| Change {
+            id,
+            created_at: at,
+            gun: gun.into(),
+            version,
+            sha256: if category == ChangeCategory::Update {
+                sha256_hex(format!("timestamp v{version}").as_bytes())
+            } else {
+                String::new()
+            },
+            category,
+        };
+        let repository = ImportedRepository {
+            gun: gun.into(),
+            files: vec![
+                imported_file("root", 1),
+                imported_file("targets", 1),
+                imported_file("snapshot", 1),
+                imported_file("timestamp", 1),
+                imported_file("timestamp", 2),
+            ],
+            changes: vec![
+                change(5, gun, 1, ChangeCategory::Update),
+                change(9, gun, 2, ChangeCategory::Update),
+            ],
+            keys: vec![ImportedKey {
+                key: key("imported-ts", gun, "timestamp"),
+                used: true,
+            }],
+        };
+        assert_eq!(
+            store.import_repository(repository.clone()).await.unwrap(),
+            ImportOutcome::Imported
+        );
+        let v1 = store.get_version(gun, "timestamp", 1).await.unwrap();
+        assert_eq!(v1.created_at, at);
+        assert_eq!(v1.sha256, repository.files[3].sha256);
+        assert_eq!(
+            store.get_current(gun, "timestamp").await.unwrap().version,
+            2
+        );
+        let key = store.get_key("imported-ts").await.unwrap();
+        assert!(key.last_used.is_some());
+        let ids: Vec<i64> = store
+            .changes(None, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, [5, 9]);
+        assert_eq!(store.changes(None, 0, 100).await.unwrap()[0].created_at, at);
+
+        // A re-run writes nothing.
+        assert_eq!(
+            store.import_repository(repository.clone()).await.unwrap(),
+            ImportOutcome::AlreadyPresent
+        );
+        // Other content under the same GUN, or a taken changefeed ID, is
+        // refused and writes nothing at all.
+        let mut other = repository.clone();
+        other.files[4] = imported_file("timestamp", 3);
+        other
+            .changes
+            .push(change(12, gun, 3, ChangeCategory::Update));
+        assert!(matches!(
+            store.import_repository(other).await,
+            Err(Error::ImportConflict { .. })
+        ));
+        let mut taken = ImportedRepository {
+            gun: "example.com/gone".into(),
+            changes: vec![
+                change(11, "example.com/gone", 0, ChangeCategory::Deletion),
+                change(9, "example.com/gone", 0, ChangeCategory::Deletion),
+            ],
+            ..ImportedRepository::default()
+        };
+        assert!(matches!(
+            store.import_repository(taken.clone()).await,
+            Err(Error::ImportConflict { .. })
+        ));
+        assert_eq!(store.changes(None, 0, 100).await.unwrap().len(), 2);
+        taken.changes.pop();
+        assert_eq!(
+            store.import_repository(taken).await.unwrap(),
+            ImportOutcome::Imported
+        );
+
+        // New records continue after the imported IDs.
+        store
+            .publish(
+                "example.com/new",
+                vec![file("root", 1), file("timestamp", 1)],
+            )
+            .await
+            .unwrap();
+        let last = store.changes(None, -1, -1).await.unwrap();
+        assert!(last[0].id > 11, "{last:?}");
+    }
+
     /// Walks every method of the API.
     pub(crate) async fn story<S: Store>(store: &S) {
         let gun = "example.com/team/app";

@@ -968,6 +968,11 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn import_story_on_postgres() {
+        crate::store::tests::import_story(&fresh().await.0).await;
+    }
+
+    #[tokio::test]
     async fn audit_story_on_postgres() {
         audit_story(&fresh().await.0).await;
     }

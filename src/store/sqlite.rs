@@ -931,6 +931,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn import_story_on_a_temp_file() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        crate::store::tests::import_story(&store).await;
+    }
+
+    #[tokio::test]
     async fn audit_story_on_a_temp_file() {
         let (_dir, db) = temp_db();
         let store = SqliteStore::open(&db).await.unwrap();
