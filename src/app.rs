@@ -383,20 +383,11 @@ pub async fn import(
     passphrase_of: &(dyn Fn(&str) -> Option<String> + Sync),
     report: impl FnMut(&crate::import::GunReport),
 ) -> Result<crate::import::Summary, String> {
-    use crate::store::import::SourceBackend;
-    for db in [&sources.server, &sources.signer.db] {
-        if db.backend == SourceBackend::Mysql {
-            return Err(format!(
-                "{}: reading MySQL/MariaDB sources is not built yet; only PostgreSQL sources can \
-                 be imported",
-                crate::store::import::config::redact(&db.url)
-            ));
-        }
-    }
-    let mut server = crate::store::import::PgServerReader::connect(&sources.server.url)
+    use crate::store::import::{AnyServerReader, AnySignerReader};
+    let mut server = AnyServerReader::connect(&sources.server)
         .await
         .map_err(|e| format!("cannot read notary-server's database: {}", chain(&e)))?;
-    let mut signer = crate::store::import::PgSignerReader::connect(&sources.signer.db.url)
+    let mut signer = AnySignerReader::connect(&sources.signer.db)
         .await
         .map_err(|e| format!("cannot read notary-signer's database: {}", chain(&e)))?;
     let now = (system_clock())();
@@ -453,8 +444,8 @@ pub async fn import(
 async fn import_into<S: Store>(
     config: &Config,
     store: S,
-    server: &mut crate::store::import::PgServerReader,
-    signer: &mut crate::store::import::PgSignerReader,
+    server: &mut crate::store::import::AnyServerReader,
+    signer: &mut crate::store::import::AnySignerReader,
     passphrase_of: &(dyn Fn(&str) -> Option<String> + Sync),
     now: time::OffsetDateTime,
     report: impl FnMut(&crate::import::GunReport),

@@ -6,6 +6,8 @@
 //! client trust directory keeps working with no key-change warning.
 
 mod common;
+#[path = "support/mariadb.rs"]
+mod mariadb;
 #[path = "support/postgres.rs"]
 mod postgres;
 
@@ -15,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 use common::{
     Curl, Notarium, NotaryClient, Process, free_port, make_test_tls, require, run, wait_for_port,
 };
+use mariadb::MariaDb;
 use postgres::{PASSWORD, PgServer};
 use serde_json::{Value, json};
 
@@ -24,44 +27,129 @@ const GONE: &str = "notarium.test/import/gone";
 const PASS_ALPHA: &str = "first alias passphrase";
 const PASS_BETA: &str = "second alias passphrase";
 
-/// Runs SQL on `url` (several statements allowed).
-fn sql(url: &str, text: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(text.to_string()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        .unwrap()
+}
+
+/// Runs SQL on `url` (several statements allowed), PostgreSQL or MySQL.
+fn sql(url: &str, text: &str) {
+    use sqlx::Connection;
+    let text = sqlx::AssertSqlSafe(text.to_string());
+    runtime().block_on(async {
+        if url.starts_with("mysql://") {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
+        }
     });
 }
 
-/// One column of one query's rows, as text.
+/// One text column of one query's rows.
 fn sql_strings(url: &str, query: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(query.to_string()))
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
+    use sqlx::Connection;
+    let query = sqlx::AssertSqlSafe(query.to_string());
+    runtime().block_on(async {
+        if url.starts_with("mysql://") {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+            sqlx::query_scalar::<_, String>(query)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar::<_, String>(query)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        }
     })
 }
 
+/// The source databases of one deployment: the DSNs notary's configs hold
+/// and the URLs the test's own queries use.
+struct Databases {
+    backend: &'static str,
+    server_dsn: String,
+    signer_dsn: String,
+    server_url: String,
+    signer_url: String,
+}
+
+impl Databases {
+    fn postgres(pg: &PgServer) -> Self {
+        let url = |name: &str| {
+            format!(
+                "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{name}?sslmode=disable",
+                pg.port
+            )
+        };
+        let (server, signer) = (url(&pg.database()), url(&pg.database()));
+        sql(&server, include_str!("data/notary-server-postgres.sql"));
+        sql(&signer, include_str!("data/notary-signer-postgres.sql"));
+        Self {
+            backend: "postgres",
+            server_dsn: server.clone(),
+            signer_dsn: signer.clone(),
+            server_url: server,
+            signer_url: signer,
+        }
+    }
+
+    fn mariadb(db: &MariaDb) -> Self {
+        let (server, signer) = (db.database(), db.database());
+        let this = Self {
+            backend: "mysql",
+            server_dsn: db.dsn(&server),
+            signer_dsn: db.dsn(&signer),
+            server_url: db.url(&server),
+            signer_url: db.url(&signer),
+        };
+        sql(
+            &this.server_url,
+            include_str!("data/notary-server-mysql.sql"),
+        );
+        sql(
+            &this.signer_url,
+            include_str!("data/notary-signer-mysql.sql"),
+        );
+        this
+    }
+
+    /// `SELECT` text of the source changefeed: "id gun version category".
+    fn changefeed(&self) -> Vec<String> {
+        let query = if self.backend == "mysql" {
+            "SELECT CONCAT(id, ' ', gun, ' ', version, ' ', category) FROM changefeed ORDER BY id"
+        } else {
+            "SELECT id::TEXT || ' ' || gun || ' ' || version::TEXT || ' ' || category \
+             FROM changefeed ORDER BY id"
+        };
+        sql_strings(&self.server_url, query)
+    }
+
+    /// Appends a byte to one stored file without fixing its checksum.
+    fn corrupt(&self, gun: &str, role: &str, version: i64) {
+        let append = if self.backend == "mysql" {
+            "CONCAT(data, ' ')"
+        } else {
+            "data || '\\x20'::BYTEA"
+        };
+        sql(
+            &self.server_url,
+            &format!(
+                "UPDATE tuf_files SET data = {append} \
+                 WHERE gun = '{gun}' AND role = '{role}' AND version = {version}"
+            ),
+        );
+    }
+}
+
 fn sqlite_count(db: &Path, gun: &str) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
             .await
@@ -77,8 +165,7 @@ fn sqlite_count(db: &Path, gun: &str) -> i64 {
 /// A notary deployment: signer and server over two PostgreSQL databases.
 struct Deployment {
     server_url: String,
-    signer_db: String,
-    server_db: String,
+    dbs: Databases,
     ca: PathBuf,
     server_config: PathBuf,
     signer_config: PathBuf,
@@ -105,18 +192,7 @@ fn spawn(dir: &Path, name: &str, program: &Path, config: &Path, envs: &[(&str, &
 type Child = std::process::Child;
 
 impl Deployment {
-    fn new(dir: &Path, pg: &PgServer) -> Self {
-        let server_name = pg.database();
-        let signer_name = pg.database();
-        let db = |name: &str| {
-            format!(
-                "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{name}?sslmode=disable",
-                pg.port
-            )
-        };
-        let (server_db, signer_db) = (db(&server_name), db(&signer_name));
-        sql(&server_db, include_str!("data/notary-server-postgres.sql"));
-        sql(&signer_db, include_str!("data/notary-signer-postgres.sql"));
+    fn new(dir: &Path, dbs: Databases) -> Self {
         let (ca, cert, key) = make_test_tls(dir);
         let signer_port = free_port();
         let server_port = free_port();
@@ -131,7 +207,7 @@ impl Deployment {
                 "trust_service": {"type": "remote", "hostname": "127.0.0.1",
                                   "port": signer_port.to_string(), "key_algorithm": "ecdsa",
                                   "tls_ca_file": "ca.crt"},
-                "storage": {"backend": "postgres", "db_url": server_db},
+                "storage": {"backend": dbs.backend, "db_url": dbs.server_dsn},
                 "logging": {"level": "info"},
             })
             .to_string(),
@@ -140,8 +216,7 @@ impl Deployment {
         let _ = (cert, key);
         let deployment = Self {
             server_url: format!("https://127.0.0.1:{server_port}"),
-            signer_db,
-            server_db,
+            dbs,
             ca,
             server_config,
             signer_config,
@@ -158,7 +233,7 @@ impl Deployment {
             json!({
                 "server": {"grpc_addr": format!("127.0.0.1:{port}"),
                            "tls_cert_file": "server.crt", "tls_key_file": "server.key"},
-                "storage": {"backend": "postgres", "db_url": self.signer_db,
+                "storage": {"backend": self.dbs.backend, "db_url": self.dbs.signer_dsn,
                             "default_alias": alias},
                 "logging": {"level": "info"},
             })
@@ -312,10 +387,18 @@ fn assert_no_key_warning(output: &Output) {
 
 #[test]
 fn import_from_notary_on_postgres_keeps_clients_working() {
-    let pg = PgServer::shared();
+    import_keeps_clients_working(Databases::postgres(PgServer::shared()));
+}
+
+#[test]
+fn import_from_notary_on_mariadb_keeps_clients_working() {
+    import_keeps_clients_working(Databases::mariadb(MariaDb::shared()));
+}
+
+fn import_keeps_clients_working(dbs: Databases) {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let mut deployment = Deployment::new(dir, pg);
+    let mut deployment = Deployment::new(dir, dbs);
 
     // Populate through the real client: alias "alpha" first.
     deployment.start("alpha");
@@ -350,7 +433,7 @@ fn import_from_notary_on_postgres_keeps_clients_working() {
     owner.ok(&["add", BETA, "one", one.to_str().unwrap()]);
     owner.ok(&["publish", BETA]);
     let aliases = sql_strings(
-        &deployment.signer_db,
+        &deployment.dbs.signer_url,
         "SELECT DISTINCT passphrase_alias FROM private_keys ORDER BY 1",
     );
     assert_eq!(aliases, ["alpha", "beta"]);
@@ -359,11 +442,7 @@ fn import_from_notary_on_postgres_keeps_clients_working() {
         ca: deployment.ca.clone(),
     };
     let (alpha_ts_keys, _) = timestamp_key_ids(&old, ALPHA);
-    let source_changes = sql_strings(
-        &deployment.server_db,
-        "SELECT id::TEXT || ' ' || gun || ' ' || version::TEXT || ' ' || category \
-         FROM changefeed ORDER BY id",
-    );
+    let source_changes = deployment.dbs.changefeed();
     deployment.stop();
 
     // Dry run: the report, nothing written.
@@ -500,15 +579,9 @@ fn import_from_notary_on_postgres_keeps_clients_working() {
 
     // A corrupted row and a missing (soft-deleted) key: reported as broken
     // in the source, nothing of either repository written.
+    deployment.dbs.corrupt(ALPHA, "targets", 2);
     sql(
-        &deployment.server_db,
-        &format!(
-            "UPDATE tuf_files SET data = data || '\\x20'::BYTEA \
-             WHERE gun = '{ALPHA}' AND role = 'targets' AND version = 2"
-        ),
-    );
-    sql(
-        &deployment.signer_db,
+        &deployment.dbs.signer_url,
         &format!(
             "UPDATE private_keys SET deleted_at = now() WHERE gun = '{BETA}' AND role = 'timestamp'"
         ),

@@ -9,6 +9,7 @@
 //! invisible, as they are to notary.
 
 pub mod config;
+mod mysql;
 mod postgres;
 
 use time::OffsetDateTime;
@@ -17,6 +18,7 @@ pub use config::{
     ConfigError, SignerSource, SourceBackend, SourceDb, passphrase_variable, read_server_config,
     read_signer_config,
 };
+pub use mysql::{MySqlServerReader, MySqlSignerReader};
 pub use postgres::{PgServerReader, PgSignerReader};
 
 use super::{Change, ImportedFile, Result};
@@ -125,5 +127,62 @@ fn checked_file(
         sha256: computed,
         data,
         created_at,
+    }
+}
+
+/// notary-server's database on either backend.
+#[derive(Debug)]
+pub enum AnyServerReader {
+    Postgres(PgServerReader),
+    Mysql(MySqlServerReader),
+}
+
+impl AnyServerReader {
+    pub async fn connect(db: &SourceDb) -> Result<Self> {
+        Ok(match db.backend {
+            SourceBackend::Postgres => Self::Postgres(PgServerReader::connect(&db.url).await?),
+            SourceBackend::Mysql => Self::Mysql(MySqlServerReader::connect(&db.url).await?),
+        })
+    }
+}
+
+impl ServerReader for AnyServerReader {
+    async fn guns(&mut self) -> Result<Vec<String>> {
+        match self {
+            Self::Postgres(reader) => reader.guns().await,
+            Self::Mysql(reader) => reader.guns().await,
+        }
+    }
+
+    async fn repository(&mut self, gun: &str) -> Result<SourceRepository> {
+        match self {
+            Self::Postgres(reader) => reader.repository(gun).await,
+            Self::Mysql(reader) => reader.repository(gun).await,
+        }
+    }
+}
+
+/// notary-signer's database on either backend.
+#[derive(Debug)]
+pub enum AnySignerReader {
+    Postgres(PgSignerReader),
+    Mysql(MySqlSignerReader),
+}
+
+impl AnySignerReader {
+    pub async fn connect(db: &SourceDb) -> Result<Self> {
+        Ok(match db.backend {
+            SourceBackend::Postgres => Self::Postgres(PgSignerReader::connect(&db.url).await?),
+            SourceBackend::Mysql => Self::Mysql(MySqlSignerReader::connect(&db.url).await?),
+        })
+    }
+}
+
+impl SignerReader for AnySignerReader {
+    async fn key(&mut self, key_id: &str) -> Result<Option<NotaryPrivateKey>> {
+        match self {
+            Self::Postgres(reader) => reader.key(key_id).await,
+            Self::Mysql(reader) => reader.key(key_id).await,
+        }
     }
 }
