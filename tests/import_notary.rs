@@ -302,21 +302,26 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The notarium configuration `Notarium::start` writes, so that import and
 /// serve use the same database and key passphrase.
-fn notarium_config(dir: &Path) -> PathBuf {
+/// `storage` replaces the SQLite default (for a PostgreSQL target); a
+/// configuration already in `dir` is kept.
+fn notarium_config(dir: &Path, storage: Option<Value>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("notarium.json");
+    if path.exists() && storage.is_none() {
+        return path;
+    }
     let config = json!({
         "server": {"http_addr": "127.0.0.1:0", "keys_dir": "keys"},
         "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
-        "storage": {"backend": "sqlite", "db_url": "data/notarium.db"},
+        "storage": storage.unwrap_or(json!({"backend": "sqlite", "db_url": "data/notarium.db"})),
         "logging": {"level": "info"},
     });
-    let path = dir.join("notarium.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     path
 }
 
 fn import(dir: &Path, deployment: &Deployment, envs: &[(&str, &str)], extra: &[&str]) -> Output {
-    let config = notarium_config(dir);
+    let config = notarium_config(dir, None);
     let mut command = Command::new(env!("CARGO_BIN_EXE_notarium"));
     command
         .arg("import")
@@ -444,6 +449,14 @@ fn import_keeps_clients_working(dbs: Databases) {
     let (alpha_ts_keys, _) = timestamp_key_ids(&old, ALPHA);
     let source_changes = deployment.dbs.changefeed();
     deployment.stop();
+    // The client's state as the Go server left it, for the PostgreSQL target.
+    let pinned_copy = dir.join("owner-copy");
+    common::run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&owner_dir)
+            .arg(&pinned_copy),
+    );
 
     // Dry run: the report, nothing written.
     let target = dir.join("notarium");
@@ -538,6 +551,39 @@ fn import_keeps_clients_working(dbs: Databases) {
     assert!(records.len() > source_changes.len());
 
     drop(notarium);
+
+    // Into a PostgreSQL notarium database too; the client (as it was before
+    // the SQLite run) publishes through it, the timestamp signed by the
+    // imported key.
+    if deployment.dbs.backend == "postgres" {
+        let pg = PgServer::shared();
+        let target = dir.join("notarium-pg");
+        std::fs::create_dir_all(&target).unwrap();
+        let password_file = target.join("db-password");
+        std::fs::write(&password_file, PASSWORD).unwrap();
+        let storage = json!({
+            "backend": "postgres",
+            "db_url": pg.url(&pg.database()),
+            "password_file": password_file,
+        });
+        notarium_config(&target, Some(storage.clone()));
+        let output = import(&target, &deployment, &passphrases, &[]);
+        let report = stdout(&output);
+        assert!(output.status.success(), "{report}");
+        assert!(line_for(&report, ALPHA).starts_with("imported"), "{report}");
+        let notarium = Notarium::start(&target, json!({"storage": storage}));
+        let client = NotaryClient::new(pinned_copy, &notarium.url, &notarium.ca);
+        let listed = client.run(&["list", ALPHA]);
+        assert!(listed.status.success());
+        assert_no_key_warning(&listed);
+        client.ok(&["add", ALPHA, "three", three.to_str().unwrap()]);
+        let published = client.run(&["publish", ALPHA]);
+        assert!(published.status.success(), "{}", stdout(&published));
+        assert_no_key_warning(&published);
+        let (listed_keys, signed_by) = timestamp_key_ids(&notarium.curl(), ALPHA);
+        assert_eq!(listed_keys, alpha_ts_keys);
+        assert_eq!(signed_by, alpha_ts_keys);
+    }
 
     // A wrong passphrase for one alias: that repository is reported and not
     // written; the others are. With the right one, a re-run resumes.
