@@ -492,6 +492,79 @@ mod tests {
             .unwrap()
     }
 
+    /// A key as notary-signer stores it: Ed25519 as public ‖ seed ‖ public,
+    /// ECDSA as SEC1 DER, sealed with the alias's passphrase (PBES2).
+    fn notary_row(key: &SigningKey, plaintext: &[u8], passphrase: &str) -> NotaryPrivateKey {
+        let keytype = keytype_of(key.algorithm());
+        NotaryPrivateKey {
+            key_id: key.public_key().id().to_string(),
+            algorithm: keytype.as_str().to_string(),
+            passphrase_alias: "alias1".into(),
+            public: key.public_key().public_bytes().to_vec(),
+            private: sealed::seal(
+                plaintext,
+                &Passphrase::new(passphrase),
+                sealed::NOTARY_ITERATIONS,
+            )
+            .unwrap()
+            .into_bytes(),
+            gun: GUN.into(),
+            role: "timestamp".into(),
+            used: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn notary_signer_keys_are_resealed_and_sign() {
+        let (_dir, db) = temp_db();
+        let keys = service(&db, "notarium pass", KeyAlgorithm::EcdsaP256).await;
+
+        // Ed25519: 96 bytes, public key first.
+        let ed = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let pkcs8 = ed.to_pkcs8().unwrap();
+        let public = ed.public_key().public_bytes();
+        let mut raw = public.to_vec();
+        raw.extend_from_slice(&pkcs8[16..48]);
+        raw.extend_from_slice(public);
+        let row = notary_row(&ed, &raw, "alias pass");
+        let resealed = keys
+            .reseal_notary_key(&row, GUN, Passphrase::new("alias pass"))
+            .await
+            .unwrap();
+        assert_eq!(resealed.key_id, ed.public_key().id());
+        assert!(!resealed.sealed_private.contains("PBES2"));
+        keys.store.put_key(resealed).await.unwrap();
+        let signature = keys.sign(ed.public_key().id(), b"message").await.unwrap();
+        verify_signature(
+            ed.public_key(),
+            &signature.method,
+            b"message",
+            &signature.sig,
+        )
+        .unwrap();
+
+        // A wrong passphrase, a row whose key ID belongs to another key, a
+        // truncated private key: each refused with its own error.
+        assert!(matches!(
+            keys.reseal_notary_key(&row, GUN, Passphrase::new("wrong"))
+                .await,
+            Err(Error::WrongPassphrase)
+        ));
+        let mut foreign = row.clone();
+        foreign.key_id = "0".repeat(64);
+        assert!(matches!(
+            keys.reseal_notary_key(&foreign, GUN, Passphrase::new("alias pass"))
+                .await,
+            Err(Error::KeyMismatch { .. })
+        ));
+        let short = notary_row(&ed, &raw[..64], "alias pass");
+        assert!(matches!(
+            keys.reseal_notary_key(&short, GUN, Passphrase::new("alias pass"))
+                .await,
+            Err(Error::KeyMismatch { .. })
+        ));
+    }
+
     #[tokio::test]
     async fn unused_key_is_reused_until_it_signs() {
         let (_dir, db) = temp_db();
