@@ -322,6 +322,16 @@ fn verify_current(gun: &str, files: &[ImportedFile], now: OffsetDateTime) -> Res
             .ok_or("timestamp: no snapshot sha256")?,
     );
     let snapshot_row = by_checksum("snapshot", &snapshot_sha)?;
+    if let Some(newer) = files
+        .iter()
+        .filter(|f| f.role == "snapshot" && f.version > snapshot_row.version)
+        .max_by_key(|f| f.version)
+    {
+        return Err(format!(
+            "snapshot version {} is stored but the newest timestamp points to version {}",
+            newer.version, snapshot_row.version
+        ));
+    }
     let snapshot_file = parse(snapshot_row)?;
     let snapshot: Snapshot = snapshot_file
         .body("snapshot")
@@ -338,6 +348,18 @@ fn verify_current(gun: &str, files: &[ImportedFile], now: OffsetDateTime) -> Res
                 .ok_or_else(|| format!("snapshot: no sha256 for {role}"))?,
         );
         let row = by_checksum(role, &sha)?;
+        // notarium serves each role's highest version as current; notary
+        // what the timestamp points to. They must agree.
+        if let Some(newer) = files
+            .iter()
+            .filter(|f| f.role == *role && f.version > row.version)
+            .max_by_key(|f| f.version)
+        {
+            return Err(format!(
+                "{role} version {} is stored but the newest timestamp points to version {}",
+                newer.version, row.version
+            ));
+        }
         let role_name = RoleName::parse(role).map_err(|e| format!("{role}: {e}"))?;
         uploads.push(Upload {
             role: role_name,
@@ -361,4 +383,89 @@ fn verify_current(gun: &str, files: &[ImportedFile], now: OffsetDateTime) -> Res
     check_file_meta("snapshot", snapshot_file.raw(), snapshot_meta)
         .map_err(|e| format!("the newest timestamp: {e}"))?;
     Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIR: &str = "fixtures/notary-0.7/notary-cli";
+    const GUN: &str = "notary.test/fixtures/app";
+
+    fn file(role: &str, version: i64, name: &str) -> ImportedFile {
+        let data = std::fs::read(format!("{}/{DIR}/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        ImportedFile {
+            role: role.into(),
+            version,
+            sha256: hex::encode(crate::tuf::sha256(&data)),
+            data,
+            created_at: time::macros::datetime!(2026-11-23 07:31:28 UTC),
+        }
+    }
+
+    fn repository() -> Vec<ImportedFile> {
+        vec![
+            file("root", 1, "1.root.json"),
+            file("root", 2, "2.root.json"),
+            file("targets", 4, "targets.json"),
+            file("targets/releases", 1, "targets/releases.json"),
+            file("snapshot", 6, "snapshot.json"),
+            file("timestamp", 5, "timestamp.json"),
+        ]
+    }
+
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-11-24 00:00 UTC);
+
+    #[test]
+    fn the_current_chain_of_a_real_notary_repository_verifies() {
+        let root = verify_current(GUN, &repository(), NOW).unwrap();
+        assert_eq!(root.version, 2);
+        // The same files under another GUN: the root certificate's CN no
+        // longer matches.
+        let error = verify_current("notary.test/other/app", &repository(), NOW).unwrap_err();
+        assert!(error.contains("does not verify"), "{error}");
+    }
+
+    #[test]
+    fn a_stored_version_newer_than_the_current_one_is_refused() {
+        let mut files = repository();
+        let mut newer = file("targets", 5, "targets.json");
+        newer.data.push(b' ');
+        newer.sha256 = hex::encode(crate::tuf::sha256(&newer.data));
+        files.push(newer);
+        let error = verify_current(GUN, &files, NOW).unwrap_err();
+        assert!(
+            error.contains(
+                "targets version 5 is stored but the newest timestamp points to version 4"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn missing_or_altered_current_files_are_named() {
+        let mut files = repository();
+        files.retain(|f| f.role != "snapshot");
+        let error = verify_current(GUN, &files, NOW).unwrap_err();
+        assert!(error.starts_with("snapshot with sha256"), "{error}");
+
+        let mut files = repository();
+        files.retain(|f| f.role != "timestamp");
+        assert_eq!(
+            verify_current(GUN, &files, NOW).unwrap_err(),
+            "no timestamp is stored"
+        );
+
+        // A timestamp signed by a key its root does not list.
+        let mut files = repository();
+        let stamp = files.iter_mut().find(|f| f.role == "timestamp").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&stamp.data).unwrap();
+        json["signatures"][0]["keyid"] = serde_json::json!("0".repeat(64));
+        stamp.data = serde_json::to_vec(&json).unwrap();
+        let error = verify_current(GUN, &files, NOW).unwrap_err();
+        assert!(
+            error.contains("the newest timestamp does not verify"),
+            "{error}"
+        );
+    }
 }
