@@ -371,8 +371,24 @@ fn verify_current(gun: &str, files: &[ImportedFile], now: OffsetDateTime) -> Res
         return Err("the current snapshot does not list root and targets".into());
     }
     // The same checks an upload of the whole repository gets (root
-    // certificates and signatures, targets and delegations, snapshot).
-    let validated = validate_update(gun, &StoredState::default(), uploads, now)
+    // certificates and signatures, targets and delegations, snapshot). A
+    // rotated root is checked as the rotation it was: against the root
+    // before it (PROTOCOL.md §3.2), which notary keeps.
+    let mut state = StoredState::default();
+    let current_root = uploads
+        .iter()
+        .find(|u| u.role == RoleName::Root)
+        .map(|u| u.file.body::<Root>("root"))
+        .transpose()
+        .map_err(|e| format!("root: {e}"))?;
+    if let Some(version) = current_root.map(|r| r.version).filter(|v| *v > 1) {
+        let previous = files
+            .iter()
+            .find(|f| f.role == "root" && f.version == version - 1)
+            .ok_or_else(|| format!("root version {} is not stored", version - 1))?;
+        state.root = Some(parse(previous)?);
+    }
+    let validated = validate_update(gun, &state, uploads, now)
         .map_err(|e| format!("the current metadata does not verify: {e}"))?;
     let root = validated.root;
     let timestamp_role = root

@@ -416,6 +416,10 @@ fn import_keeps_clients_working(dbs: Databases) {
     owner.ok(&["add", ALPHA, "two", two.to_str().unwrap()]);
     owner.ok(&["publish", ALPHA]);
     owner.ok(&["key", "rotate", ALPHA, "snapshot", "-r"]);
+    // Rotated timestamp (a new server key), targets and root keys.
+    owner.ok(&["key", "rotate", ALPHA, "timestamp", "-r"]);
+    owner.ok(&["key", "rotate", ALPHA, "targets"]);
+    owner.ok(&["key", "rotate", ALPHA, "root"]);
     owner.ok(&["remove", ALPHA, "one"]);
     owner.ok(&["publish", ALPHA]);
     // A delegation with a certificate.
