@@ -423,7 +423,14 @@ fn import_keeps_clients_working(dbs: Databases) {
     owner.ok(&["remove", ALPHA, "one"]);
     owner.ok(&["publish", ALPHA]);
     // A delegation with a certificate.
-    let (_, cert, _) = common::make_client_bundle(&dir.join("delegate"), "releaser");
+    let (_, cert, delegate_key) = common::make_client_bundle(&dir.join("delegate"), "releaser");
+    owner.ok(&[
+        "key",
+        "import",
+        delegate_key.to_str().unwrap(),
+        "--role",
+        "targets/releases",
+    ]);
     owner.ok(&[
         "delegation",
         "add",
@@ -431,6 +438,16 @@ fn import_keeps_clients_working(dbs: Databases) {
         "targets/releases",
         cert.to_str().unwrap(),
         "--all-paths",
+        "-p",
+    ]);
+    // A target signed by the delegate.
+    owner.ok(&[
+        "add",
+        ALPHA,
+        "released",
+        two.to_str().unwrap(),
+        "--roles",
+        "targets/releases",
         "-p",
     ]);
     owner.ok(&["init", GONE, "-p"]);
