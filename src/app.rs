@@ -335,14 +335,13 @@ pub async fn run(
     }
 }
 
-/// Serves with an opened `store`.
-async fn launch<S: Store>(
-    config: Config,
-    store: S,
-    auth: Option<TokenAuth>,
-    on_start: impl FnOnce(&Started),
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
+/// The server-key service over `store`, with the configured passphrase (or
+/// the one kept in keys_dir, generated on first use), unlocked: a wrong
+/// passphrase stops here rather than at the first signature.
+async fn unlocked_keys<S: Store>(
+    config: &Config,
+    store: Arc<S>,
+) -> Result<KeyService<S>, StartError> {
     let sealed_keys_exist = store
         .newest_key()
         .await
@@ -371,10 +370,7 @@ async fn launch<S: Store>(
         ConfigAlgorithm::Ecdsa => KeyAlgorithm::EcdsaP256,
         ConfigAlgorithm::Ed25519 => KeyAlgorithm::Ed25519,
     };
-    let store = Arc::new(store);
-    let keys = KeyService::new(store.clone(), passphrase, algorithm);
-    // Derive the key-encryption key now: a wrong passphrase stops the start
-    // rather than the first publish.
+    let keys = KeyService::new(store, passphrase, algorithm);
     keys.unlock().await.map_err(|error| match error {
         SignerError::WrongPassphrase | SignerError::UnknownKek { .. } => {
             StartError::WrongPassphrase {
@@ -383,6 +379,112 @@ async fn launch<S: Store>(
         }
         other => StartError::Keys(other),
     })?;
+    Ok(keys)
+}
+
+/// Where `notarium import` reads from (PROTOCOL.md §6.4).
+#[derive(Debug, Clone)]
+pub struct ImportSources {
+    pub server: crate::store::import::SourceDb,
+    pub signer: crate::store::import::SignerSource,
+}
+
+/// `notarium import`: reads the notary databases and writes into the
+/// storage `config` names (with `dry_run`, into a throwaway in-memory
+/// database instead, so every check runs and nothing is written).
+pub async fn import(
+    config: &Config,
+    sources: &ImportSources,
+    dry_run: bool,
+    passphrase_of: &(dyn Fn(&str) -> Option<String> + Sync),
+    report: impl FnMut(&crate::import::GunReport),
+) -> Result<crate::import::Summary, String> {
+    use crate::store::import::{AnyServerReader, AnySignerReader};
+    let mut server = AnyServerReader::connect(&sources.server)
+        .await
+        .map_err(|e| format!("cannot read notary-server's database: {}", chain(&e)))?;
+    let mut signer = AnySignerReader::connect(&sources.signer.db)
+        .await
+        .map_err(|e| format!("cannot read notary-signer's database: {}", chain(&e)))?;
+    let now = (system_clock())();
+    if dry_run {
+        let store = SqliteStore::open_in_memory()
+            .await
+            .map_err(|e| format!("cannot open a scratch database: {e}"))?;
+        let store = Arc::new(store);
+        let keys = KeyService::new(
+            store.clone(),
+            Passphrase::new("dry run"),
+            KeyAlgorithm::EcdsaP256,
+        );
+        return crate::import::import(
+            &*store,
+            &keys,
+            &mut server,
+            &mut signer,
+            passphrase_of,
+            now,
+            report,
+        )
+        .await
+        .map_err(|e| chain(&e));
+    }
+    match open_store(config, Migrations::Run).await? {
+        OpenedStore::Sqlite(store) => {
+            import_into(
+                config,
+                store,
+                &mut server,
+                &mut signer,
+                passphrase_of,
+                now,
+                report,
+            )
+            .await
+        }
+        OpenedStore::Postgres(store) => {
+            import_into(
+                config,
+                store,
+                &mut server,
+                &mut signer,
+                passphrase_of,
+                now,
+                report,
+            )
+            .await
+        }
+    }
+}
+
+async fn import_into<S: Store>(
+    config: &Config,
+    store: S,
+    server: &mut crate::store::import::AnyServerReader,
+    signer: &mut crate::store::import::AnySignerReader,
+    passphrase_of: &(dyn Fn(&str) -> Option<String> + Sync),
+    now: time::OffsetDateTime,
+    report: impl FnMut(&crate::import::GunReport),
+) -> Result<crate::import::Summary, String> {
+    let store = Arc::new(store);
+    let keys = unlocked_keys(config, store.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::import::import(&*store, &keys, server, signer, passphrase_of, now, report)
+        .await
+        .map_err(|e| chain(&e))
+}
+
+/// Serves with an opened `store`.
+async fn launch<S: Store>(
+    config: Config,
+    store: S,
+    auth: Option<TokenAuth>,
+    on_start: impl FnOnce(&Started),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let store = Arc::new(store);
+    let keys = unlocked_keys(&config, store.clone()).await?;
     let limits = &config.limits;
     let validation_slots = match limits.validation_concurrency {
         0 => default_validation_slots(),

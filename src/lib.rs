@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod fuzzing;
+pub mod import;
 pub mod policy;
 pub mod registry;
 pub mod repo;

@@ -38,6 +38,10 @@ enum Command {
         #[arg(long)]
         db_url: Option<String>,
     },
+    /// Copy a notary-server + notary-signer deployment (PostgreSQL) into
+    /// notarium's database: every repository's history, the changefeed,
+    /// the server-held keys (re-sealed). Safe to run again.
+    Import(Box<ImportArgs>),
     /// Mark repositories immutable: their signed tags cannot be re-pointed
     /// or removed and their trust data cannot be deleted.
     Immutable {
@@ -71,6 +75,25 @@ enum Command {
         #[arg(long)]
         db_url: Option<String>,
     },
+}
+
+/// `notarium import` arguments.
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// notary-server's configuration file (its storage section is read).
+    #[arg(long, value_name = "SERVER.json")]
+    from_notary_server: PathBuf,
+    /// notary-signer's configuration file; key passphrases come from
+    /// NOTARY_SIGNER_<ALIAS> as notary-signer reads them.
+    #[arg(long, value_name = "SIGNER.json")]
+    from_notary_signer: PathBuf,
+    /// notarium's configuration file (for its database and key
+    /// passphrase); without it, the built-in defaults.
+    #[arg(long, short = 'c', value_name = "NOTARIUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Read and verify everything, write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +169,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(*args),
+        Command::Import(args) => import(&args),
         Command::Immutable {
             action,
             config,
@@ -399,6 +423,63 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("notarium: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import(args: &ImportArgs) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match Config::load(args.config.as_deref(), &env, ConfigOverrides::default()) {
+        Ok((config, _)) => config,
+        Err(error) => {
+            eprintln!("notarium: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let sources = match (
+        notarium::store::import::read_server_config(&args.from_notary_server, &env),
+        notarium::store::import::read_signer_config(&args.from_notary_signer, &env),
+    ) {
+        (Ok(server), Ok(signer)) => notarium::app::ImportSources { server, signer },
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("notarium: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("notarium: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(notarium::app::import(
+        &config,
+        &sources,
+        args.dry_run,
+        &env,
+        |line| println!("{line}"),
+    ));
+    match result {
+        Ok(summary) => {
+            let mode = if args.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            };
+            println!("summary: {summary}{mode}");
+            if summary.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(error) => {
+            eprintln!("notarium: import failed: {error}");
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use crate::store::import::NotaryPrivateKey;
 use crate::store::{self, KekParams, NewKey, Store, StoredKey};
 use crate::striped::StripedLocks;
 use crate::tuf::{self, KeyAlgorithm, KeyType, PublicKey, Signature, SigningKey};
@@ -254,6 +255,56 @@ impl<S: Store> KeyService<S> {
         public_key_of(&kept)
     }
 
+    /// Re-seals a key imported from notary-signer (PROTOCOL.md §6.4): opens
+    /// its JWE with `passphrase` (its alias's), checks that the private key,
+    /// the stored public key and the key ID agree, and seals it under this
+    /// database's key-encryption key. The private bytes never leave here.
+    pub async fn reseal_notary_key(
+        &self,
+        row: &NotaryPrivateKey,
+        gun: &str,
+        passphrase: Passphrase,
+    ) -> Result<NewKey, Error> {
+        let algorithm = match row.algorithm.as_str() {
+            "ecdsa" => KeyAlgorithm::EcdsaP256,
+            "ed25519" => KeyAlgorithm::Ed25519,
+            other => {
+                return Err(Error::UnsupportedAlgorithm {
+                    key_id: row.key_id.clone(),
+                    algorithm: other.to_string(),
+                });
+            }
+        };
+        let token = String::from_utf8(row.private.clone())
+            .map_err(|_| Error::MalformedSealedKey { reason: "not text" })?;
+        let kek = self.kek().await?;
+        let key_id = row.key_id.clone();
+        let stored_public = row.public.clone();
+        let (public, sealed_private) = blocking(move || {
+            let plaintext = sealed::open(&token, &passphrase)?;
+            let key = SigningKey::from_notary_private(algorithm, &plaintext).map_err(|_| {
+                Error::KeyMismatch {
+                    key_id: key_id.clone(),
+                }
+            })?;
+            let public = key.public_key().clone();
+            if public.id() != key_id || public.public_bytes() != stored_public.as_slice() {
+                return Err(Error::KeyMismatch { key_id });
+            }
+            let pkcs8 = key.to_pkcs8()?;
+            Ok((public, kek.seal(&pkcs8)?))
+        })
+        .await?;
+        Ok(NewKey {
+            key_id: public.id().to_string(),
+            gun: gun.to_string(),
+            role: row.role.clone(),
+            algorithm: row.algorithm.clone(),
+            public: public.public_bytes().to_vec(),
+            sealed_private,
+        })
+    }
+
     pub async fn public_key(&self, key_id: &str) -> Result<PublicKey, Error> {
         public_key_of(&self.stored(key_id).await?)
     }
@@ -439,6 +490,79 @@ mod tests {
         KeyService::new(store, Passphrase::new(passphrase), algorithm)
             .with_pbkdf2_iterations(ITERATIONS)
             .unwrap()
+    }
+
+    /// A key as notary-signer stores it: Ed25519 as public ‖ seed ‖ public,
+    /// ECDSA as SEC1 DER, sealed with the alias's passphrase (PBES2).
+    fn notary_row(key: &SigningKey, plaintext: &[u8], passphrase: &str) -> NotaryPrivateKey {
+        let keytype = keytype_of(key.algorithm());
+        NotaryPrivateKey {
+            key_id: key.public_key().id().to_string(),
+            algorithm: keytype.as_str().to_string(),
+            passphrase_alias: "alias1".into(),
+            public: key.public_key().public_bytes().to_vec(),
+            private: sealed::seal(
+                plaintext,
+                &Passphrase::new(passphrase),
+                sealed::NOTARY_ITERATIONS,
+            )
+            .unwrap()
+            .into_bytes(),
+            gun: GUN.into(),
+            role: "timestamp".into(),
+            used: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn notary_signer_keys_are_resealed_and_sign() {
+        let (_dir, db) = temp_db();
+        let keys = service(&db, "notarium pass", KeyAlgorithm::EcdsaP256).await;
+
+        // Ed25519: 96 bytes, public key first.
+        let ed = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let pkcs8 = ed.to_pkcs8().unwrap();
+        let public = ed.public_key().public_bytes();
+        let mut raw = public.to_vec();
+        raw.extend_from_slice(&pkcs8[16..48]);
+        raw.extend_from_slice(public);
+        let row = notary_row(&ed, &raw, "alias pass");
+        let resealed = keys
+            .reseal_notary_key(&row, GUN, Passphrase::new("alias pass"))
+            .await
+            .unwrap();
+        assert_eq!(resealed.key_id, ed.public_key().id());
+        assert!(!resealed.sealed_private.contains("PBES2"));
+        keys.store.put_key(resealed).await.unwrap();
+        let signature = keys.sign(ed.public_key().id(), b"message").await.unwrap();
+        verify_signature(
+            ed.public_key(),
+            &signature.method,
+            b"message",
+            &signature.sig,
+        )
+        .unwrap();
+
+        // A wrong passphrase, a row whose key ID belongs to another key, a
+        // truncated private key: each refused with its own error.
+        assert!(matches!(
+            keys.reseal_notary_key(&row, GUN, Passphrase::new("wrong"))
+                .await,
+            Err(Error::WrongPassphrase)
+        ));
+        let mut foreign = row.clone();
+        foreign.key_id = "0".repeat(64);
+        assert!(matches!(
+            keys.reseal_notary_key(&foreign, GUN, Passphrase::new("alias pass"))
+                .await,
+            Err(Error::KeyMismatch { .. })
+        ));
+        let short = notary_row(&ed, &raw[..64], "alias pass");
+        assert!(matches!(
+            keys.reseal_notary_key(&short, GUN, Passphrase::new("alias pass"))
+                .await,
+            Err(Error::KeyMismatch { .. })
+        ));
     }
 
     #[tokio::test]

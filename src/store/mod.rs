@@ -6,6 +6,7 @@
 //! migrations, as atuin does (STYLE.md §1.1). No backend type appears in the
 //! trait, so callers never see sqlx.
 
+pub mod import;
 mod postgres;
 mod sqlite;
 
@@ -36,6 +37,12 @@ pub enum Error {
         role: String,
         version: i64,
     },
+
+    /// An import met rows of `gun` that differ from the ones it brings
+    /// (`what`: "metadata", "changefeed ID <n>", "key <id>"). Nothing was
+    /// written.
+    #[error("{gun} already holds other {what} than the import brings")]
+    ImportConflict { gun: String, what: String },
 
     /// A server key with this ID is already stored.
     #[error("key {key_id} is already stored")]
@@ -343,6 +350,58 @@ impl Deleted {
     }
 }
 
+/// A metadata row copied from another server (`notarium import`), with the
+/// checksum and creation time it had there, so history stays reachable by
+/// version and checksum with the same `Last-Modified` (PROTOCOL.md §6.4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportedFile {
+    pub role: String,
+    pub version: i64,
+    /// Lowercase hex SHA-256 of `data`.
+    pub sha256: String,
+    pub data: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ImportedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportedFile")
+            .field("role", &self.role)
+            .field("version", &self.version)
+            .field("sha256", &self.sha256)
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server key copied from another deployment, already sealed by `signer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedKey {
+    pub key: NewKey,
+    /// Whether it has signed there (notary-signer's `last_used`): a key that
+    /// has signed is never handed out again as "the unused key".
+    pub used: bool,
+}
+
+/// Everything of one GUN that an import writes, as one unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportedRepository {
+    pub gun: String,
+    pub files: Vec<ImportedFile>,
+    /// Changefeed records with their IDs (the clients' paging cursor).
+    pub changes: Vec<Change>,
+    pub keys: Vec<ImportedKey>,
+}
+
+/// What [`Store::import_repository`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Everything was written.
+    Imported,
+    /// Every row was already there (an earlier run): nothing was written.
+    AlreadyPresent,
+}
+
 /// At most this many audit records are returned per page.
 pub const MAX_AUDIT_PAGE: i64 = 1000;
 
@@ -426,6 +485,18 @@ pub trait Store: Send + Sync + 'static {
         change_id: i64,
         records: i64,
     ) -> impl Future<Output = Result<Vec<Change>>> + Send;
+
+    /// Writes one imported repository all or nothing (`notarium import`):
+    /// its files with their given checksums and times, its changefeed
+    /// records with their IDs, its server keys. If the GUN already holds
+    /// exactly these files (a re-run), writes nothing and says so; if it
+    /// holds anything else, fails with [`Error::Conflict`]. A changefeed ID
+    /// or key ID already stored with other content is a conflict too.
+    /// Later changefeed IDs continue after the highest imported one.
+    fn import_repository(
+        &self,
+        repository: ImportedRepository,
+    ) -> impl Future<Output = Result<ImportOutcome>> + Send;
 
     /// Health check: the metadata table can be queried.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
@@ -531,6 +602,121 @@ pub(crate) mod tests {
             }) => assert_eq!((g.as_str(), r.as_str(), v), (gun, role, version)),
             other => panic!("expected conflict on {role} v{version}, got {other:?}"),
         }
+    }
+
+    /// `import_repository`: given IDs and times kept, all or nothing, a
+    /// re-run writes nothing, other content conflicts, IDs continue after.
+    pub(crate) async fn import_story<S: Store>(store: &S) {
+        let gun = "example.com/imported";
+        let at = time::macros::datetime!(2019-03-04 05:06:07.123 UTC);
+        let imported_file = |role: &str, version: i64| {
+            let data = format!("{role} v{version}").into_bytes();
+            ImportedFile {
+                role: role.into(),
+                version,
+                sha256: sha256_hex(&data),
+                data,
+                created_at: at,
+            }
+        };
+        let change = |id: i64, gun: &str, version: i64, category| Change {
+            id,
+            created_at: at,
+            gun: gun.into(),
+            version,
+            sha256: if category == ChangeCategory::Update {
+                sha256_hex(format!("timestamp v{version}").as_bytes())
+            } else {
+                String::new()
+            },
+            category,
+        };
+        let repository = ImportedRepository {
+            gun: gun.into(),
+            files: vec![
+                imported_file("root", 1),
+                imported_file("targets", 1),
+                imported_file("snapshot", 1),
+                imported_file("timestamp", 1),
+                imported_file("timestamp", 2),
+            ],
+            changes: vec![
+                change(5, gun, 1, ChangeCategory::Update),
+                change(9, gun, 2, ChangeCategory::Update),
+            ],
+            keys: vec![ImportedKey {
+                key: key("imported-ts", gun, "timestamp"),
+                used: true,
+            }],
+        };
+        assert_eq!(
+            store.import_repository(repository.clone()).await.unwrap(),
+            ImportOutcome::Imported
+        );
+        let v1 = store.get_version(gun, "timestamp", 1).await.unwrap();
+        assert_eq!(v1.created_at, at);
+        assert_eq!(v1.sha256, repository.files[3].sha256);
+        assert_eq!(
+            store.get_current(gun, "timestamp").await.unwrap().version,
+            2
+        );
+        let key = store.get_key("imported-ts").await.unwrap();
+        assert!(key.last_used.is_some());
+        let ids: Vec<i64> = store
+            .changes(None, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, [5, 9]);
+        assert_eq!(store.changes(None, 0, 100).await.unwrap()[0].created_at, at);
+
+        // A re-run writes nothing.
+        assert_eq!(
+            store.import_repository(repository.clone()).await.unwrap(),
+            ImportOutcome::AlreadyPresent
+        );
+        // Other content under the same GUN, or a taken changefeed ID, is
+        // refused and writes nothing at all.
+        let mut other = repository.clone();
+        other.files[4] = imported_file("timestamp", 3);
+        other
+            .changes
+            .push(change(12, gun, 3, ChangeCategory::Update));
+        assert!(matches!(
+            store.import_repository(other).await,
+            Err(Error::ImportConflict { .. })
+        ));
+        let mut taken = ImportedRepository {
+            gun: "example.com/gone".into(),
+            changes: vec![
+                change(11, "example.com/gone", 0, ChangeCategory::Deletion),
+                change(9, "example.com/gone", 0, ChangeCategory::Deletion),
+            ],
+            ..ImportedRepository::default()
+        };
+        assert!(matches!(
+            store.import_repository(taken.clone()).await,
+            Err(Error::ImportConflict { .. })
+        ));
+        assert_eq!(store.changes(None, 0, 100).await.unwrap().len(), 2);
+        taken.changes.pop();
+        assert_eq!(
+            store.import_repository(taken).await.unwrap(),
+            ImportOutcome::Imported
+        );
+
+        // New records continue after the imported IDs.
+        store
+            .publish(
+                "example.com/new",
+                vec![file("root", 1), file("timestamp", 1)],
+            )
+            .await
+            .unwrap();
+        let last = store.changes(None, -1, -1).await.unwrap();
+        assert!(last[0].id > 11, "{last:?}");
     }
 
     /// Walks every method of the API.

@@ -10,9 +10,9 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, MAX_AUDIT_PAGE,
-    NewAuditEntry, NewFile, NewKey, Result, RoleVersion, Store, StoredFile, StoredKey,
-    TIMESTAMP_ROLE, sha256_hex,
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
+    ImportedRepository, KekParams, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
+    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, sha256_hex,
 };
 
 /// The embedded migrations. Migrations applied by a newer notarium are
@@ -376,7 +376,149 @@ async fn finish<T>(tx: Transaction<'static, Postgres>, outcome: Result<T>) -> Re
     }
 }
 
+/// Microseconds since the epoch, the form times are bound in.
+fn to_micros(at: OffsetDateTime) -> Result<i64> {
+    i64::try_from(at.unix_timestamp_nanos() / 1000)
+        .map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
+}
+
 impl PostgresStore {
+    /// The writes of one import, under the GUN's lock (and the changefeed's,
+    /// which keeps ID order commit order, as `insert_change` explains).
+    async fn import_in(
+        tx: &mut Transaction<'static, Postgres>,
+        repository: &ImportedRepository,
+    ) -> Result<ImportOutcome> {
+        let gun = repository.gun.as_str();
+        let conflict = |what: String| Error::ImportConflict {
+            gun: gun.to_string(),
+            what,
+        };
+        lock(tx, LOCK_GUN, gun).await?;
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = $1")
+            .bind(gun)
+            .fetch_one(&mut **tx)
+            .await?;
+        let mut present = 0_i64;
+        for file in &repository.files {
+            let same: Option<String> = sqlx::query_scalar(
+                "SELECT sha256 FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3",
+            )
+            .bind(gun)
+            .bind(&file.role)
+            .bind(file.version)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match same {
+                Some(sha256) if sha256 == file.sha256 => present += 1,
+                Some(_) => return Err(conflict("metadata".into())),
+                None => {}
+            }
+        }
+        let files_present = held > 0;
+        if files_present && (present != held || present != repository.files.len() as i64) {
+            return Err(conflict("metadata".into()));
+        }
+        let mut wrote = false;
+        if !files_present {
+            for file in &repository.files {
+                sqlx::query(
+                    "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
+                )
+                .bind(gun)
+                .bind(&file.role)
+                .bind(file.version)
+                .bind(&file.sha256)
+                .bind(&file.data)
+                .bind(to_micros(file.created_at)?)
+                .execute(&mut **tx)
+                .await?;
+                wrote = true;
+            }
+        }
+        if !repository.changes.is_empty() {
+            lock(tx, LOCK_CHANGEFEED, "").await?;
+        }
+        for change in &repository.changes {
+            let stored = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CHANGE_COLUMNS} FROM changefeed WHERE id = $1"
+            )))
+            .bind(change.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match stored {
+                Some(row) => {
+                    let stored = change_from_row(&row)?;
+                    if (&stored.gun, stored.version, &stored.sha256, stored.category)
+                        != (&change.gun, change.version, &change.sha256, change.category)
+                    {
+                        return Err(conflict(format!("changefeed ID {}", change.id)));
+                    }
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
+                         OVERRIDING SYSTEM VALUE VALUES \
+                         ($1, TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', $3, $4, $5, $6)",
+                    )
+                    .bind(change.id)
+                    .bind(to_micros(change.created_at)?)
+                    .bind(&change.gun)
+                    .bind(change.version)
+                    .bind(&change.sha256)
+                    .bind(change.category.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                    wrote = true;
+                }
+            }
+        }
+        if wrote && !repository.changes.is_empty() {
+            // Explicit IDs do not move the identity sequence: move it past
+            // them, so later records continue after the imported ones.
+            sqlx::query(
+                "SELECT setval(pg_get_serial_sequence('changefeed', 'id'), \
+                 GREATEST((SELECT MAX(id) FROM changefeed), \
+                 (SELECT last_value FROM changefeed_id_seq)))",
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+        for imported in &repository.keys {
+            let key = &imported.key;
+            let stored: Option<(String, Vec<u8>)> =
+                sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = $1")
+                    .bind(&key.key_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match stored {
+                Some((held_gun, public)) => {
+                    if held_gun != key.gun || public != key.public {
+                        return Err(conflict(format!("key {}", key.key_id)));
+                    }
+                }
+                None => {
+                    insert_key(&mut **tx, key).await?;
+                    if imported.used {
+                        sqlx::query(
+                            "UPDATE server_keys SET last_used = clock_timestamp() WHERE key_id = $1",
+                        )
+                        .bind(&key.key_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    wrote = true;
+                }
+            }
+        }
+        Ok(if wrote {
+            ImportOutcome::Imported
+        } else {
+            ImportOutcome::AlreadyPresent
+        })
+    }
+
     async fn publish_in(
         tx: &mut Transaction<'static, Postgres>,
         gun: &str,
@@ -597,6 +739,12 @@ impl Store for PostgresStore {
     async fn delete(&self, gun: &str, subject: &str) -> Result<Deleted> {
         let mut tx = self.begin().await?;
         let outcome = Self::delete_in(&mut tx, gun, subject).await;
+        finish(tx, outcome).await
+    }
+
+    async fn import_repository(&self, repository: ImportedRepository) -> Result<ImportOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = Self::import_in(&mut tx, &repository).await;
         finish(tx, outcome).await
     }
 
@@ -859,6 +1007,11 @@ mod tests {
     #[tokio::test]
     async fn story_on_postgres() {
         story(&fresh().await.0).await;
+    }
+
+    #[tokio::test]
+    async fn import_story_on_postgres() {
+        crate::store::tests::import_story(&fresh().await.0).await;
     }
 
     #[tokio::test]

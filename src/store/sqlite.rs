@@ -14,9 +14,9 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, MAX_AUDIT_PAGE,
-    NewAuditEntry, NewFile, NewKey, Result, RoleVersion, Store, StoredFile, StoredKey,
-    TIMESTAMP_ROLE, sha256_hex,
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
+    ImportedRepository, KekParams, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
+    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, sha256_hex,
 };
 
 /// How long a writer waits for another process's write lock before failing.
@@ -179,6 +179,140 @@ fn is_memory(url_or_path: &str) -> bool {
 
 fn parse_time(text: &str) -> Result<OffsetDateTime, sqlx::Error> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+/// The stored text form of a time: what the schema's default stamps.
+fn format_stored_time(at: OffsetDateTime) -> Result<String> {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
+        .map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
+}
+
+/// The writes of one import, inside its transaction.
+async fn import_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository: &ImportedRepository,
+) -> Result<ImportOutcome> {
+    let gun = repository.gun.as_str();
+    let conflict = |what: String| Error::ImportConflict {
+        gun: gun.to_string(),
+        what,
+    };
+    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = ?")
+        .bind(gun)
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut present = 0_i64;
+    for file in &repository.files {
+        let same: Option<String> = sqlx::query_scalar(
+            "SELECT sha256 FROM tuf_files WHERE gun = ? AND role = ? AND version = ?",
+        )
+        .bind(gun)
+        .bind(&file.role)
+        .bind(file.version)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match same {
+            Some(sha256) if sha256 == file.sha256 => present += 1,
+            Some(_) => return Err(conflict("metadata".into())),
+            None => {}
+        }
+    }
+    let files_present = held > 0;
+    if files_present && (present != held || present != repository.files.len() as i64) {
+        return Err(conflict("metadata".into()));
+    }
+    let mut wrote = false;
+    if !files_present {
+        for file in &repository.files {
+            sqlx::query(
+                "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(gun)
+            .bind(&file.role)
+            .bind(file.version)
+            .bind(&file.sha256)
+            .bind(&file.data)
+            .bind(format_stored_time(file.created_at)?)
+            .execute(&mut **tx)
+            .await?;
+            wrote = true;
+        }
+    }
+    for change in &repository.changes {
+        let stored = sqlx::query(
+            "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id = ?",
+        )
+        .bind(change.id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match stored {
+            Some(row) => {
+                let stored = change_from_row(&row)?;
+                if (&stored.gun, stored.version, &stored.sha256, stored.category)
+                    != (&change.gun, change.version, &change.sha256, change.category)
+                {
+                    return Err(conflict(format!("changefeed ID {}", change.id)));
+                }
+            }
+            None => {
+                // An explicit ID also moves AUTOINCREMENT's counter past it,
+                // so later records continue after the imported ones.
+                sqlx::query(
+                    "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(change.id)
+                .bind(format_stored_time(change.created_at)?)
+                .bind(&change.gun)
+                .bind(change.version)
+                .bind(&change.sha256)
+                .bind(change.category.as_str())
+                .execute(&mut **tx)
+                .await?;
+                wrote = true;
+            }
+        }
+    }
+    for imported in &repository.keys {
+        let key = &imported.key;
+        let stored: Option<(String, String)> =
+            sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = ?")
+                .bind(&key.key_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map(|row: Option<(String, Vec<u8>)>| {
+                    row.map(|(gun, public)| (gun, hex::encode(public)))
+                })?;
+        match stored {
+            Some((held_gun, public)) => {
+                if held_gun != key.gun || public != hex::encode(&key.public) {
+                    return Err(conflict(format!("key {}", key.key_id)));
+                }
+            }
+            None => {
+                insert_key(&mut **tx, key).await?;
+                if imported.used {
+                    sqlx::query(
+                        "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                         WHERE key_id = ?",
+                    )
+                    .bind(&key.key_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                wrote = true;
+            }
+        }
+    }
+    Ok(if wrote {
+        ImportOutcome::Imported
+    } else {
+        ImportOutcome::AlreadyPresent
+    })
 }
 
 fn file_from_row(row: &SqliteRow) -> Result<StoredFile, sqlx::Error> {
@@ -535,6 +669,21 @@ impl Store for SqliteStore {
         Ok(deleted)
     }
 
+    async fn import_repository(&self, repository: ImportedRepository) -> Result<ImportOutcome> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin_write().await?;
+        match import_in(&mut tx, &repository).await {
+            Ok(outcome) => {
+                tx.commit().await?;
+                Ok(outcome)
+            }
+            Err(err) => {
+                let _ = tx.rollback().await;
+                Err(err)
+            }
+        }
+    }
+
     async fn record_audit(&self, entry: NewAuditEntry) -> Result<()> {
         insert_audit(&self.pool, &entry).await
     }
@@ -779,6 +928,13 @@ mod tests {
         let (_dir, db) = temp_db();
         let store = SqliteStore::open(&db).await.unwrap();
         story(&store).await;
+    }
+
+    #[tokio::test]
+    async fn import_story_on_a_temp_file() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        crate::store::tests::import_story(&store).await;
     }
 
     #[tokio::test]

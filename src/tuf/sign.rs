@@ -84,6 +84,37 @@ impl SigningKey {
         Ok(Self { inner, public })
     }
 
+    /// Loads a private key as notary-signer stores it (PROTOCOL.md §6.4):
+    /// ECDSA as SEC1 DER (`EC PRIVATE KEY`), Ed25519 as 96 bytes: the public
+    /// key, then Go's 64-byte private key (seed ‖ public key).
+    pub fn from_notary_private(algorithm: KeyAlgorithm, bytes: &[u8]) -> Result<Self, Error> {
+        match algorithm {
+            KeyAlgorithm::EcdsaP256 => {
+                let pair =
+                    EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, bytes)
+                        .map_err(|_| Error::Signing {
+                            reason: "private key rejected",
+                        })?;
+                let pkcs8 = pair.to_pkcs8v1().map_err(|_| Error::Signing {
+                    reason: "private key does not encode",
+                })?;
+                Self::from_pkcs8(algorithm, pkcs8.as_ref())
+            }
+            KeyAlgorithm::Ed25519 => {
+                let rejected = || Error::Signing {
+                    reason: "private key rejected",
+                };
+                if bytes.len() != 96 {
+                    return Err(rejected());
+                }
+                let pair = Ed25519KeyPair::from_seed_and_public_key(&bytes[32..64], &bytes[..32])
+                    .map_err(|_| rejected())?;
+                let pkcs8 = pair.to_pkcs8().map_err(|_| rejected())?;
+                Self::from_pkcs8(algorithm, pkcs8.as_ref())
+            }
+        }
+    }
+
     pub fn algorithm(&self) -> KeyAlgorithm {
         match self.inner {
             Inner::Ed25519(_) => KeyAlgorithm::Ed25519,
