@@ -14,9 +14,9 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, MAX_AUDIT_PAGE,
-    NewAuditEntry, NewFile, NewKey, Result, RoleVersion, Store, StoredFile, StoredKey,
-    TIMESTAMP_ROLE, sha256_hex,
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, Located,
+    MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result, RoleVersion, Store, StoredFile,
+    StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// How long a writer waits for another process's write lock before failing.
@@ -371,6 +371,37 @@ async fn insert_files(
 }
 
 impl Store for SqliteStore {
+    // One server process owns a SQLite database.
+    const SHARED: bool = false;
+
+    async fn locate(&self, gun: &str, role: &str, which: Which<'_>) -> Result<Located> {
+        let base = "SELECT version, sha256 FROM tuf_files WHERE gun = ? AND role = ?";
+        let query = match which {
+            Which::Current => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{base} ORDER BY version DESC LIMIT 1"
+            )))
+            .bind(gun)
+            .bind(role),
+            Which::Version(version) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{base} AND version = ?")))
+                    .bind(gun)
+                    .bind(role)
+                    .bind(version)
+            }
+            Which::Checksum(sha256) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{base} AND sha256 = ? ORDER BY version DESC LIMIT 1"
+            )))
+            .bind(gun)
+            .bind(role)
+            .bind(sha256.to_ascii_lowercase()),
+        };
+        let row = query.fetch_one(&self.pool).await?;
+        Ok(Located {
+            version: row.try_get("version")?,
+            sha256: row.try_get("sha256")?,
+        })
+    }
+
     async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
         let row = sqlx::query(
             "SELECT gun, role, version, sha256, data, created_at FROM tuf_files \
