@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use builder::ClientKeys;
 use common::{Notarium, NotaryClient, Process, wait_for_port};
-use notarium::tuf::{PublicKey, SignedFile};
+use notarium::tuf::{PublicKey, SignedFile, Snapshot, Timestamp, sha256};
 use postgres::{PASSWORD, PgServer};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -467,6 +467,42 @@ fn racing_publishers_on_different_replicas_one_wins_each_round() {
     assert_eq!(version_of(&timestamp), 1 + rounds as i64);
 }
 
+/// The targets version replica 0 serves for `gun`, after checking that the
+/// timestamp names the snapshot served and the snapshot the targets served.
+fn consistent_state(cluster: &Cluster, gun: &str) -> i64 {
+    let fetch = |role: &str| {
+        let (status, _, body) = get(
+            &cluster.ca,
+            &cluster.replicas[0].url,
+            &format!("/v2/{gun}/_trust/tuf/{role}.json"),
+        );
+        assert_eq!(status, 200, "{role}: {}", String::from_utf8_lossy(&body));
+        body
+    };
+    let (timestamp, snapshot, targets) = (fetch("timestamp"), fetch("snapshot"), fetch("targets"));
+    let timestamp: Timestamp = SignedFile::parse(&timestamp)
+        .unwrap()
+        .body("timestamp")
+        .unwrap();
+    let named = timestamp.meta.get("snapshot").and_then(|m| m.sha256());
+    assert_eq!(
+        named,
+        Some(&sha256(&snapshot)[..]),
+        "timestamp and snapshot differ"
+    );
+    let snapshot: Snapshot = SignedFile::parse(&snapshot)
+        .unwrap()
+        .body("snapshot")
+        .unwrap();
+    let named = snapshot.meta.get("targets").and_then(|m| m.sha256());
+    assert_eq!(
+        named,
+        Some(&sha256(&targets)[..]),
+        "snapshot and targets differ"
+    );
+    version_of(&targets)
+}
+
 #[test]
 fn kill_9_of_a_replica_during_publishes() {
     let mut cluster = cluster();
@@ -520,6 +556,51 @@ fn kill_9_of_a_replica_during_publishes() {
         );
         assert_eq!(status, 200);
     }
+
+    // A large upload to replica 1 directly, sent slowly so that the kill
+    // certainly lands while the publish is in flight.
+    cluster.replicas[1].restart();
+    let pids = cluster.pids.clone();
+    note_pid(&pids, &cluster.replicas[1]);
+    let big_gun = "notarium.test/replicas/kill-big";
+    let keys = builder_repository(&cluster, big_gun, &work);
+    let names: Vec<String> = (0..3000).map(|i| format!("big-{i:05}")).collect();
+    let big = work.join("targets-big.json");
+    std::fs::write(&big, keys.targets(2, &names, OffsetDateTime::now_utc())).unwrap();
+    let mut upload = Command::new("curl")
+        .arg("-sS")
+        .arg("--cacert")
+        .arg(&cluster.ca)
+        .arg("--limit-rate")
+        .arg("100K")
+        .arg("-o")
+        .arg("/dev/null")
+        .arg("-w")
+        .arg("%{http_code}")
+        .arg("-F")
+        .arg(format!("files=@{};filename=targets", big.display()))
+        .arg(format!(
+            "{}/v2/{big_gun}/_trust/tuf/",
+            cluster.replicas[1].url
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        upload.try_wait().unwrap().is_none(),
+        "the upload ended before the kill"
+    );
+    cluster.replicas[1].kill();
+    let answered = upload.wait_with_output().unwrap();
+    assert_ne!(String::from_utf8_lossy(&answered.stdout).trim(), "200");
+    let old = consistent_state(&cluster, big_gun);
+    assert_eq!(old, 1, "the killed publish left a partial state");
+    // The client's retry, through the balancer, lands on a live replica.
+    let (status, body) = post(&cluster.ca, &cluster.lb, big_gun, &[("targets", &big)]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(consistent_state(&cluster, big_gun), 2);
 
     // Back in: it serves the same files as the others.
     cluster.replicas[1].restart();
