@@ -13,12 +13,14 @@ mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Barrier, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use builder::ClientKeys;
 use common::{Notarium, NotaryClient, Process, wait_for_port};
-use notarium::tuf::{PublicKey, SignedFile, Snapshot, Timestamp, sha256};
+use notarium::signer::{KeyService, Passphrase};
+use notarium::store::{PoolSettings, PostgresStore, Store};
+use notarium::tuf::{KeyAlgorithm, PublicKey, RoleName, SignedFile, Snapshot, Timestamp, sha256};
 use postgres::{PASSWORD, PgServer};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -680,4 +682,116 @@ fn a_database_stop_and_start_in_the_middle_of_traffic() {
         .notary(work.join("reader"), &cluster.lb)
         .ok(&["list", gun]);
     assert!(listing.contains("after"), "{listing}");
+}
+
+/// A repository on `store` with a clock `ahead` of now (tests only: a cheap
+/// key derivation; every replica seals with the same passphrase).
+fn replica_repo(
+    store: Arc<PostgresStore>,
+    ahead: time::Duration,
+) -> notarium::repo::Repo<PostgresStore> {
+    let keys = KeyService::new(
+        store.clone(),
+        Passphrase::new("replicas"),
+        KeyAlgorithm::EcdsaP256,
+    )
+    .with_pbkdf2_iterations(1000)
+    .unwrap();
+    let clock: notarium::repo::Clock = Arc::new(move || OffsetDateTime::now_utc() + ahead);
+    notarium::repo::Repo::new(store, keys, clock)
+}
+
+fn replica_store(db: &PgServer, database: &str) -> Arc<PostgresStore> {
+    let options = db
+        .url(database)
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .password(PASSWORD);
+    Arc::new(PostgresStore::connect_lazy(
+        options,
+        PoolSettings::default(),
+    ))
+}
+
+/// Three replicas find the timestamp due at once and re-sign it
+/// concurrently: every one answers (no error, no 500), all serve the same
+/// new timestamp, and the database holds one timestamp per version.
+#[test]
+fn concurrent_timestamp_re_signs_on_replicas_serve_one_winner() {
+    // Taking turns with the test that stops the database.
+    let cluster = cluster();
+    let db = cluster.db;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(re_sign_race(db));
+    drop(cluster);
+}
+
+async fn re_sign_race(db: &'static PgServer) {
+    let database = db.database();
+    let stores: Vec<_> = (0..REPLICAS)
+        .map(|_| replica_store(db, &database))
+        .collect();
+    stores[0].migrate().await.unwrap();
+    let publisher = replica_repo(stores[0].clone(), time::Duration::ZERO);
+    let now = OffsetDateTime::now_utc();
+    let guns: Vec<String> = (0..5)
+        .map(|i| format!("notarium.test/resign/app-{i}"))
+        .collect();
+    for gun in &guns {
+        let keys = ClientKeys::new(gun, now);
+        let timestamp = publisher
+            .public_key(gun, &RoleName::Timestamp)
+            .await
+            .unwrap();
+        let snapshot = publisher
+            .public_key(gun, &RoleName::Snapshot)
+            .await
+            .unwrap();
+        publisher
+            .publish(
+                gun,
+                vec![
+                    ("root".into(), keys.root(1, &snapshot, &timestamp, now)),
+                    ("targets".into(), keys.targets(1, &[], now)),
+                ],
+                "tester",
+            )
+            .await
+            .unwrap();
+    }
+    // Ten days on, the 14-day timestamps are due on every replica.
+    let replicas: Vec<_> = stores
+        .iter()
+        .map(|store| Arc::new(replica_repo(store.clone(), time::Duration::days(10))))
+        .collect();
+    for gun in &guns {
+        let reads = replicas.iter().map(|repo| {
+            let repo = repo.clone();
+            let gun = gun.clone();
+            tokio::spawn(async move { repo.current(&gun, &RoleName::Timestamp).await })
+        });
+        let served: Vec<_> = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|joined| joined.unwrap().unwrap().data)
+            .collect();
+        assert_eq!(version_of(&served[0]), 2, "{gun}: not re-signed");
+        assert!(
+            served.iter().all(|data| *data == served[0]),
+            "{gun}: replicas served different timestamps"
+        );
+        let versions = stores[1].latest_versions(gun).await.unwrap();
+        assert!(
+            versions.contains(&("timestamp".to_string(), 2)),
+            "{versions:?}"
+        );
+        for replica in &replicas {
+            let again = replica.current(gun, &RoleName::Timestamp).await.unwrap();
+            assert!(again.data == served[0], "{gun}: a replica moved on");
+        }
+    }
 }
