@@ -2157,10 +2157,15 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     if let Some(v) = &layer.storage_backend {
         check_backend(v)?;
     }
-    let postgres = layer
-        .storage_backend
-        .as_ref()
-        .is_some_and(|v| normalized_backend(&v.value) == "postgres");
+    // Without a backend named anywhere, a postgres:// URL says which one is meant (a SQLite file
+    // of that name is never what the user wants).
+    let postgres = match &layer.storage_backend {
+        Some(v) => normalized_backend(&v.value) == "postgres",
+        None => layer.db_url.as_ref().is_some_and(|v| {
+            let lower = v.value.to_ascii_lowercase();
+            lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+        }),
+    };
     if !postgres && let Some(v) = &layer.db_url {
         config.storage = StorageConfig::Sqlite {
             path: sqlite_path(v)?,
@@ -3123,6 +3128,15 @@ mod tests {
         assert_eq!(pg.lock_timeout, Duration::from_secs(2));
         assert!(!pg.migrate_on_start);
 
+        // No backend named anywhere: the URL's scheme chooses PostgreSQL.
+        let env = env_of(&[(ENV_DB_URL, "postgresql://u@h/d")]);
+        let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
+        assert!(
+            matches!(c.storage, StorageConfig::Postgres(_)),
+            "{:?}",
+            c.storage
+        );
+
         // TLS files named relative to the config file resolve against its folder (notary does);
         // the same URL from the environment stays relative to the working directory.
         let relative = "postgres://u@h/d?sslmode=verify-full&sslrootcert=certs/ca.pem\
@@ -3204,18 +3218,19 @@ mod tests {
             let (c, _) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
             assert_eq!(c.storage, StorageConfig::Sqlite { path: want }, "{url}");
         }
-        for bad in [
-            "sqlite::memory:",
-            "sqlite://x.db?mode=memory",
-            "postgres://u@h/db",
-            "sqlite:",
-        ] {
+        for bad in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite:"] {
             let e = err_str(&format!(r#"{{"storage":{{"db_url":"{bad}"}}}}"#));
             assert!(
                 e.starts_with(&format!("storage.db_url = {bad:?} is invalid")),
                 "{e}"
             );
         }
+        // A PostgreSQL URL for a backend said to be sqlite is a mistake, not a file name.
+        let e = err_str(r#"{"storage":{"backend":"sqlite","db_url":"postgres://u@h/db"}}"#);
+        assert!(
+            e.starts_with("storage.db_url = \"postgres://u@h/db\" is invalid"),
+            "{e}"
+        );
     }
 
     #[test]
