@@ -413,7 +413,11 @@ fn racing_publishers_on_different_replicas_one_wins_each_round() {
         let uploads: Vec<PathBuf> = (0..REPLICAS)
             .map(|racer| {
                 let path = work.join(format!("targets-{version}-{racer}.json"));
-                let names = vec![format!("round-{round}-racer-{racer}")];
+                // Enough targets that each attempt takes a while to check,
+                // so the attempts surely overlap.
+                let names: Vec<String> = (0..300)
+                    .map(|i| format!("round-{round}-racer-{racer}-{i:03}"))
+                    .collect();
                 std::fs::write(&path, keys.targets(version as i64, &names, now)).unwrap();
                 path
             })
@@ -443,6 +447,10 @@ fn racing_publishers_on_different_replicas_one_wins_each_round() {
         assert!(
             last_start < first_end,
             "round {round}: the attempts did not overlap"
+        );
+        eprintln!(
+            "round {round}: all in flight for {:?}",
+            first_end - last_start
         );
         let winners = results.iter().filter(|r| r.0 == 200).count();
         assert_eq!(winners, 1, "round {round}: {results:?}");
