@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use notarium::app::{Migrations, OpenedStore, Started, run};
+use notarium::app::{Migrations, OpenedStore, Started, chain, run};
 use notarium::config::{Config, ConfigOverrides};
 use notarium::store::Store;
 
@@ -35,6 +35,19 @@ enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
         /// Database URL (overrides the configuration).
+        #[arg(long)]
+        db_url: Option<String>,
+    },
+    /// Copy the SQLite database to a new file while the server runs (one
+    /// consistent snapshot; the copy is owner-only: it holds sealed keys).
+    /// For PostgreSQL, use pg_dump (see the README).
+    Backup {
+        /// The file to write; it must not exist.
+        dest: PathBuf,
+        /// The server's configuration file (for its database).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Database file or sqlite: URL (overrides the configuration).
         #[arg(long)]
         db_url: Option<String>,
     },
@@ -169,6 +182,16 @@ fn main() -> ExitCode {
                 json,
             },
         ),
+        Command::Backup {
+            dest,
+            config,
+            db_url,
+        } => admin(
+            config.as_deref(),
+            db_url,
+            Migrations::Skip,
+            Admin::Backup(dest),
+        ),
         Command::Migrate { config, db_url } => {
             admin(config.as_deref(), db_url, Migrations::Run, Admin::Migrated)
         }
@@ -186,6 +209,8 @@ enum Admin {
     Immutable(ImmutableAction),
     /// Opening the store ran the migrations; only report.
     Migrated,
+    /// SQLite only: see [`Admin::backup`].
+    Backup(PathBuf),
 }
 
 impl Admin {
@@ -199,7 +224,30 @@ impl Admin {
             } => audit(store, &gun, limit, before, json).await,
             Self::Immutable(action) => immutable_action(store, action).await,
             Self::Migrated => Ok("the database schema is up to date".to_string()),
+            Self::Backup(_) => Err(
+                "notarium backup copies a SQLite database; for PostgreSQL use pg_dump \
+                 (see the README's PostgreSQL section)"
+                    .to_string(),
+            ),
         }
+    }
+
+    /// The SQLite backup; every other command runs as on any backend.
+    async fn run_sqlite(self, store: &notarium::store::SqliteStore) -> Result<String, String> {
+        let Self::Backup(dest) = self else {
+            return self.run(store).await;
+        };
+        if dest.exists() {
+            return Err(format!(
+                "{} already exists: a backup never overwrites a file",
+                dest.display()
+            ));
+        }
+        store
+            .backup_to(&dest)
+            .await
+            .map_err(|e| format!("cannot back up to {}: {}", dest.display(), chain(&e)))?;
+        Ok(format!("backed up to {}", dest.display()))
     }
 }
 
@@ -328,7 +376,7 @@ fn admin(
     };
     let result = runtime.block_on(async {
         match notarium::app::open_store(&config, migrations).await? {
-            OpenedStore::Sqlite(store) => command.run(&store).await,
+            OpenedStore::Sqlite(store) => command.run_sqlite(&store).await,
             OpenedStore::Postgres(store) => command.run(&store).await,
         }
     });
