@@ -230,7 +230,7 @@ pub enum OpenedStore {
 }
 
 /// `error: cause: cause`, for start-up messages (sqlx's cause says what failed).
-fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1809,7 +1809,7 @@ fn postgres_config(
     };
     let seconds = |key: &str| Duration::from_secs(get(key));
     Ok(PostgresConfig {
-        url: DbUrl(Zeroizing::new(v.value.clone())),
+        url: DbUrl(Zeroizing::new(resolve_tls_files(&v.value, &v.origin))),
         password,
         max_connections: u32::try_from(get("storage.max_connections")).unwrap_or(u32::MAX),
         acquire_timeout: seconds("storage.acquire_timeout_seconds"),
@@ -1817,6 +1817,59 @@ fn postgres_config(
         lock_timeout: seconds("storage.lock_timeout_seconds"),
         migrate_on_start: layer.migrate_on_start.as_ref().is_none_or(|v| v.value),
     })
+}
+
+/// The TLS files of a `db_url` written in a config file resolve against the file's folder, as
+/// notary's paths do; from the environment or flags they stay relative to the working directory.
+/// Only the query changes, so the user info (and any password) is carried over untouched.
+fn resolve_tls_files(url: &str, origin: &Origin) -> String {
+    let Origin::File(file) = origin else {
+        return url.to_string();
+    };
+    let base = file.parent().unwrap_or(Path::new(""));
+    let Some((head, rest)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    if base.as_os_str().is_empty() {
+        return url.to_string();
+    }
+    let (query, fragment) = match rest.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (rest, None),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key @ ("sslrootcert" | "sslcert" | "sslkey"), value))
+                if !value.is_empty()
+                    && !value.starts_with('/')
+                    && !value.to_ascii_lowercase().starts_with("%2f") =>
+            {
+                format!("{key}={}/{value}", percent_encode_path(base))
+            }
+            _ => param.to_string(),
+        })
+        .collect();
+    let mut resolved = format!("{head}?{}", params.join("&"));
+    if let Some(fragment) = fragment {
+        resolved.push('#');
+        resolved.push_str(fragment);
+    }
+    resolved
+}
+
+/// A path as a URL query value: unreserved characters and `/` as they are, the rest `%XX`.
+fn percent_encode_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut encoded = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 fn redact_userinfo(url: &str) -> String {
@@ -2104,10 +2157,15 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     if let Some(v) = &layer.storage_backend {
         check_backend(v)?;
     }
-    let postgres = layer
-        .storage_backend
-        .as_ref()
-        .is_some_and(|v| normalized_backend(&v.value) == "postgres");
+    // Without a backend named anywhere, a postgres:// URL says which one is meant (a SQLite file
+    // of that name is never what the user wants).
+    let postgres = match &layer.storage_backend {
+        Some(v) => normalized_backend(&v.value) == "postgres",
+        None => layer.db_url.as_ref().is_some_and(|v| {
+            let lower = v.value.to_ascii_lowercase();
+            lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+        }),
+    };
     if !postgres && let Some(v) = &layer.db_url {
         config.storage = StorageConfig::Sqlite {
             path: sqlite_path(v)?,
@@ -3070,6 +3128,45 @@ mod tests {
         assert_eq!(pg.lock_timeout, Duration::from_secs(2));
         assert!(!pg.migrate_on_start);
 
+        // No backend named anywhere: the URL's scheme chooses PostgreSQL.
+        let env = env_of(&[(ENV_DB_URL, "postgresql://u@h/d")]);
+        let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
+        assert!(
+            matches!(c.storage, StorageConfig::Postgres(_)),
+            "{:?}",
+            c.storage
+        );
+
+        // TLS files named relative to the config file resolve against its folder (notary does);
+        // the same URL from the environment stays relative to the working directory.
+        let relative = "postgres://u@h/d?sslmode=verify-full&sslrootcert=certs/ca.pem\
+                        &sslcert=/abs/c.pem&sslkey=k%20ey.pem";
+        let file = write(
+            dir.path(),
+            "tls.json",
+            &format!(r#"{{"storage":{{"backend":"postgres","db_url":"{relative}"}}}}"#),
+        );
+        let (c, _) = Config::load(Some(&file), &no_env, ConfigOverrides::default()).unwrap();
+        let StorageConfig::Postgres(pg) = &c.storage else {
+            panic!()
+        };
+        let folder = percent_encode_path(dir.path());
+        assert_eq!(
+            pg.url.expose(),
+            format!(
+                "postgres://u@h/d?sslmode=verify-full&sslrootcert={folder}/certs/ca.pem\
+                 &sslcert=/abs/c.pem&sslkey={folder}/k%20ey.pem"
+            )
+        );
+        let options: sqlx::postgres::PgConnectOptions = pg.url.expose().parse().unwrap();
+        assert_eq!(options.get_database(), Some("d"));
+        let env = env_of(&[(ENV_STORAGE_BACKEND, "postgres"), (ENV_DB_URL, relative)]);
+        let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
+        let StorageConfig::Postgres(pg) = &c.storage else {
+            panic!()
+        };
+        assert_eq!(pg.url.expose(), relative);
+
         // A password in the URL is redacted in Debug, Display and errors.
         let env = env_of(&[
             (ENV_STORAGE_BACKEND, "postgres"),
@@ -3121,18 +3218,19 @@ mod tests {
             let (c, _) = Config::load(Some(&p), &no_env, ConfigOverrides::default()).unwrap();
             assert_eq!(c.storage, StorageConfig::Sqlite { path: want }, "{url}");
         }
-        for bad in [
-            "sqlite::memory:",
-            "sqlite://x.db?mode=memory",
-            "postgres://u@h/db",
-            "sqlite:",
-        ] {
+        for bad in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite:"] {
             let e = err_str(&format!(r#"{{"storage":{{"db_url":"{bad}"}}}}"#));
             assert!(
                 e.starts_with(&format!("storage.db_url = {bad:?} is invalid")),
                 "{e}"
             );
         }
+        // A PostgreSQL URL for a backend said to be sqlite is a mistake, not a file name.
+        let e = err_str(r#"{"storage":{"backend":"sqlite","db_url":"postgres://u@h/db"}}"#);
+        assert!(
+            e.starts_with("storage.db_url = \"postgres://u@h/db\" is invalid"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use notarium::app::{Migrations, OpenedStore, Started, run};
+use notarium::app::{Migrations, OpenedStore, Started, chain, run};
 use notarium::config::{Config, ConfigOverrides};
 use notarium::store::Store;
 
@@ -38,10 +38,23 @@ enum Command {
         #[arg(long)]
         db_url: Option<String>,
     },
-    /// Copy a notary-server + notary-signer deployment (PostgreSQL) into
+    /// Copy a notary-server + notary-signer deployment (PostgreSQL or MySQL/MariaDB) into
     /// notarium's database: every repository's history, the changefeed,
     /// the server-held keys (re-sealed). Safe to run again.
     Import(Box<ImportArgs>),
+    /// Copy the SQLite database to a new file while the server runs (one
+    /// consistent snapshot; the copy is owner-only: it holds sealed keys).
+    /// For PostgreSQL, use pg_dump (see the README).
+    Backup {
+        /// The file to write; it must not exist.
+        dest: PathBuf,
+        /// The server's configuration file (for its database).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Database file or sqlite: URL (overrides the configuration).
+        #[arg(long)]
+        db_url: Option<String>,
+    },
     /// Mark repositories immutable: their signed tags cannot be re-pointed
     /// or removed and their trust data cannot be deleted.
     Immutable {
@@ -193,6 +206,16 @@ fn main() -> ExitCode {
                 json,
             },
         ),
+        Command::Backup {
+            dest,
+            config,
+            db_url,
+        } => admin(
+            config.as_deref(),
+            db_url,
+            Migrations::Skip,
+            Admin::Backup(dest),
+        ),
         Command::Migrate { config, db_url } => {
             admin(config.as_deref(), db_url, Migrations::Run, Admin::Migrated)
         }
@@ -210,6 +233,8 @@ enum Admin {
     Immutable(ImmutableAction),
     /// Opening the store ran the migrations; only report.
     Migrated,
+    /// SQLite only: see [`Admin::backup`].
+    Backup(PathBuf),
 }
 
 impl Admin {
@@ -223,7 +248,30 @@ impl Admin {
             } => audit(store, &gun, limit, before, json).await,
             Self::Immutable(action) => immutable_action(store, action).await,
             Self::Migrated => Ok("the database schema is up to date".to_string()),
+            Self::Backup(_) => Err(
+                "notarium backup copies a SQLite database; for PostgreSQL use pg_dump \
+                 (see the README's PostgreSQL section)"
+                    .to_string(),
+            ),
         }
+    }
+
+    /// The SQLite backup; every other command runs as on any backend.
+    async fn run_sqlite(self, store: &notarium::store::SqliteStore) -> Result<String, String> {
+        let Self::Backup(dest) = self else {
+            return self.run(store).await;
+        };
+        if dest.exists() {
+            return Err(format!(
+                "{} already exists: a backup never overwrites a file",
+                dest.display()
+            ));
+        }
+        store
+            .backup_to(&dest)
+            .await
+            .map_err(|e| format!("cannot back up to {}: {}", dest.display(), chain(&e)))?;
+        Ok(format!("backed up to {}", dest.display()))
     }
 }
 
@@ -352,7 +400,7 @@ fn admin(
     };
     let result = runtime.block_on(async {
         match notarium::app::open_store(&config, migrations).await? {
-            OpenedStore::Sqlite(store) => command.run(&store).await,
+            OpenedStore::Sqlite(store) => command.run_sqlite(&store).await,
             OpenedStore::Postgres(store) => command.run(&store).await,
         }
     });

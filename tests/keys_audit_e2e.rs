@@ -249,3 +249,36 @@ fn missing_or_wrong_passphrase_refuses_to_start() {
             .ok(&["add", gun, "p", payload.to_str().unwrap(), "-p"]);
     assert!(out.contains("Successfully published changes"), "{out}");
 }
+
+/// `notarium backup` copies the SQLite database while the server runs: a
+/// server started on the copy serves the repository, and the admin commands
+/// read it; an existing file is refused and left alone.
+#[test]
+fn backup_while_serving_then_serve_the_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let server = Notarium::start(&work.path().join("server"), json!({}));
+    let gun = "notarium.test/backup/app";
+    let owner = server.notary(work.path().join("owner"));
+    owner.ok(&["init", gun, "-p"]);
+    let copy = work.path().join("copy.db");
+    let out = notarium_cli(&server, &["backup", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backed up to"));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let again = notarium_cli(&server, &["backup", copy.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(
+        all_output(&again).contains("already exists"),
+        "{}",
+        all_output(&again)
+    );
+
+    // The copy is a working database: its audit trail has the publish.
+    let audit = run(Command::new(env!("CARGO_BIN_EXE_notarium"))
+        .args(["audit", gun, "--db-url"])
+        .arg(&copy));
+    assert!(audit.status.success(), "{}", all_output(&audit));
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("publish"));
+}

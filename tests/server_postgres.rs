@@ -142,6 +142,13 @@ fn notary_client_round_trip_on_postgres_through_an_outage() {
     assert!(audit.status.success());
     let records = String::from_utf8_lossy(&audit.stdout);
     assert_eq!(records.matches("publish").count(), 2, "{records}");
+    // `notarium backup` is SQLite's; for PostgreSQL it says what to use.
+    let backup = run(notarium(&["backup", "copy.db", "--config"])
+        .arg(&server.config)
+        .current_dir(&server.dir));
+    assert!(!backup.status.success());
+    assert!(String::from_utf8_lossy(&backup.stderr).contains("pg_dump"));
+    assert!(!server.dir.join("copy.db").exists());
 
     // The database goes away: health says so, and requests that need it
     // fail fast with 503 and Retry-After, not 500 and not a hang.

@@ -1,9 +1,22 @@
 //! A bounded in-memory cache of served metadata, keyed by GUN, role and
 //! version or checksum (never checksum alone: PROTOCOL.md §11.3).
 //!
-//! Files by checksum or version never change. "Current" entries are dropped
-//! whenever this process writes to the GUN; the cache therefore assumes one
-//! notarium process per database, which is how SQLite is deployed.
+//! Files by checksum never change, and neither do files by version while
+//! their GUN exists. What "current" means does change, and who may change it
+//! is a property of the store ([`crate::store::Store::SHARED`]):
+//!
+//! - One process per database (SQLite): "current" entries are dropped
+//!   whenever this process writes to the GUN, so a hit needs no query.
+//! - A database shared by replicas (PostgreSQL): another process may publish,
+//!   re-sign or delete at any moment, and "a publish answered by one replica
+//!   is served by every replica on the next request". So every read first
+//!   asks the database which file is meant (one indexed lookup of version
+//!   and checksum, no bytes), and only the bytes come from here, by
+//!   checksum; the fresh timestamp is used only while its checksum is still
+//!   the current one. Invalidating by LISTEN/NOTIFY instead would leave a
+//!   window between another replica's commit and this one hearing of it, and
+//!   a lost connection would silently widen it. Version keys are not used
+//!   there: a deleted and re-created GUN reuses version numbers.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +41,9 @@ pub enum Key {
 #[derive(Debug, Clone)]
 pub struct Fresh {
     pub timestamp: Served,
+    /// Checksum of `timestamp`: on a shared database, compared with the
+    /// current one before each use.
+    pub timestamp_sha256: String,
     pub snapshot: Served,
     pub timestamp_expires: OffsetDateTime,
     pub snapshot_expires: OffsetDateTime,

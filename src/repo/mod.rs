@@ -24,6 +24,7 @@ use crate::policy::{
 use crate::signer::KeyService;
 use crate::store::{
     self, AuditAction, AuditEntry, Change, NewAuditEntry, NewFile, RoleVersion, Store, StoredFile,
+    Which,
 };
 use crate::striped::StripedLocks;
 use crate::tuf::encoding::format_time;
@@ -868,6 +869,7 @@ impl<S: Store> Repo<S> {
         match role {
             RoleName::Timestamp => Ok(self.fresh_timestamp(gun).await?.0),
             RoleName::Snapshot => Ok(self.fresh_timestamp(gun).await?.1),
+            other if S::SHARED => self.located(gun, other.as_str(), Which::Current).await,
             other => {
                 let key = cache::Key::Current(other.to_string());
                 if let Some(served) = self.cache.get(gun, &key) {
@@ -886,6 +888,27 @@ impl<S: Store> Repo<S> {
                 Ok(served)
             }
         }
+    }
+
+    /// On a shared database: the file the database names now (one query
+    /// without the bytes), its bytes from the cache by checksum when there.
+    async fn located(&self, gun: &str, role: &str, which: Which<'_>) -> Result<Served, Error> {
+        let located = match self.store.locate(gun, role, which).await {
+            Ok(located) => located,
+            Err(error) => return self.stored(Err(error), role),
+        };
+        let key = cache::Key::Checksum(role.to_string(), located.sha256.clone());
+        if let Some(served) = self.cache.get(gun, &key) {
+            return Ok(served);
+        }
+        let sha256 = located.sha256;
+        let epoch = self.cache.epoch();
+        // By checksum, not version: whatever happened since the lookup, the
+        // bytes fetched are the ones the key names.
+        let result = self.store.get_checksum(gun, role, &sha256).await;
+        let served = self.stored(result, role)?;
+        self.cache.put(gun, key, &served, epoch);
+        Ok(served)
     }
 
     fn stored(
@@ -908,6 +931,12 @@ impl<S: Store> Repo<S> {
         role: &RoleName,
         sha256_hex: &str,
     ) -> Result<Served, Error> {
+        if S::SHARED {
+            // Asked even on a hit: the GUN may have been deleted meanwhile.
+            return self
+                .located(gun, role.as_str(), Which::Checksum(sha256_hex))
+                .await;
+        }
         let key = cache::Key::Checksum(role.to_string(), sha256_hex.to_ascii_lowercase());
         if let Some(served) = self.cache.get(gun, &key) {
             return Ok(served);
@@ -928,6 +957,11 @@ impl<S: Store> Repo<S> {
         role: &RoleName,
         version: i64,
     ) -> Result<Served, Error> {
+        if S::SHARED {
+            return self
+                .located(gun, role.as_str(), Which::Version(version))
+                .await;
+        }
         let key = cache::Key::Version(role.to_string(), version);
         if let Some(served) = self.cache.get(gun, &key) {
             return Ok(served);
@@ -945,10 +979,10 @@ impl<S: Store> Repo<S> {
         let now = self.now();
         if let Some(fresh) = self.cache.fresh(gun) {
             let backing_off = fresh.retry_after.is_some_and(|until| now < until);
-            if backing_off
+            let usable = backing_off
                 || fresh.timestamp_expires - now >= TIMESTAMP_REFRESH
-                    && fresh.snapshot_expires - now >= SNAPSHOT_REFRESH
-            {
+                    && fresh.snapshot_expires - now >= SNAPSHOT_REFRESH;
+            if usable && (!S::SHARED || self.is_current_timestamp(gun, &fresh).await?) {
                 return Ok((fresh.timestamp, fresh.snapshot));
             }
         }
@@ -969,7 +1003,9 @@ impl<S: Store> Repo<S> {
             return Ok(self.remember_fresh(gun, timestamp, snapshot, epoch));
         }
         match self.refresh(gun, &timestamp, &snapshot, now).await {
-            Ok(()) => {
+            // A conflict: another replica re-signed (or a publish landed)
+            // first; serve the winner's files like our own.
+            Ok(()) | Err(Error::Conflict { .. }) => {
                 let epoch = self.cache.epoch();
                 let (timestamp, snapshot) = self.timestamp_and_snapshot(gun).await?;
                 Ok(self.remember_fresh(gun, timestamp, snapshot, epoch))
@@ -987,6 +1023,16 @@ impl<S: Store> Repo<S> {
         }
     }
 
+    /// Whether `fresh` holds the timestamp the shared database holds now.
+    async fn is_current_timestamp(&self, gun: &str, fresh: &cache::Fresh) -> Result<bool, Error> {
+        match self.store.locate(gun, "timestamp", Which::Current).await {
+            Ok(located) => Ok(located.sha256 == fresh.timestamp_sha256),
+            // Deleted: the slow path says so.
+            Err(store::Error::NotFound) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+
     fn remember_fresh(
         &self,
         gun: &str,
@@ -996,6 +1042,7 @@ impl<S: Store> Repo<S> {
     ) -> (Served, Served) {
         let timestamp_expires = expires_of(&timestamp.data);
         let snapshot_expires = expires_of(&snapshot.data);
+        let timestamp_sha256 = timestamp.sha256.clone();
         let (timestamp, snapshot): (Served, Served) = (timestamp.into(), snapshot.into());
         if let (Some(timestamp_expires), Some(snapshot_expires)) =
             (timestamp_expires, snapshot_expires)
@@ -1004,6 +1051,7 @@ impl<S: Store> Repo<S> {
                 gun,
                 cache::Fresh {
                     timestamp: timestamp.clone(),
+                    timestamp_sha256,
                     snapshot: snapshot.clone(),
                     timestamp_expires,
                     snapshot_expires,

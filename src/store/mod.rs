@@ -334,6 +334,24 @@ fn rfc3339<S: serde::Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S
     serializer.serialize_str(&text)
 }
 
+/// Which file of a (gun, role) [`Store::locate`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which<'a> {
+    /// The highest version.
+    Current,
+    Version(i64),
+    /// Lowercase or uppercase hex SHA-256.
+    Checksum(&'a str),
+}
+
+/// Where a stored file is: its version and checksum, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub version: i64,
+    /// Lowercase hex SHA-256 of the file.
+    pub sha256: String,
+}
+
 /// What a delete removed and retired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Deleted {
@@ -409,6 +427,21 @@ pub const MAX_AUDIT_PAGE: i64 = 1000;
 /// folding). Times are stamped by the backend, like Notary's
 /// `DEFAULT CURRENT_TIMESTAMP`.
 pub trait Store: Send + Sync + 'static {
+    /// Whether processes other than this one may write the database (a
+    /// server database shared by replicas). Then no process may trust what
+    /// it remembers of "current" files: the upper layers ask [`Store::locate`]
+    /// on every read and cache only bytes by checksum.
+    const SHARED: bool;
+
+    /// The version and checksum of one file of (gun, role), without reading
+    /// its bytes: one indexed lookup. [`Error::NotFound`] if there is none.
+    fn locate(
+        &self,
+        gun: &str,
+        role: &str,
+        which: Which<'_>,
+    ) -> impl Future<Output = Result<Located>> + Send;
+
     /// The highest version of (gun, role).
     fn get_current(&self, gun: &str, role: &str)
     -> impl Future<Output = Result<StoredFile>> + Send;
@@ -789,6 +822,41 @@ pub(crate) mod tests {
             store.get_version(gun, "targets", 1).await.unwrap(),
             targets1
         );
+        // Located without the bytes: current, by version, by checksum.
+        let current = store.get_current(gun, "targets").await.unwrap();
+        let located = |version, sha256: &str| Located {
+            version,
+            sha256: sha256.to_string(),
+        };
+        assert_eq!(
+            store.locate(gun, "targets", Which::Current).await.unwrap(),
+            located(2, &current.sha256)
+        );
+        assert_eq!(
+            store
+                .locate(gun, "targets", Which::Version(1))
+                .await
+                .unwrap(),
+            located(1, &targets1.sha256)
+        );
+        let upper = targets1.sha256.to_ascii_uppercase();
+        assert_eq!(
+            store
+                .locate(gun, "targets", Which::Checksum(&upper))
+                .await
+                .unwrap(),
+            located(1, &targets1.sha256)
+        );
+        for (g, r, which) in [
+            (gun, "targets", Which::Version(3)),
+            (gun, "root", Which::Checksum(&targets1.sha256)),
+            ("other/gun", "targets", Which::Current),
+        ] {
+            assert!(matches!(
+                store.locate(g, r, which).await,
+                Err(Error::NotFound)
+            ));
+        }
         assert_eq!(
             store.latest_versions(gun).await.unwrap(),
             vec![

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 
 use super::{
     AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
-    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, sha256_hex,
+    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
+    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// The embedded migrations. Migrations applied by a newer notarium are
@@ -669,6 +669,37 @@ async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> R
 }
 
 impl Store for PostgresStore {
+    // Replicas share the database.
+    const SHARED: bool = true;
+
+    async fn locate(&self, gun: &str, role: &str, which: Which<'_>) -> Result<Located> {
+        let base = "SELECT version, sha256 FROM tuf_files WHERE gun = $1 AND role = $2";
+        let query = match which {
+            Which::Current => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{base} ORDER BY version DESC LIMIT 1"
+            )))
+            .bind(gun)
+            .bind(role),
+            Which::Version(version) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{base} AND version = $3")))
+                    .bind(gun)
+                    .bind(role)
+                    .bind(version)
+            }
+            Which::Checksum(sha256) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{base} AND sha256 = $3 ORDER BY version DESC LIMIT 1"
+            )))
+            .bind(gun)
+            .bind(role)
+            .bind(sha256.to_ascii_lowercase()),
+        };
+        let row = query.fetch_one(&self.pool).await?;
+        Ok(Located {
+            version: row.try_get("version")?,
+            sha256: row.try_get("sha256")?,
+        })
+    }
+
     async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM tuf_files \

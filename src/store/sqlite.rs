@@ -15,8 +15,8 @@ use tokio::sync::Mutex;
 
 use super::{
     AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
-    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, sha256_hex,
+    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
+    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// How long a writer waits for another process's write lock before failing.
@@ -112,6 +112,31 @@ impl SqliteStore {
             pool,
             writer: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Writes a consistent copy of the database to `dest`, a file that must
+    /// not exist yet, while the database stays in use (`VACUUM INTO` reads
+    /// one snapshot; a running server keeps serving and publishing). The
+    /// copy is owner-only, like the database: it holds sealed keys.
+    pub async fn backup_to(&self, dest: &std::path::Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // An empty private file first: SQLite fills it, keeping the mode.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_MODE)
+            .open(dest)
+            .map_err(|err| Error::Backend(err.into()))?;
+        let copied = sqlx::query("VACUUM INTO ?")
+            .bind(dest.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await;
+        if let Err(err) = copied {
+            // No half-written copy left to be mistaken for a backup.
+            let _ = std::fs::remove_file(dest);
+            return Err(err.into());
+        }
+        Ok(())
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -505,6 +530,37 @@ async fn insert_files(
 }
 
 impl Store for SqliteStore {
+    // One server process owns a SQLite database.
+    const SHARED: bool = false;
+
+    async fn locate(&self, gun: &str, role: &str, which: Which<'_>) -> Result<Located> {
+        let base = "SELECT version, sha256 FROM tuf_files WHERE gun = ? AND role = ?";
+        let query = match which {
+            Which::Current => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{base} ORDER BY version DESC LIMIT 1"
+            )))
+            .bind(gun)
+            .bind(role),
+            Which::Version(version) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{base} AND version = ?")))
+                    .bind(gun)
+                    .bind(role)
+                    .bind(version)
+            }
+            Which::Checksum(sha256) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{base} AND sha256 = ? ORDER BY version DESC LIMIT 1"
+            )))
+            .bind(gun)
+            .bind(role)
+            .bind(sha256.to_ascii_lowercase()),
+        };
+        let row = query.fetch_one(&self.pool).await?;
+        Ok(Located {
+            version: row.try_get("version")?,
+            sha256: row.try_get("sha256")?,
+        })
+    }
+
     async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
         let row = sqlx::query(
             "SELECT gun, role, version, sha256, data, created_at FROM tuf_files \
@@ -935,6 +991,38 @@ mod tests {
         let (_dir, db) = temp_db();
         let store = SqliteStore::open(&db).await.unwrap();
         crate::store::tests::import_story(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_backup_is_a_private_consistent_copy_and_never_overwrites() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        let gun = "example.com/backup/app";
+        let files = vec![
+            NewFile::new("root", 1, b"root one".to_vec()),
+            NewFile::new("timestamp", 1, b"timestamp one".to_vec()),
+        ];
+        store.publish(gun, files).await.unwrap();
+        let copy = dir.path().join("backup.db");
+        store.backup_to(&copy).await.unwrap();
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, PRIVATE_MODE);
+        // The original moves on; the copy keeps the state it was taken at.
+        let next = vec![NewFile::new("timestamp", 2, b"timestamp two".to_vec())];
+        store.publish(gun, next).await.unwrap();
+        let restored = SqliteStore::open(&copy.to_string_lossy()).await.unwrap();
+        let timestamp = restored.get_current(gun, "timestamp").await.unwrap();
+        assert_eq!(
+            (timestamp.version, timestamp.data),
+            (1, b"timestamp one".to_vec())
+        );
+        assert_eq!(restored.get_current(gun, "root").await.unwrap().version, 1);
+        assert_eq!(restored.changes(None, 0, 10).await.unwrap().len(), 1);
+        // An existing file is never overwritten.
+        let before = std::fs::read(&copy).unwrap();
+        assert!(store.backup_to(&copy).await.is_err());
+        assert_eq!(std::fs::read(&copy).unwrap(), before);
     }
 
     #[tokio::test]

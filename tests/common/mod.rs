@@ -451,6 +451,16 @@ impl Notarium {
         self.launch();
     }
 
+    /// The process ID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|process| process.child.id())
+    }
+
+    /// SIGKILL, no restart ([`Notarium::restart`] brings it back).
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("notarium.log")).unwrap_or_default()
     }
