@@ -1014,6 +1014,13 @@ fn http_cache_headers_errors_and_changefeed() {
         metrics.contains("notarium_http_requests_total"),
         "{metrics}"
     );
+    // The database's state, measured at the scrape.
+    assert!(
+        metrics.contains("notarium_db_up 1")
+            && metrics.contains("notarium_db_ping_seconds ")
+            && metrics.contains(r#"notarium_db_pool_connections{state="idle"}"#),
+        "{metrics}"
+    );
 
     // Changefeed: one update per publish, newest matching the timestamp.
     let timestamp = get_ok(&curl, &tuf_path(gun, "timestamp.json"));

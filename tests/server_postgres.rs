@@ -163,6 +163,10 @@ fn notary_client_round_trip_on_postgres_through_an_outage() {
         "{body}"
     );
     assert!(retry_after.is_some(), "no Retry-After");
+    // Metrics still answer, and say the database is down.
+    let (status, _, metrics) = get(&server, "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("notarium_db_up 0"), "{metrics}");
     let offline = write_file(dir, "offline.txt", b"while the database was down\n");
     let failed = owner.run(&["add", gun, "v2", offline.to_str().unwrap(), "-p"]);
     assert!(
@@ -173,6 +177,14 @@ fn notary_client_round_trip_on_postgres_through_an_outage() {
     // It comes back: the same server process recovers by itself.
     db.restart();
     assert_eq!(get(&server, "/_notary_server/health").0, 200);
+    let (_, _, metrics) = get(&server, "/metrics");
+    assert!(metrics.contains("notarium_db_up 1"), "{metrics}");
+    assert!(
+        metrics.contains("notarium_db_ping_seconds ")
+            && metrics.contains(r#"notarium_db_pool_connections{state="open"}"#)
+            && metrics.contains("notarium_db_pool_max_connections "),
+        "{metrics}"
+    );
     let (status, _, _) = get(&server, "/v2/notarium.test/pg/absent/_trust/tuf/root.json");
     assert_eq!(status, 404);
     // The staged change from the failed attempt publishes now.

@@ -3,6 +3,7 @@
 //! GUN-prefix filter, then token auth, then the handler.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -88,7 +89,7 @@ async fn handle<S: Store>(
     match route {
         Route::Main => (StatusCode::OK, "{}").into_response(),
         Route::Health => health(state).await,
-        Route::Metrics => metrics_text(state),
+        Route::Metrics => metrics_text(state).await,
         Route::NotFound => ApiError::not_found().into_response(),
         Route::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED.into_response(),
         Route::Changefeed { gun: None } => changefeed(state, None, &query).await,
@@ -150,7 +151,31 @@ async fn health<S: Store>(state: &AppState<S>) -> Response {
     }
 }
 
-fn metrics_text<S: Store>(state: &AppState<S>) -> Response {
+/// A scrape waits at most this long for the database's round trip, so a
+/// database that is down cannot stall the scraper (it is reported as down).
+const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sets the database gauges a scrape reports: the pool's connections, and
+/// one round trip (`ping`) timed now, so latency is visible with no traffic.
+async fn record_database_gauges<S: Store>(store: &S) {
+    let pool = store.pool_stats();
+    metrics::gauge!("notarium_db_pool_connections", "state" => "open").set(f64::from(pool.open));
+    // A pool holds at most a few hundred connections: exact in an f64.
+    metrics::gauge!("notarium_db_pool_connections", "state" => "idle").set(pool.idle as f64);
+    metrics::gauge!("notarium_db_pool_max_connections").set(f64::from(pool.max));
+    let started = Instant::now();
+    let reachable = matches!(
+        tokio::time::timeout(DB_PROBE_TIMEOUT, store.ping()).await,
+        Ok(Ok(()))
+    );
+    metrics::gauge!("notarium_db_up").set(if reachable { 1.0 } else { 0.0 });
+    if reachable {
+        metrics::gauge!("notarium_db_ping_seconds").set(started.elapsed().as_secs_f64());
+    }
+}
+
+async fn metrics_text<S: Store>(state: &AppState<S>) -> Response {
+    record_database_gauges(state.repo.store()).await;
     (
         StatusCode::OK,
         [(

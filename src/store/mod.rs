@@ -102,6 +102,16 @@ impl From<sqlx::migrate::MigrateError> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One stored metadata file, bytes exactly as uploaded or generated.
+/// How full a store's connection pool is (exported as metrics: a pool that
+/// stays at `max` with no idle connection means requests queue for one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open now, idle or in use.
+    pub open: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredFile {
     pub gun: String,
@@ -533,6 +543,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Health check: the metadata table can be queried.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// The connection pool's state, for metrics.
+    fn pool_stats(&self) -> PoolStats;
 
     /// Fails with [`Error::KeyExists`] if the key ID is already stored.
     fn put_key(&self, key: NewKey) -> impl Future<Output = Result<()>> + Send;

@@ -11,8 +11,9 @@ use time::OffsetDateTime;
 
 use super::{
     AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
-    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
+    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
+    PoolStats, Result, RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which,
+    sha256_hex,
 };
 
 /// The embedded migrations. Migrations applied by a newer notarium are
@@ -853,6 +854,14 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            open: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn put_key(&self, key: NewKey) -> Result<()> {

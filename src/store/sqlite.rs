@@ -15,8 +15,9 @@ use tokio::sync::Mutex;
 
 use super::{
     AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result,
-    RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
+    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
+    PoolStats, Result, RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which,
+    sha256_hex,
 };
 
 /// How long a writer waits for another process's write lock before failing.
@@ -893,6 +894,14 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            open: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn put_key(&self, key: NewKey) -> Result<()> {
