@@ -388,15 +388,9 @@ fn admin(
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Runtime::CurrentThread) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("notarium: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         match notarium::app::open_store(&config, migrations).await? {
@@ -456,15 +450,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     for warning in &warnings {
         tracing::warn!("configuration: {warning}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Runtime::MultiThread) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("notarium: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(run(config, announce, shutdown_signal()));
     match result {
@@ -495,15 +483,9 @@ fn import(args: &ImportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Runtime::MultiThread) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("notarium: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(notarium::app::import(
         &config,
@@ -576,4 +558,25 @@ async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     tracing::info!("shutting down");
+}
+
+/// Which tokio runtime a subcommand runs on.
+#[derive(Clone, Copy)]
+enum Runtime {
+    /// One-shot admin commands: no worker threads needed.
+    CurrentThread,
+    /// The server, and imports: requests and streams in parallel.
+    MultiThread,
+}
+
+/// Builds the runtime, or says why not and gives the exit code.
+fn runtime(kind: Runtime) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = match kind {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("notarium: cannot start the async runtime: {error}");
+        ExitCode::FAILURE
+    })
 }
