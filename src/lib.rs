@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod fuzzing;
 pub mod import;

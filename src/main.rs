@@ -9,6 +9,8 @@ use notarium::app::{Migrations, OpenedStore, Started, chain, run};
 use notarium::config::{Config, ConfigOverrides};
 use notarium::store::Store;
 
+mod verify_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "notarium",
@@ -25,6 +27,10 @@ enum Command {
     /// Run the trust server (defaults: https://127.0.0.1:4443, SQLite in
     /// data/, development TLS certificates in keys/).
     Serve(Box<ServeArgs>),
+    /// Verify an image tag's signed digest against a notary-compatible
+    /// trust server (exit 0 verified, 1 failed or policy not met, 2 usage,
+    /// 3 not signed, 4 server unreachable or no usable answer).
+    Verify(Box<verify_cmd::VerifyArgs>),
     /// Print an example configuration file (notary-server's JSON format).
     DefaultConfig,
     /// Apply the database migrations and exit (PostgreSQL: safe while other
@@ -182,6 +188,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(*args),
+        Command::Verify(args) => verify_cmd::verify(&args),
         Command::Import(args) => import(&args),
         Command::Immutable {
             action,

@@ -672,7 +672,7 @@ pub(super) async fn read_capped(
 
 /// A short reason for a transport failure, without URLs (they are in
 /// `LookupError::registry` already).
-pub(super) fn transport_reason(e: &reqwest::Error) -> String {
+pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer in time".to_owned();
     }

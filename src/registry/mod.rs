@@ -11,6 +11,9 @@ mod client;
 mod token;
 
 pub use challenge::{Challenge, parse_challenge};
+/// Shared with the `verify` client, which fetches trust data over the same
+/// HTTP stack.
+pub(crate) use client::transport_reason;
 pub use client::{
     MAX_MANIFEST_BYTES, RegistryClient, RegistryConfigError, RegistrySettings, repository_name,
 };

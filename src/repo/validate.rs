@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 
 use crate::policy::names;
 use crate::policy::names::NameError;
-use crate::tuf::certs::{RootCertificates, common_name, root_certificates};
-use crate::tuf::roles::{path_allowed, restrict_paths};
+use crate::tuf::certs::{RootCertificates, common_name};
+use crate::tuf::chain;
+use crate::tuf::roles::path_allowed;
 use crate::tuf::verify::{check_expiry, check_file_meta, check_hashes, verify_signatures};
 use crate::tuf::{Error as TufError, RoleName, Root, SignedFile, Snapshot, Targets, TrustedRole};
 
@@ -223,7 +224,7 @@ fn validate_root(
     root.validate_structure()
         .map_err(|e| structure_error(Rejection::BadRoot, e))?;
 
-    let mut certificates = root_certificates(&root, gun, Some(now));
+    let mut certificates = chain::own_root_certificates(&root, gun, now);
     let misnamed = screen_common_names(&mut certificates);
     if certificates.trusted.is_empty() {
         return Err(Error::rejected(
@@ -237,14 +238,8 @@ fn validate_root(
     if let Some(previous) = stored {
         // A rotation must satisfy the previous root's threshold with the
         // previous root's certificates (expired ones included).
-        let old = root_certificates(previous, gun, None);
         let threshold = previous.roles.get("root").map_or(1, |r| r.threshold);
-        let old_role = TrustedRole {
-            name: RoleName::Root,
-            threshold,
-            keys: old.trusted,
-        };
-        verify_signatures(file, &old_role).map_err(|error| {
+        chain::check_rotation(previous, gun, file).map_err(|error| {
             Error::rejected(
                 Rejection::BadRoot,
                 Refusal::RootRotationUnsigned {
@@ -256,12 +251,7 @@ fn validate_root(
             )
         })?;
     }
-    let threshold = root.roles.get("root").map_or(1, |r| r.threshold);
-    let own_role = TrustedRole {
-        name: RoleName::Root,
-        threshold,
-        keys: certificates.trusted,
-    };
+    let own_role = chain::root_role(&root, certificates.trusted);
     verify_signatures(file, &own_role).map_err(|error| {
         Error::rejected(Rejection::BadRoot, Refusal::RootNotSelfSigned { error })
     })?;
@@ -310,7 +300,7 @@ fn authority(
         let trusted = root
             .trusted_role(&RoleName::Targets)
             .map_err(|e| bad(Rejection::BadRoot, e))?;
-        return Ok((trusted, vec![String::new()]));
+        return Ok((trusted, chain::top_level_paths()));
     };
     let (_, parent_paths) = authority(&parent, root, state, loaded, bodies)?;
     let parent_body = targets_body(&parent, state, loaded, bodies)?.ok_or_else(|| {
@@ -322,7 +312,7 @@ fn authority(
             },
         )
     })?;
-    let (trusted, delegated) = parent_body.delegated_role(role).map_err(|_| {
+    chain::delegation_authority(&parent_body, &parent_paths, role).map_err(|_| {
         Error::rejected(
             Rejection::BadTargets,
             Refusal::NotDelegated {
@@ -330,9 +320,7 @@ fn authority(
                 parent: parent.clone(),
             },
         )
-    })?;
-    let paths = restrict_paths(&parent_paths, &delegated.paths);
-    Ok((trusted, paths))
+    })
 }
 
 fn validate_targets(

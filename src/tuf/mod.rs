@@ -3,6 +3,7 @@
 
 pub mod canonical;
 pub mod certs;
+pub mod chain;
 pub mod encoding;
 pub mod envelope;
 mod error;
