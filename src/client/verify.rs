@@ -572,3 +572,434 @@ fn resolve(
         warnings,
     })
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::needless_pass_by_value
+)]
+mod tests {
+    use super::*;
+    use crate::tuf::encoding::format_time;
+    use crate::tuf::envelope::write_envelope;
+    use crate::tuf::{KeyAlgorithm, KeyType, SigningKey, canonical};
+    use serde_json::{Value, json};
+    use time::Duration;
+
+    const GUN: &str = "example.com/app";
+
+    /// Files by name, as a server would serve them.
+    struct Mem(BTreeMap<String, Vec<u8>>);
+
+    impl Source for Mem {
+        fn get(&self, file: &str, cap: u64) -> Result<Option<Vec<u8>>, super::super::FetchError> {
+            Ok(self.0.get(file).filter(|b| b.len() as u64 <= cap).cloned())
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    fn cert_key(key: &SigningKey) -> PublicKey {
+        let pkcs8 = key.to_pkcs8().unwrap();
+        let pair = rcgen::KeyPair::try_from(pkcs8.as_slice()).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, GUN);
+        params.not_before = now() - Duration::hours(1);
+        params.not_after = now() + Duration::days(3650);
+        let cert = params.self_signed(&pair).unwrap();
+        PublicKey::new(KeyType::EcdsaX509, cert.pem().into_bytes())
+    }
+
+    fn sign(body: &Value, signers: &[(&SigningKey, &PublicKey)]) -> Vec<u8> {
+        let message = canonical::to_canonical(body).unwrap();
+        let signatures: Vec<_> = signers
+            .iter()
+            .map(|(key, public)| {
+                let mut signature = key.sign(&message).unwrap();
+                signature.keyid = public.id().to_string();
+                signature
+            })
+            .collect();
+        write_envelope(&message, &signatures)
+    }
+
+    fn meta(bytes: &[u8]) -> Value {
+        serde_json::to_value(FileMeta::for_bytes(bytes)).unwrap()
+    }
+
+    struct Keys {
+        root: Vec<(SigningKey, PublicKey)>,
+        targets: SigningKey,
+        snapshot: SigningKey,
+        timestamp: SigningKey,
+        alice: SigningKey,
+        bob: SigningKey,
+    }
+
+    fn ed() -> SigningKey {
+        SigningKey::generate(KeyAlgorithm::Ed25519).unwrap()
+    }
+
+    fn root_pair() -> (SigningKey, PublicKey) {
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let public = cert_key(&key);
+        (key, public)
+    }
+
+    impl Keys {
+        fn new() -> Self {
+            Self {
+                root: vec![root_pair()],
+                targets: ed(),
+                snapshot: ed(),
+                timestamp: ed(),
+                alice: ed(),
+                bob: ed(),
+            }
+        }
+
+        /// Root `version` listing `self.root[listed]`, signed by
+        /// `self.root[signers]`.
+        fn root(&self, version: i64, listed: usize, signers: &[usize]) -> Vec<u8> {
+            let (_, root_public) = &self.root[listed];
+            let mut keys = serde_json::Map::new();
+            for key in [
+                root_public,
+                self.targets.public_key(),
+                self.snapshot.public_key(),
+                self.timestamp.public_key(),
+            ] {
+                keys.insert(key.id().to_string(), key.to_json());
+            }
+            let role = |key: &PublicKey| json!({"keyids": [key.id()], "threshold": 1});
+            let body = json!({
+                "_type": "Root", "consistent_snapshot": false, "version": version,
+                "expires": format_time(now() + Duration::days(3650)),
+                "keys": keys,
+                "roles": {
+                    "root": role(root_public),
+                    "targets": role(self.targets.public_key()),
+                    "snapshot": role(self.snapshot.public_key()),
+                    "timestamp": role(self.timestamp.public_key()),
+                },
+            });
+            let signers: Vec<_> = signers
+                .iter()
+                .map(|&i| (&self.root[i].0, &self.root[i].1))
+                .collect();
+            sign(&body, &signers)
+        }
+    }
+
+    fn targets_body(version: i64, targets: &[(&str, &[u8])], delegations: Value) -> Value {
+        let targets: serde_json::Map<String, Value> = targets
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), meta(bytes)))
+            .collect();
+        json!({
+            "_type": "Targets", "version": version, "targets": targets,
+            "expires": format_time(now() + Duration::days(1095)),
+            "delegations": delegations,
+        })
+    }
+
+    fn delegation(key: &SigningKey, name: &str, paths: &[&str]) -> Value {
+        json!({"name": name, "keyids": [key.public_key().id()], "threshold": 1, "paths": paths})
+    }
+
+    /// Serves `root` (and `old_roots` by version), the targets-like files,
+    /// and a snapshot and timestamp over them.
+    fn serve(
+        keys: &Keys,
+        roots: &[Vec<u8>],
+        files: &[(&str, Vec<u8>)],
+        version: i64,
+        timestamp_expires: OffsetDateTime,
+    ) -> Mem {
+        let mut served = BTreeMap::new();
+        for (i, root) in roots.iter().enumerate() {
+            served.insert(format!("{}.root.json", i + 1), root.clone());
+        }
+        let root = roots.last().unwrap();
+        served.insert("root.json".into(), root.clone());
+        served.insert(
+            format!("root.{}.json", hex::encode(crate::tuf::sha256(root))),
+            root.clone(),
+        );
+        let mut snapshot_meta = serde_json::Map::new();
+        snapshot_meta.insert("root".into(), meta(root));
+        for (role, bytes) in files {
+            snapshot_meta.insert(role.to_string(), meta(bytes));
+            served.insert(
+                format!("{role}.{}.json", hex::encode(crate::tuf::sha256(bytes))),
+                bytes.clone(),
+            );
+        }
+        let snapshot = crate::tuf::sign::sign_metadata(
+            &json!({"_type": "Snapshot", "version": version, "meta": snapshot_meta,
+                    "expires": format_time(now() + Duration::days(1095))}),
+            &[&keys.snapshot],
+        )
+        .unwrap();
+        served.insert(
+            format!(
+                "snapshot.{}.json",
+                hex::encode(crate::tuf::sha256(&snapshot))
+            ),
+            snapshot.clone(),
+        );
+        let timestamp = crate::tuf::sign::sign_metadata(
+            &json!({"_type": "Timestamp", "version": version, "meta": {"snapshot": meta(&snapshot)},
+                    "expires": format_time(timestamp_expires)}),
+            &[&keys.timestamp],
+        )
+        .unwrap();
+        served.insert("timestamp.json".into(), timestamp);
+        Mem(served)
+    }
+
+    fn options() -> Options {
+        Options {
+            gun: GUN.into(),
+            server: "https://notary.example.com".into(),
+            now: now(),
+            anchor: Anchor::Tofu,
+        }
+    }
+
+    fn tag(name: &str) -> Wanted {
+        Wanted::Tag(name.into())
+    }
+
+    /// targets → targets/a (paths "a") → targets/a/b, and targets/c: the
+    /// walk is pre-order and the first listing decides.
+    fn delegated_repo(keys: &Keys, bob_signs: &[u8]) -> Mem {
+        let a = sign(
+            &targets_body(
+                1,
+                &[("a1", b"from a")],
+                json!({
+                    "keys": {keys.bob.public_key().id(): keys.bob.public_key().to_json()},
+                    "roles": [delegation(&keys.bob, "targets/a/b", &["a"])],
+                }),
+            ),
+            &[(&keys.alice, keys.alice.public_key())],
+        );
+        let b = sign(
+            &targets_body(
+                1,
+                &[("a1", bob_signs), ("zzz", b"outside paths")],
+                json!({}),
+            ),
+            &[(&keys.bob, keys.bob.public_key())],
+        );
+        let c = sign(
+            &targets_body(1, &[("a1", b"from c")], json!({})),
+            &[(&keys.bob, keys.bob.public_key())],
+        );
+        let targets = crate::tuf::sign::sign_metadata(
+            &targets_body(
+                1,
+                &[("top", b"top")],
+                json!({
+                    "keys": {
+                        keys.alice.public_key().id(): keys.alice.public_key().to_json(),
+                        keys.bob.public_key().id(): keys.bob.public_key().to_json(),
+                    },
+                    "roles": [delegation(&keys.alice, "targets/a", &["a"]),
+                              delegation(&keys.bob, "targets/c", &[""])],
+                }),
+            ),
+            &[&keys.targets],
+        )
+        .unwrap();
+        serve(
+            keys,
+            &[keys.root(1, 0, &[0])],
+            &[
+                ("targets", targets),
+                ("targets/a", a),
+                ("targets/a/b", b),
+                ("targets/c", c),
+            ],
+            1,
+            now() + Duration::days(14),
+        )
+    }
+
+    #[test]
+    fn delegations_resolve_pre_order_first_match_within_paths() {
+        let keys = Keys::new();
+        let server = delegated_repo(&keys, b"from a");
+        let verified = verify(&server, None, &options(), &tag("a1")).unwrap();
+        assert_eq!(
+            verified.digest,
+            format!("sha256:{}", hex::encode(crate::tuf::sha256(b"from a")))
+        );
+        assert_eq!(verified.signed_by, ["targets/a", "targets/a/b"]);
+        assert_eq!(verified.disagreeing, ["targets/c"]);
+        assert!(verified.expires.contains_key("targets/a/b"));
+        // b lists zzz, but its paths ("a") do not allow it.
+        let error = verify(&server, None, &options(), &tag("zzz")).unwrap_err();
+        assert!(matches!(error, Error::NotSigned { .. }), "{error}");
+        assert_eq!(error.exit_code(), super::super::exit::NOT_SIGNED);
+    }
+
+    #[test]
+    fn a_delegation_signed_by_the_wrong_key_is_skipped() {
+        let keys = Keys::new();
+        let server = delegated_repo(&keys, b"from b");
+        // Re-sign targets/c with alice's key, which c does not list.
+        let c = sign(
+            &targets_body(1, &[("a1", b"from c")], json!({})),
+            &[(&keys.alice, keys.alice.public_key())],
+        );
+        let targets_file = server
+            .0
+            .iter()
+            .find(|(k, _)| k.starts_with("targets."))
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let a = server
+            .0
+            .iter()
+            .find(|(k, _)| k.starts_with("targets/a."))
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let b = server
+            .0
+            .iter()
+            .find(|(k, _)| k.starts_with("targets/a/b."))
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let server = serve(
+            &keys,
+            &[keys.root(1, 0, &[0])],
+            &[
+                ("targets", targets_file),
+                ("targets/a", a),
+                ("targets/a/b", b),
+                ("targets/c", c),
+            ],
+            1,
+            now() + Duration::days(14),
+        );
+        let verified = verify(&server, None, &options(), &tag("a1")).unwrap();
+        assert_eq!(verified.signed_by, ["targets/a"]);
+        assert_eq!(verified.disagreeing, ["targets/a/b"]);
+        assert!(
+            verified
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("skipped targets/c") && w.contains("threshold")),
+            "{:?}",
+            verified.warnings
+        );
+    }
+
+    fn simple_targets(keys: &Keys) -> Vec<u8> {
+        crate::tuf::sign::sign_metadata(
+            &targets_body(1, &[("v1", b"one")], json!({})),
+            &[&keys.targets],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rotations_are_followed_through_intermediate_roots_and_need_the_old_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TrustDir::new(dir.path().to_path_buf());
+        let mut keys = Keys::new();
+        keys.root.push(root_pair());
+        keys.root.push(root_pair());
+        let v1 = keys.root(1, 0, &[0]);
+        let first = serve(
+            &keys,
+            std::slice::from_ref(&v1),
+            &[("targets", simple_targets(&keys))],
+            1,
+            now() + Duration::days(14),
+        );
+        verify(&first, Some(&cache), &options(), &tag("v1")).unwrap();
+
+        // 1 → 2 (signed by keys 0 and 1) → 3 (signed by 1 and 2).
+        let chain = [
+            v1.clone(),
+            keys.root(2, 1, &[0, 1]),
+            keys.root(3, 2, &[1, 2]),
+        ];
+        let rotated = serve(
+            &keys,
+            &chain,
+            &[("targets", simple_targets(&keys))],
+            2,
+            now() + Duration::days(14),
+        );
+        verify(&rotated, Some(&cache), &options(), &tag("v1")).unwrap();
+        assert_eq!(cache.load(GUN).unwrap().seen.root, 3);
+
+        // A fresh cache at root 1, and a version 2 signed only by the new key.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TrustDir::new(dir.path().to_path_buf());
+        verify(&first, Some(&cache), &options(), &tag("v1")).unwrap();
+        let unsigned = serve(
+            &keys,
+            &[v1, keys.root(2, 1, &[1])],
+            &[("targets", simple_targets(&keys))],
+            2,
+            now() + Duration::days(14),
+        );
+        let error = verify(&unsigned, Some(&cache), &options(), &tag("v1")).unwrap_err();
+        assert!(
+            matches!(error, Error::RotationUnsigned { from: 1, to: 2, .. }),
+            "{error}"
+        );
+        // Trust on first use accepts it: nothing was seen before.
+        verify(&unsigned, None, &options(), &tag("v1")).unwrap();
+    }
+
+    #[test]
+    fn rollbacks_expiry_and_pins() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TrustDir::new(dir.path().to_path_buf());
+        let keys = Keys::new();
+        let root = keys.root(1, 0, &[0]);
+        let at = |version| {
+            serve(
+                &keys,
+                std::slice::from_ref(&root),
+                &[("targets", simple_targets(&keys))],
+                version,
+                now() + Duration::days(14),
+            )
+        };
+        verify(&at(5), Some(&cache), &options(), &tag("v1")).unwrap();
+        let error = verify(&at(4), Some(&cache), &options(), &tag("v1")).unwrap_err();
+        assert!(
+            matches!(&error, Error::Rollback { role, offered: 4, seen: 5, .. } if role == "timestamp"),
+            "{error}"
+        );
+
+        let mut later = options();
+        later.now = now() + Duration::days(15);
+        let error = verify(&at(5), None, &later, &tag("v1")).unwrap_err();
+        assert!(
+            matches!(&error, Error::Invalid { role, source: TufError::Expired { .. }, .. } if role == "timestamp"),
+            "{error}"
+        );
+
+        let mut pinned = options();
+        pinned.anchor = Anchor::KeyIds(vec![keys.root[0].1.canonical_id().unwrap()]);
+        verify(&at(5), None, &pinned, &tag("v1")).unwrap();
+        pinned.anchor = Anchor::KeyIds(vec!["00".repeat(32)]);
+        let error = verify(&at(5), None, &pinned, &tag("v1")).unwrap_err();
+        assert!(matches!(error, Error::UntrustedRoot { .. }), "{error}");
+    }
+}
