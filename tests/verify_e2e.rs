@@ -587,3 +587,150 @@ fn tampered_foreign_rolled_back_and_unsigned_rotations_are_refused() {
         0
     );
 }
+
+/// openssl with `args`, in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    common::run_ok(Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// A CA (`<name>-ca.crt`) and, issued by it, an ECDSA root certificate for
+/// `gun` (`<name>-root.key`, `<name>-root.crt`).
+fn make_ca_issued_root(dir: &Path, name: &str, gun: &str) -> (PathBuf, PathBuf, PathBuf) {
+    common::require("openssl", "openssl");
+    let ec = [
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+    ];
+    let (ca_key, ca_crt) = (format!("{name}-ca.key"), format!("{name}-ca.crt"));
+    let (key, csr, crt) = (
+        format!("{name}-root.key"),
+        format!("{name}-root.csr"),
+        format!("{name}-root.crt"),
+    );
+    openssl(dir, &[&ec[..], &[ca_key.as_str()]].concat());
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            &ca_key,
+            "-subj",
+            &format!("/CN={name} CA"),
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-out",
+            &ca_crt,
+        ],
+    );
+    openssl(dir, &[&ec[..], &[key.as_str()]].concat());
+    let subject = format!("/CN={}", gun.replace('/', "\\/"));
+    openssl(
+        dir,
+        &["req", "-new", "-key", &key, "-subj", &subject, "-out", &csr],
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=codeSigning\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ],
+    );
+    // notary imports only encrypted root keys (PKCS#8, its passphrase).
+    let encrypted = format!("{name}-root.p8");
+    let pass = format!("pass:{}", common::PASSPHRASE);
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-v2prf",
+            "hmacWithSHA1",
+            "-in",
+            &key,
+            "-passout",
+            &pass,
+            "-out",
+            &encrypted,
+        ],
+    );
+    (dir.join(ca_crt), dir.join(encrypted), dir.join(crt))
+}
+
+#[test]
+fn certificate_and_ca_pins() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let notarium = Notarium::start(&dir.join("server"), serde_json::json!({}));
+    let gun = "notarium.test/e2e/ca";
+    let (ca, root_key, root_cert) = make_ca_issued_root(dir, "good", gun);
+    let (other_ca, _, other_cert) = make_ca_issued_root(dir, "other", gun);
+    let owner = notarium.notary(dir.join("owner"));
+    let f_v1 = write_file(dir, "v1", b"release one\n");
+    owner.ok(&[
+        "init",
+        gun,
+        "--rootkey",
+        path_str(&root_key),
+        "--rootcert",
+        path_str(&root_cert),
+        "-p",
+    ]);
+    owner.ok(&["add", gun, "v1", path_str(&f_v1), "-p"]);
+    let v1 = format!("{gun}:v1");
+    let run = |trust: &str, pin: &[&str]| {
+        let args: Vec<&str> = [&[v1.as_str()][..], pin].concat();
+        verify(&notarium.url, &notarium.ca, &dir.join(trust), &args)
+    };
+    assert_eq!(code(&run("t1", &["--ca", path_str(&ca)])), 0);
+    assert_eq!(code(&run("t2", &["--root-cert", path_str(&root_cert)])), 0);
+    assert_fails(
+        &run("t3", &["--ca", path_str(&other_ca)]),
+        1,
+        "matches the trust pin",
+    );
+    assert_fails(
+        &run("t4", &["--root-cert", path_str(&other_cert)]),
+        1,
+        "matches the trust pin",
+    );
+    assert_fails(
+        &run(
+            "t5",
+            &["--ca", path_str(&ca), "--root-cert", path_str(&root_cert)],
+        ),
+        2,
+        "give one of --root-key-id, --root-cert and --ca",
+    );
+}
