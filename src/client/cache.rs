@@ -5,7 +5,9 @@
 //! Layout: `<trust-dir>/tuf/<gun>/root.json` (the exact bytes of the last
 //! verified root) and `<trust-dir>/tuf/<gun>/state.json`
 //! (`{"root": n, "timestamp": n, "snapshot": n, "targets": n}`, the
-//! highest versions verified).
+//! highest versions verified), and `<trust-dir>/tuf/<gun>/files/` (the
+//! snapshot, targets and delegation files last used, by hash, to save
+//! downloads: each is checked against the verified hash before use).
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +56,26 @@ impl TrustDir {
     /// (no `..`, no empty components) before they get here.
     pub fn gun_dir(&self, gun: &str) -> PathBuf {
         self.dir.join("tuf").join(gun)
+    }
+
+    /// Snapshot, targets and delegation files of one GUN, by the name the
+    /// server serves them under (`/` in role names as `%`). They are
+    /// checked against the verified hashes before use, like downloads.
+    pub fn files_dir(&self, gun: &str) -> PathBuf {
+        self.gun_dir(gun).join("files")
+    }
+
+    /// Removes the kept files not in `used` (superseded versions).
+    pub fn prune_files(&self, dir: &Path, used: &std::collections::BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !used.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn error(path: &Path, reason: impl std::fmt::Display) -> CacheError {

@@ -4,7 +4,9 @@
 //! for signatures, expiry, hashes and lengths, and versions against what
 //! was verified before. Step numbers refer to §9.1.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use der::Encode;
 use time::OffsetDateTime;
@@ -93,6 +95,10 @@ fn rejected_text(certs: &RootCertificates) -> String {
 struct Run<'a, S: Source> {
     source: &'a S,
     options: &'a Options,
+    /// Where files fetched by hash are kept between runs, if anywhere.
+    files: Option<PathBuf>,
+    /// Names of the kept files this run used (the rest are pruned).
+    used: RefCell<BTreeSet<String>>,
 }
 
 impl<S: Source> Run<'_, S> {
@@ -124,8 +130,29 @@ impl<S: Source> Run<'_, S> {
             })
         })?;
         let cap = u64::try_from(meta.length).unwrap_or(0);
-        let bytes = self.fetch(&format!("{role}.{}.json", hex::encode(hash)), cap)?;
+        let name = format!("{role}.{}.json", hex::encode(hash));
+        // A kept copy is as good as a download: it must match the same
+        // trusted hash and length.
+        let kept = name.replace('/', "%");
+        if let Some(dir) = &self.files {
+            if let Ok(bytes) = std::fs::read(dir.join(&kept)) {
+                if check_file_meta(role, &bytes, meta).is_ok() {
+                    self.used.borrow_mut().insert(kept);
+                    return SignedFile::parse_owned(bytes).map_err(self.invalid(role));
+                }
+            }
+        }
+        let bytes = self.fetch(&name, cap)?;
         check_file_meta(role, &bytes, meta).map_err(self.invalid(role))?;
+        if let Some(dir) = &self.files {
+            // Keeping a copy only saves a download later; failing to is
+            // not an error.
+            if std::fs::create_dir_all(dir).is_ok()
+                && std::fs::write(dir.join(&kept), &bytes).is_ok()
+            {
+                self.used.borrow_mut().insert(kept);
+            }
+        }
         SignedFile::parse_owned(bytes).map_err(self.invalid(role))
     }
 
@@ -355,7 +382,12 @@ pub fn verify<S: Source>(
     options: &Options,
     wanted: &Wanted,
 ) -> Result<Verified, Error> {
-    let run = Run { source, options };
+    let run = Run {
+        source,
+        options,
+        files: cache.map(|cache| cache.files_dir(&options.gun)),
+        used: RefCell::default(),
+    };
     let now = options.now;
     let cached = match cache {
         Some(cache) => cache.load(&options.gun)?,
@@ -506,6 +538,9 @@ pub fn verify<S: Source>(
         order.push(visited);
     }
 
+    if let (Some(dir), Some(cache)) = (&run.files, cache) {
+        cache.prune_files(dir, &run.used.borrow());
+    }
     resolve(&options.gun, wanted, &order, expires, warnings)
 }
 
@@ -980,7 +1015,16 @@ mod tests {
                 now() + Duration::days(14),
             )
         };
-        verify(&at(5), Some(&cache), &options(), &tag("v1")).unwrap();
+        let five = at(5);
+        verify(&five, Some(&cache), &options(), &tag("v1")).unwrap();
+        // A warm cache: snapshot and targets come from the kept copies.
+        let kept = std::fs::read_dir(cache.files_dir(GUN)).unwrap().count();
+        assert_eq!(kept, 2);
+        let mut timestamp_only = Mem(five.0.clone());
+        timestamp_only
+            .0
+            .retain(|name, _| !name.starts_with("snapshot.") && !name.starts_with("targets."));
+        verify(&timestamp_only, Some(&cache), &options(), &tag("v1")).unwrap();
         let error = verify(&at(4), Some(&cache), &options(), &tag("v1")).unwrap_err();
         assert!(
             matches!(&error, Error::Rollback { role, offered: 4, seen: 5, .. } if role == "timestamp"),
