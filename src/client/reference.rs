@@ -54,6 +54,27 @@ fn component_ok(component: &str) -> bool {
             .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
+/// A registry host as docker accepts it: DNS labels (or an IPv4 address)
+/// and an optional port. It becomes a path component of the trust cache,
+/// so nothing else gets through.
+fn registry_ok(registry: &str) -> bool {
+    let (host, port) = match registry.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    host.split('.').all(label_ok)
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn tag_ok(tag: &str) -> bool {
     // `[\w][\w.-]{0,127}`
     !tag.is_empty()
@@ -105,6 +126,9 @@ pub fn parse(reference: &str) -> Result<ImageRef, String> {
         parts.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost");
     let registry = if has_registry {
         parts.remove(0);
+        if !registry_ok(first) {
+            return Err(format!("invalid registry host {first:?}"));
+        }
         if first == "index.docker.io" {
             DOCKER_HUB.to_string()
         } else {
