@@ -7,6 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "support/dockercli.rs"]
+mod dockercli;
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -732,5 +736,62 @@ fn certificate_and_ca_pins() {
         ),
         2,
         "give one of --root-key-id, --root-cert and --ca",
+    );
+}
+
+/// A content-trust `docker push` signs the tag; `notarium verify` names the
+/// digest and size the daemon pushed, the digest `docker trust inspect`
+/// shows, and a content-trust `docker pull` resolves to.
+#[test]
+fn docker_signed_push_verifies_like_docker_trust_inspect_and_pull() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let notarium = Notarium::start(&dir.join("notarium"), serde_json::json!({}));
+    let registry = registry::Registry::start(&dir.join("registry"));
+    let docker = dockercli::DockerCli::new(&dir.join("docker"), &notarium);
+    let gun = format!("{}/team/verify", registry.host());
+    let reference = format!("{gun}:1.0");
+    docker.make_image(&reference, "verify image");
+    let out = docker.ok_trusted(&["push", &reference]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("1.0: digest: sha256:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let (digest, size) = line["1.0: digest: ".len()..].split_once(" size: ").unwrap();
+
+    let json = verified_json(&verify(
+        &notarium.url,
+        &notarium.ca,
+        &dir.join("trust"),
+        &[&reference, "-o", "json"],
+    ));
+    assert_eq!(json["gun"], gun.as_str());
+    assert_eq!(json["digest"], digest);
+    assert_eq!(json["size"], size.parse::<i64>().unwrap());
+    assert_eq!(signed_by(&json), ["targets"]);
+
+    let inspected: Value =
+        serde_json::from_str(&docker.ok(&["trust", "inspect", &reference])).unwrap();
+    assert_eq!(
+        inspected[0]["SignedTags"][0]["Digest"],
+        digest.trim_start_matches("sha256:")
+    );
+
+    // A verified pull (image removed locally first) resolves to it too.
+    docker.run(&["rmi", &reference]);
+    let pulled = docker.ok_trusted(&["pull", &reference]);
+    assert!(
+        pulled.starts_with(&format!("Pull (1 of 1): {reference}@{digest}")),
+        "{pulled}"
+    );
+    // The digest pins an admission check.
+    assert_eq!(
+        code(&verify(
+            &notarium.url,
+            &notarium.ca,
+            &dir.join("trust"),
+            &[&format!("{gun}@{digest}")],
+        )),
+        0
     );
 }
