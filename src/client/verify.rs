@@ -29,6 +29,9 @@ use crate::tuf::{
 const MAX_ROOT_BYTES: u64 = 100 << 20;
 /// notary's cap for timestamp.json.
 const MAX_TIMESTAMP_BYTES: u64 = 1 << 20;
+/// Root versions followed in one run at most (a server claiming version
+/// 2^31 must not buy two billion downloads).
+const MAX_ROOT_ROTATIONS: i64 = 1000;
 /// Delegation files read at most, whatever the snapshot lists.
 const MAX_DELEGATIONS: usize = 1000;
 
@@ -263,6 +266,15 @@ impl<S: Source> Run<'_, S> {
                 });
             }
             return self.final_root(newest_file, newest);
+        }
+        if newest.version - root.version > MAX_ROOT_ROTATIONS {
+            return Err(Error::Inconsistent {
+                gun: self.gun(),
+                what: format!(
+                    "root version {} is more than {MAX_ROOT_ROTATIONS} versions after the cached version {}",
+                    newest.version, root.version
+                ),
+            });
         }
         // Every intermediate root, then the newest: each signed by the
         // previous root's threshold and by its own.
