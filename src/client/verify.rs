@@ -1032,7 +1032,7 @@ mod tests {
         // A warm cache: snapshot and targets come from the kept copies.
         let kept = std::fs::read_dir(cache.files_dir(GUN)).unwrap().count();
         assert_eq!(kept, 2);
-        let mut timestamp_only = Mem(five.0.clone());
+        let mut timestamp_only = five;
         timestamp_only
             .0
             .retain(|name, _| !name.starts_with("snapshot.") && !name.starts_with("targets."));
