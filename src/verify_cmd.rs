@@ -42,6 +42,10 @@ pub struct VerifyArgs {
     /// Pin the root: its certificates must be issued by this CA (PEM).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// Without a pin, trust only a root already in the trust cache (no
+    /// trust on first use; notary's disable_tofu).
+    #[arg(long)]
+    no_tofu: bool,
     /// The tag's digest must be signed by this role (repeatable, e.g.
     /// targets/releases).
     #[arg(long, value_name = "ROLE")]
@@ -96,7 +100,11 @@ fn anchor(args: &VerifyArgs) -> Result<Anchor, Error> {
             .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
         return Ok(Anchor::Ca(anchors));
     }
-    Ok(Anchor::Tofu)
+    Ok(if args.no_tofu {
+        Anchor::CacheOnly
+    } else {
+        Anchor::Tofu
+    })
 }
 
 fn run(args: &VerifyArgs) -> Result<Verified, Error> {

@@ -41,6 +41,9 @@ const MAX_DELEGATIONS: usize = 1000;
 pub enum Anchor {
     /// Trust on first use (a root with valid certificates for the GUN).
     Tofu,
+    /// notary's `disable_tofu`: only a root the cache already holds is
+    /// trusted.
+    CacheOnly,
     /// `certs`: the root must be signed by keys with these IDs (the ID in
     /// root.json or the key's canonical ID, as `notary key list` shows it).
     KeyIds(Vec<String>),
@@ -183,6 +186,12 @@ impl<S: Source> Run<'_, S> {
         }
         let keys: BTreeMap<String, PublicKey> = match anchor {
             Anchor::Tofu => certs.trusted,
+            Anchor::CacheOnly => {
+                return Err(untrusted(
+                    "trust on first use is disabled, no root is pinned and none is cached"
+                        .to_string(),
+                ));
+            }
             Anchor::KeyIds(ids) => certs
                 .trusted
                 .into_iter()
@@ -243,7 +252,7 @@ impl<S: Source> Run<'_, S> {
         };
         let (mut file, mut root) = self.parse_root(cached, "cached root")?;
         // An explicit pin must hold for the root the chain starts from.
-        if !matches!(self.options.anchor, Anchor::Tofu) {
+        if !matches!(self.options.anchor, Anchor::Tofu | Anchor::CacheOnly) {
             self.check_anchor_cached(&file, &root)?;
         }
         let floor = seen.root.max(root.version);
@@ -1054,6 +1063,14 @@ mod tests {
         let mut pinned = options();
         pinned.anchor = Anchor::KeyIds(vec![keys.root[0].1.canonical_id().unwrap()]);
         verify(&at(5), None, &pinned, &tag("v1")).unwrap();
+        pinned.anchor = Anchor::CacheOnly;
+        let error = verify(&at(5), None, &pinned, &tag("v1")).unwrap_err();
+        assert!(
+            error.to_string().contains("trust on first use is disabled"),
+            "{error}"
+        );
+        // With the root cached (above), no first use is needed.
+        verify(&at(6), Some(&cache), &pinned, &tag("v1")).unwrap();
         pinned.anchor = Anchor::KeyIds(vec!["00".repeat(32)]);
         let error = verify(&at(5), None, &pinned, &tag("v1")).unwrap_err();
         assert!(matches!(error, Error::UntrustedRoot { .. }), "{error}");
