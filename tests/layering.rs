@@ -53,6 +53,13 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
         &["axum", "sqlx", "reqwest"],
     ),
     ("server", &["app", "config"], &["sqlx"]),
+    // The `verify` client is a consumer of the pure layers (and of the
+    // registry client's HTTP stack): nothing of the server side.
+    (
+        "client",
+        &["store", "signer", "repo", "server", "app", "config"],
+        &["axum", "sqlx"],
+    ),
 ];
 
 fn sources(dir: &Path) -> Vec<PathBuf> {
