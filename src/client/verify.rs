@@ -779,6 +779,17 @@ mod tests {
         version: i64,
         timestamp_expires: OffsetDateTime,
     ) -> Mem {
+        serve_versions(keys, roots, files, (version, version), timestamp_expires)
+    }
+
+    /// `serve` with separate (snapshot, timestamp) versions.
+    fn serve_versions(
+        keys: &Keys,
+        roots: &[Vec<u8>],
+        files: &[(&str, Vec<u8>)],
+        (snapshot_version, version): (i64, i64),
+        timestamp_expires: OffsetDateTime,
+    ) -> Mem {
         let mut served = BTreeMap::new();
         for (i, root) in roots.iter().enumerate() {
             served.insert(format!("{}.root.json", i + 1), root.clone());
@@ -799,7 +810,7 @@ mod tests {
             );
         }
         let snapshot = crate::tuf::sign::sign_metadata(
-            &json!({"_type": "Snapshot", "version": version, "meta": snapshot_meta,
+            &json!({"_type": "Snapshot", "version": snapshot_version, "meta": snapshot_meta,
                     "expires": format_time(now() + Duration::days(1095))}),
             &[&keys.snapshot],
         )
@@ -1051,6 +1062,22 @@ mod tests {
             matches!(&error, Error::Rollback { role, offered: 4, seen: 5, .. } if role == "timestamp"),
             "{error}"
         );
+
+        // A fresh timestamp (the server holds its key) naming an older
+        // snapshot than one already verified.
+        let old_snapshot = serve_versions(
+            &keys,
+            std::slice::from_ref(&root),
+            &[("targets", simple_targets(&keys))],
+            (3, 9),
+            now() + Duration::days(14),
+        );
+        let error = verify(&old_snapshot, Some(&cache), &options(), &tag("v1")).unwrap_err();
+        assert!(
+            matches!(&error, Error::Rollback { role, offered: 3, seen: 5, .. } if role == "snapshot"),
+            "{error}"
+        );
+        assert_eq!(error.exit_code(), super::super::exit::FAILED);
 
         let mut later = options();
         later.now = now() + Duration::days(15);
