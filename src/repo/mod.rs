@@ -155,7 +155,7 @@ pub struct Repo<S: Store> {
     busy_wait: std::time::Duration,
     /// The last expiry report and when it was counted (see
     /// [`Repo::expiry_report`]).
-    expiry_report: std::sync::Mutex<Option<(std::time::Instant, ExpiryReport)>>,
+    expiry_report: std::sync::Mutex<Option<(OffsetDateTime, ExpiryReport)>>,
 }
 
 /// The windows the expiry report counts repositories in: label, length.
@@ -165,7 +165,7 @@ pub const EXPIRY_WINDOWS: [(&str, Duration); 2] =
 /// How long a counted expiry report is reused. Scrapes come every few
 /// seconds from each scraper; this process's own writes reset it at once,
 /// so only other replicas' writes wait for it.
-pub const EXPIRY_REPORT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+pub const EXPIRY_REPORT_TTL: Duration = Duration::seconds(30);
 
 /// Repositories by the soonest expiry of their client-signed roles (root,
 /// targets, delegations, a client-signed snapshot): what the metrics show.
@@ -209,14 +209,15 @@ impl<S: Store> Repo<S> {
     /// The expiry report, counted in the store (indexed queries) at most
     /// once per [`EXPIRY_REPORT_TTL`] unless this process wrote meanwhile.
     pub async fn expiry_report(&self) -> Result<ExpiryReport, Error> {
+        // Aged by the repository's clock, so a test that moves the clock
+        // sees a fresh count.
+        let now = self.now();
         if let Ok(cached) = self.expiry_report.lock()
             && let Some((at, report)) = cached.as_ref()
-            && at.elapsed() < EXPIRY_REPORT_TTL
+            && (now - *at).abs() < EXPIRY_REPORT_TTL
         {
             return Ok(report.clone());
         }
-        let counted_at = std::time::Instant::now();
-        let now = self.now();
         let mut cutoffs = vec![now];
         cutoffs.extend(EXPIRY_WINDOWS.iter().map(|(_, window)| now + *window));
         let counts = self.store.expiry_counts(&cutoffs).await?;
@@ -231,7 +232,7 @@ impl<S: Store> Repo<S> {
             soonest: counts.soonest,
         };
         if let Ok(mut cached) = self.expiry_report.lock() {
-            *cached = Some((counted_at, report.clone()));
+            *cached = Some((now, report.clone()));
         }
         Ok(report)
     }
