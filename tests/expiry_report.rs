@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use builder::ClientKeys;
-use common::{Notarium, run, stderr, stdout};
+use common::{Notarium, run, run_with_stdin, stderr, stdout};
 use notarium::repo::{Clock, Repo};
 use notarium::tuf::encoding::format_time;
 use notarium::tuf::sign::sign_metadata;
@@ -278,6 +278,28 @@ fn metrics_listing_and_warning_follow_publishes_and_deletes() {
         .unwrap();
     assert_eq!(cli_targets["version"], json!(cli_targets_version + 1));
     assert!(cli_targets["expires"].as_str().unwrap() >= cli_targets_v1.as_str());
+
+    // `notary witness` refuses root ("type of root change not yet
+    // supported"); rotating the root key re-signs root with a new expiry.
+    let root_row = |rows: &[Value]| {
+        rows.iter()
+            .find(|r| r["gun"] == cli_gun && r["role"] == "root")
+            .cloned()
+            .unwrap()
+    };
+    let before = root_row(&rows);
+    let out = run_with_stdin(
+        &mut owner.command(&["key", "rotate", cli_gun, "root"]),
+        "yes\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = root_row(&expiring_json(&server, "4000d"));
+    assert_eq!(
+        after["version"].as_i64().unwrap(),
+        before["version"].as_i64().unwrap() + 1
+    );
+    assert!(after["expires"].as_str().unwrap() >= before["expires"].as_str().unwrap());
+    assert_ne!(after["signed_by"], before["signed_by"], "a new root key");
 
     // `delete --remote` takes a repository off the report.
     owner.ok(&["delete", cli_gun, "--remote"]);
