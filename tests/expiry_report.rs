@@ -301,6 +301,60 @@ fn metrics_listing_and_warning_follow_publishes_and_deletes() {
     assert!(after["expires"].as_str().unwrap() >= before["expires"].as_str().unwrap());
     assert_ne!(after["signed_by"], before["signed_by"], "a new root key");
 
+    // A delegation with a certificate key: listed with its CN, re-signed by
+    // `notary witness`, and off the report once targets no longer
+    // delegates to it.
+    let (_, cert, delegate_key) =
+        common::make_client_bundle(&work.path().join("delegate"), "releaser");
+    let release = work.path().join("release.txt");
+    std::fs::write(&release, "release\n").unwrap();
+    owner.ok(&[
+        "key",
+        "import",
+        delegate_key.to_str().unwrap(),
+        "--role",
+        "targets/releases",
+    ]);
+    owner.ok(&[
+        "delegation",
+        "add",
+        cli_gun,
+        "targets/releases",
+        cert.to_str().unwrap(),
+        "--all-paths",
+        "-p",
+    ]);
+    owner.ok(&[
+        "add",
+        cli_gun,
+        "released",
+        release.to_str().unwrap(),
+        "--roles",
+        "targets/releases",
+        "-p",
+    ]);
+    let delegation = |rows: &[Value]| {
+        rows.iter()
+            .find(|r| r["gun"] == cli_gun && r["role"] == "targets/releases")
+            .cloned()
+    };
+    let before = delegation(&expiring_json(&server, "4000d")).expect("delegation listed");
+    assert_eq!(before["signed_by"][0]["common_name"], json!("releaser"));
+    owner.ok(&["witness", cli_gun, "targets/releases"]);
+    owner.ok(&["publish", cli_gun]);
+    let after = delegation(&expiring_json(&server, "4000d")).unwrap();
+    assert_eq!(
+        after["version"].as_i64().unwrap(),
+        before["version"].as_i64().unwrap() + 1
+    );
+    assert!(after["expires"].as_str().unwrap() >= before["expires"].as_str().unwrap());
+    let out = run_with_stdin(
+        &mut owner.command(&["delegation", "remove", cli_gun, "targets/releases", "-p"]),
+        "yes\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(delegation(&expiring_json(&server, "4000d")), None);
+
     // `delete --remote` takes a repository off the report.
     owner.ok(&["delete", cli_gun, "--remote"]);
     owner.ok(&["delete", later, "--remote"]);
