@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 pub struct ExpiringArgs {
     /// The window: a whole number and a unit, s, m, h, d or w (90d, 12h,
     /// 2w). Roles already expired are listed too.
-    #[arg(long, default_value = "90d")]
+    #[arg(long, default_value = "90d", value_parser = check_window)]
     pub within: String,
     /// `text` (one line per role) or `json` (an array of objects).
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -29,6 +29,11 @@ pub struct ExpiringArgs {
 pub enum Output {
     Text,
     Json,
+}
+
+/// Refuses a bad window as a usage error (exit status 2, clap's message).
+fn check_window(text: &str) -> Result<String, String> {
+    parse_window(text).map(|_| text.to_string())
 }
 
 pub async fn list<S: Store>(store: &S, args: &ExpiringArgs) -> Result<String, String> {

@@ -374,11 +374,11 @@ fn metrics_listing_and_warning_follow_publishes_and_deletes() {
     );
     assert_eq!(soonest, soon_targets.unix_timestamp() as f64);
 
-    // A bad window is a usage error with the reason.
+    // A bad window is a usage error (status 2) with the reason.
     let output = run(Command::new(env!("CARGO_BIN_EXE_notarium"))
         .args(["expiring", "--within", "3y", "--config"])
         .arg(&server.config));
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "a usage error");
     assert!(
         stderr(&output).contains("unknown unit"),
         "{}",
