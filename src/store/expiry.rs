@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::tuf::SignedFile;
+use crate::tuf::roles::Expiry;
 
 /// A client-signed role's current expiry, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -56,22 +56,30 @@ impl ExpiryChanges {
     pub fn of<'a>(files: impl IntoIterator<Item = (&'a str, i64, &'a [u8], bool)>) -> Self {
         let mut changes = Self::default();
         for (role, version, data, client_signed) in files {
-            let parsed = SignedFile::parse(data).ok();
-            let expires = parsed
-                .as_ref()
-                .and_then(|file| file.common().ok())
-                .map(|common| common.expires.at.unix_timestamp());
-            match expires {
-                Some(expires) if client_signed => {
-                    changes.upsert.push((role.to_string(), version, expires));
-                }
+            // One pass over the bytes, skipping the targets: what matters
+            // here was verified when the file was accepted.
+            let fields = serde_json::from_slice::<Envelope>(data).ok();
+            match &fields {
+                Some(envelope) if client_signed => changes.upsert.push((
+                    role.to_string(),
+                    version,
+                    envelope.signed.expires.at.unix_timestamp(),
+                )),
                 _ => {
                     changes.remove.insert(role.to_string());
                 }
             }
             if is_targets_like(role)
-                && let Some(children) = parsed.as_ref().and_then(delegated_roles)
+                && let Some(envelope) = fields
             {
+                let children = envelope
+                    .signed
+                    .delegations
+                    .and_then(|d| d.roles)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.name)
+                    .collect();
                 changes.delegators.push((role.to_string(), children));
             }
         }
@@ -95,9 +103,10 @@ impl ExpiryChanges {
         Self::of(newest.into_iter().map(|(role, (version, data))| {
             let client_signed = match role {
                 "timestamp" => false,
-                "snapshot" => SignedFile::parse(data).is_ok_and(|file| {
+                "snapshot" => serde_json::from_slice::<Signers>(data).is_ok_and(|file| {
                     !file
-                        .signatures()
+                        .signatures
+                        .unwrap_or_default()
                         .iter()
                         .any(|s| server_keys.contains(&s.keyid))
                 }),
@@ -132,10 +141,16 @@ fn is_targets_like(role: &str) -> bool {
     role == "targets" || role.starts_with("targets/")
 }
 
-/// Only the delegated role names: a 10,000-target file is skimmed, not
-/// built into a map.
+/// The members of a stored file the expiry table needs; the rest (the
+/// targets of a 10,000-target file) is skipped, not built.
 #[derive(Deserialize)]
-struct DelegationNames {
+struct Envelope {
+    signed: Fields,
+}
+
+#[derive(Deserialize)]
+struct Fields {
+    expires: Expiry,
     #[serde(default)]
     delegations: Option<NamesOnly>,
 }
@@ -151,17 +166,16 @@ struct NameOnly {
     name: String,
 }
 
-fn delegated_roles(file: &SignedFile) -> Option<BTreeSet<String>> {
-    let names: DelegationNames = serde_json::from_slice(file.signed_bytes()).ok()?;
-    Some(
-        names
-            .delegations
-            .and_then(|d| d.roles)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.name)
-            .collect(),
-    )
+/// Who signed a stored file, by key ID.
+#[derive(Deserialize)]
+struct Signers {
+    #[serde(default)]
+    signatures: Option<Vec<KeyIdOnly>>,
+}
+
+#[derive(Deserialize)]
+struct KeyIdOnly {
+    keyid: String,
 }
 
 #[cfg(test)]
