@@ -2486,6 +2486,34 @@ mod tests {
     }
 
     #[test]
+    fn expiry_warning_days_default_file_and_environment() {
+        let day = 86_400;
+        let (c, w) = load_str("{}").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.repositories.expiry_warning, Duration::from_secs(30 * day));
+        assert_eq!(
+            Config::default().repositories.expiry_warning,
+            Duration::from_secs(30 * day)
+        );
+        let (c, w) = load_str(r#"{"repositories": {"expiry_warning_days": 0}}"#).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.repositories.expiry_warning, Duration::ZERO);
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "c.json",
+            r#"{"repositories": {"expiry_warning_days": 90}}"#,
+        );
+        let (c, _) = Config::load(Some(&file), &env_of(&[]), ConfigOverrides::default()).unwrap();
+        assert_eq!(c.repositories.expiry_warning, Duration::from_secs(90 * day));
+        let env = env_of(&[("NOTARIUM_REPOSITORIES_EXPIRY_WARNING_DAYS", "7")]);
+        let (c, _) = Config::load(Some(&file), &env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.repositories.expiry_warning, Duration::from_secs(7 * day));
+        let err = err_str(r#"{"repositories": {"expiry_warning_days": "soon"}}"#);
+        assert!(err.contains("repositories.expiry_warning_days"), "{err}");
+    }
+
+    #[test]
     fn limits_and_connection_bounds_are_read_and_checked() {
         let (c, w) = load_str(
             r#"{"limits": {"targets_per_file": 10, "Keys_Per_Role": "3", "busy_wait_seconds": 1},
