@@ -218,6 +218,8 @@ fn policy(config: &Config) -> Result<Policy, StartError> {
         manifests,
         immutable: config.repositories.immutable.clone(),
         delegation_anchors,
+        expiry_warning: time::Duration::try_from(config.repositories.expiry_warning)
+            .unwrap_or(time::Duration::MAX),
     })
 }
 

@@ -155,6 +155,16 @@ const BOUNDS: &[Bound] = &[
         default: 100,
         allowed: "an integer from 1 to 10000",
     },
+    // Publishes whose client-signed roles expire sooner are accepted with a
+    // warning in the log (0: never warn).
+    Bound {
+        key: "repositories.expiry_warning_days",
+        env: "NOTARIUM_REPOSITORIES_EXPIRY_WARNING_DAYS",
+        min: 0,
+        max: 36_500,
+        default: 30,
+        allowed: "an integer from 0 (no warning) to 36500",
+    },
     // PostgreSQL pool and session bounds (ignored with SQLite).
     Bound {
         key: "storage.max_connections",
@@ -479,6 +489,9 @@ pub struct RepositoriesConfig {
     /// `repositories.immutable`: GUNs whose signed tags cannot be changed or removed. An entry
     /// ending in `/` is a prefix (every GUN starting with it); any other entry is one exact GUN.
     pub immutable: Vec<String>,
+    /// `repositories.expiry_warning_days`: a publish whose root, targets or delegations expire
+    /// within this is accepted with a warning in the log. Zero: no warning.
+    pub expiry_warning: Duration,
 }
 
 impl RepositoriesConfig {
@@ -648,7 +661,10 @@ impl Default for Config {
                 current_metadata_max_age: DEFAULT_CURRENT_MAX_AGE,
                 consistent_metadata_max_age: DEFAULT_CONSISTENT_MAX_AGE,
             },
-            repositories: RepositoriesConfig::default(),
+            repositories: RepositoriesConfig {
+                expiry_warning: expiry_warning(&|key| default_of(key)),
+                ..RepositoriesConfig::default()
+            },
             keys: KeysConfig::default(),
             registries: Vec::new(),
             delegations: DelegationsConfig::default(),
@@ -678,6 +694,10 @@ fn limits_config(get: &dyn Fn(&str) -> u64) -> LimitsConfig {
         validation_concurrency: as_usize(get("limits.validation_concurrency")),
         busy_wait: Duration::from_secs(get("limits.busy_wait_seconds")),
     }
+}
+
+fn expiry_warning(get: &dyn Fn(&str) -> u64) -> Duration {
+    Duration::from_secs(get("repositories.expiry_warning_days").saturating_mul(86_400))
 }
 
 fn connection_config(get: &dyn Fn(&str) -> u64) -> ConnectionConfig {
@@ -1286,6 +1306,9 @@ impl FileReader<'_> {
                         match k.as_str() {
                             "gun_prefixes" => layer.gun_prefixes = self.string_list(&key, v)?,
                             "immutable" => layer.immutable = self.string_list(&key, v)?,
+                            "expiry_warning_days" => {
+                                self.bound(&mut layer, "repositories.expiry_warning_days", key, v)?
+                            }
                             _ => self.unknown(key),
                         }
                     }
@@ -2241,6 +2264,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     };
     config.limits = limits_config(&get);
     config.server.connections = connection_config(&get);
+    config.repositories.expiry_warning = expiry_warning(&get);
     if postgres {
         config.storage = StorageConfig::Postgres(postgres_config(&layer, &get)?);
     }
@@ -2312,9 +2336,10 @@ const EXAMPLE_JSON: &str = r#"{
     }
   },
   "repositories": {
-    "//": "gun_prefixes: if not empty, only GUNs starting with one of these prefixes are accepted; each ends in /. immutable: GUNs (e.g. docker.io/library/alpine) or GUN prefixes ending in / (e.g. registry.example.com/releases/) whose signed tags can never be changed or removed and whose trust data cannot be deleted.",
+    "//": "gun_prefixes: if not empty, only GUNs starting with one of these prefixes are accepted; each ends in /. immutable: GUNs (e.g. docker.io/library/alpine) or GUN prefixes ending in / (e.g. registry.example.com/releases/) whose signed tags can never be changed or removed and whose trust data cannot be deleted. expiry_warning_days (0 to 36500; 0: never): a publish whose root, targets or delegations expire within this many days is accepted with a warning in the log (NOTARIUM_REPOSITORIES_EXPIRY_WARNING_DAYS).",
     "gun_prefixes": [],
-    "immutable": []
+    "immutable": [],
+    "expiry_warning_days": 30
   },
   "delegations": {
     "//": "trusted_ca_file: a PEM file of CA certificates, checked at startup; when set, delegation certificates must be issued by one of these CAs. Empty: no such check.",
@@ -2458,6 +2483,34 @@ mod tests {
         assert_eq!(c.server.connections.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.server.connections.max_connections, 1024);
         assert_eq!(c.server.connections.http2_max_concurrent_streams, 100);
+    }
+
+    #[test]
+    fn expiry_warning_days_default_file_and_environment() {
+        let day = 86_400;
+        let (c, w) = load_str("{}").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.repositories.expiry_warning, Duration::from_secs(30 * day));
+        assert_eq!(
+            Config::default().repositories.expiry_warning,
+            Duration::from_secs(30 * day)
+        );
+        let (c, w) = load_str(r#"{"repositories": {"expiry_warning_days": 0}}"#).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.repositories.expiry_warning, Duration::ZERO);
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "c.json",
+            r#"{"repositories": {"expiry_warning_days": 90}}"#,
+        );
+        let (c, _) = Config::load(Some(&file), &env_of(&[]), ConfigOverrides::default()).unwrap();
+        assert_eq!(c.repositories.expiry_warning, Duration::from_secs(90 * day));
+        let env = env_of(&[("NOTARIUM_REPOSITORIES_EXPIRY_WARNING_DAYS", "7")]);
+        let (c, _) = Config::load(Some(&file), &env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.repositories.expiry_warning, Duration::from_secs(7 * day));
+        let err = err_str(r#"{"repositories": {"expiry_warning_days": "soon"}}"#);
+        assert!(err.contains("repositories.expiry_warning_days"), "{err}");
     }
 
     #[test]

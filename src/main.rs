@@ -1,6 +1,8 @@
 //! The `notarium` command: `serve` runs the trust server; `default-config`
 //! prints an annotated configuration.
 
+mod expiring;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -73,6 +75,10 @@ enum Command {
         #[arg(long, global = true)]
         db_url: Option<String>,
     },
+    /// List the client-signed roles (root, targets, delegations, a
+    /// client-signed snapshot) expiring within a window, soonest first,
+    /// with the keys that can re-sign them.
+    Expiring(expiring::ExpiringArgs),
     /// Print the audit trail of a repository (GUN): every accepted publish,
     /// delete and key rotation, with when, who and which roles and
     /// versions, newest first.
@@ -223,6 +229,15 @@ fn main() -> ExitCode {
             Migrations::Skip,
             Admin::Backup(dest),
         ),
+        Command::Expiring(args) => {
+            let config = args.config.clone();
+            admin(
+                config.as_deref(),
+                args.db_url.clone(),
+                Migrations::Skip,
+                Admin::Expiring(args),
+            )
+        }
         Command::Migrate { config, db_url } => {
             admin(config.as_deref(), db_url, Migrations::Run, Admin::Migrated)
         }
@@ -238,6 +253,7 @@ enum Admin {
         json: bool,
     },
     Immutable(ImmutableAction),
+    Expiring(expiring::ExpiringArgs),
     /// Opening the store ran the migrations; only report.
     Migrated,
     /// SQLite only: see [`Admin::backup`].
@@ -254,6 +270,7 @@ impl Admin {
                 json,
             } => audit(store, &gun, limit, before, json).await,
             Self::Immutable(action) => immutable_action(store, action).await,
+            Self::Expiring(args) => expiring::list(store, &args).await,
             Self::Migrated => Ok("the database schema is up to date".to_string()),
             Self::Backup(_) => Err(
                 "notarium backup copies a SQLite database; for PostgreSQL use pg_dump \

@@ -342,6 +342,55 @@ fn import(dir: &Path, deployment: &Deployment, envs: &[(&str, &str)], extra: &[&
     run(&mut command)
 }
 
+/// `notarium expiring` over the database `config` names, for the imported
+/// repositories: (gun, role, the first signer's CN if any), sorted.
+fn expiring_after_import(config: &Path) -> Vec<(String, String, Option<String>)> {
+    let output = run(Command::new(env!("CARGO_BIN_EXE_notarium"))
+        .arg("expiring")
+        .arg("--config")
+        .arg(config)
+        .args(["--within", "4000d", "--output", "json"]));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let mut rows: Vec<(String, String, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["gun"].as_str().unwrap().to_string(),
+                r["role"].as_str().unwrap().to_string(),
+                r["signed_by"][0]["common_name"]
+                    .as_str()
+                    .map(str::to_string),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// What the expiry report holds after the import: the client-signed roles
+/// only (ALPHA's snapshot is server-managed after `key rotate snapshot -r`,
+/// BETA's is the client's), certificate keys named by their CN.
+fn assert_imported_expiry(config: &Path) {
+    let some = |s: &str| Some(s.to_string());
+    let row = |gun: &str, role: &str, cn: Option<String>| (gun.to_string(), role.to_string(), cn);
+    assert_eq!(
+        expiring_after_import(config),
+        [
+            row(ALPHA, "root", some(ALPHA)),
+            row(ALPHA, "targets", None),
+            row(ALPHA, "targets/releases", some("releaser")),
+            row(BETA, "root", some(BETA)),
+            row(BETA, "snapshot", None),
+            row(BETA, "targets", None),
+        ]
+    );
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -507,6 +556,7 @@ fn import_keeps_clients_working(dbs: Databases) {
         report.contains("summary: 2 imported, 0 already imported, 1 deleted"),
         "{report}"
     );
+    assert_imported_expiry(&target.join("notarium.json"));
     let again = import(&target, &deployment, &passphrases, &[]);
     let report = stdout(&again);
     assert!(again.status.success(), "{report}");
@@ -592,6 +642,7 @@ fn import_keeps_clients_working(dbs: Databases) {
         let report = stdout(&output);
         assert!(output.status.success(), "{report}");
         assert!(line_for(&report, ALPHA).starts_with("imported"), "{report}");
+        assert_imported_expiry(&target.join("notarium.json"));
         let notarium = Notarium::start(&target, json!({"storage": storage}));
         let client = NotaryClient::new(pinned_copy, &notarium.url, &notarium.ca);
         let listed = client.run(&["list", ALPHA]);

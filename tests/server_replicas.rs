@@ -803,3 +803,83 @@ async fn re_sign_race(db: &'static PgServer) {
         }
     }
 }
+
+/// The expiry gauges are counted from the one database: a repository
+/// published through one replica expiring in 10 days is counted alike by
+/// every replica (none had a counted report cached), and `notarium
+/// expiring` on any replica's configuration lists it.
+#[test]
+fn every_replica_counts_expiring_repositories_from_the_one_database() {
+    let cluster = cluster();
+    let gun = "example.com/replicas/expiring";
+    let now = OffsetDateTime::now_utc();
+    let keys = ClientKeys::new(gun, now);
+    let server_key = |role: &str| -> PublicKey {
+        let (status, _, body) = get(
+            &cluster.ca,
+            &cluster.replicas[0].url,
+            &format!("/v2/{gun}/_trust/tuf/{role}.key"),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    };
+    let (snapshot, timestamp) = (server_key("snapshot"), server_key("timestamp"));
+    let work = cluster.work("expiring");
+    let root = work.join("root.json");
+    std::fs::write(&root, keys.root(1, &snapshot, &timestamp, now)).unwrap();
+    let mut body = keys.targets_body(1, &[], now);
+    body["expires"] = json!(notarium::tuf::encoding::format_time(
+        now + time::Duration::days(10)
+    ));
+    let targets = work.join("targets.json");
+    std::fs::write(
+        &targets,
+        notarium::tuf::sign::sign_metadata(&body, &[&keys.targets_key]).unwrap(),
+    )
+    .unwrap();
+    let (status, text) = post(
+        &cluster.ca,
+        &cluster.replicas[1].url,
+        gun,
+        &[("root", &root), ("targets", &targets)],
+    );
+    assert_eq!(status, 200, "{text}");
+
+    let scraped: Vec<(String, String)> = cluster
+        .replicas
+        .iter()
+        .map(|replica| {
+            let (status, _, page) = get(&cluster.ca, &replica.url, "/metrics");
+            assert_eq!(status, 200);
+            let page = String::from_utf8(page).unwrap();
+            let value = |series: &str| {
+                page.lines()
+                    .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                    .unwrap_or_else(|| panic!("no {series}"))
+                    .trim()
+                    .to_string()
+            };
+            (
+                value("notarium_repositories_expiring{within=\"30d\"}"),
+                value("notarium_trust_soonest_expiry_timestamp_seconds"),
+            )
+        })
+        .collect();
+    // Other tests' repositories expire in years: this is the only one.
+    assert_eq!(scraped[0].0, "1", "{scraped:?}");
+    assert!(scraped.iter().all(|s| *s == scraped[0]), "{scraped:?}");
+
+    for replica in [&cluster.replicas[0], &cluster.replicas[2]] {
+        let output = common::run(
+            Command::new(env!("CARGO_BIN_EXE_notarium"))
+                .arg("expiring")
+                .arg("--config")
+                .arg(&replica.config)
+                .args(["--within", "30d"]),
+        );
+        assert!(output.status.success(), "{}", common::stderr(&output));
+        let text = common::stdout(&output);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(gun) && text.contains("targets v1"), "{text}");
+    }
+}

@@ -4,6 +4,7 @@
 
 mod cache;
 mod error;
+pub mod expiry;
 pub mod limits;
 pub mod validate;
 
@@ -89,7 +90,15 @@ pub struct Policy {
     pub immutable: Vec<String>,
     /// When set, delegation keys must be certificates from these authorities.
     pub delegation_anchors: Option<TrustAnchors>,
+    /// A publish whose client-signed roles expire within this is accepted
+    /// with a warning in the log: the notary client shows none, and the
+    /// repository stops working for every puller when they run out.
+    /// Zero: no warning.
+    pub expiry_warning: Duration,
 }
+
+/// The default of [`Policy::expiry_warning`].
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::days(30);
 
 impl Default for Policy {
     fn default() -> Self {
@@ -97,6 +106,7 @@ impl Default for Policy {
             manifests: Arc::new(NoRegistry),
             immutable: Vec::new(),
             delegation_anchors: None,
+            expiry_warning: DEFAULT_EXPIRY_WARNING,
         }
     }
 }
@@ -143,6 +153,31 @@ pub struct Repo<S: Store> {
     validation_slots: Arc<Semaphore>,
     /// The longest a request waits for a lock or a validation slot.
     busy_wait: std::time::Duration,
+    /// The last expiry report and when it was counted (see
+    /// [`Repo::expiry_report`]).
+    expiry_report: std::sync::Mutex<Option<(OffsetDateTime, ExpiryReport)>>,
+}
+
+/// The windows the expiry report counts repositories in: label, length.
+pub const EXPIRY_WINDOWS: [(&str, Duration); 2] =
+    [("30d", Duration::days(30)), ("90d", Duration::days(90))];
+
+/// How long a counted expiry report is reused. Scrapes come every few
+/// seconds from each scraper; this process's own writes reset it at once,
+/// so only other replicas' writes wait for it.
+pub const EXPIRY_REPORT_TTL: Duration = Duration::seconds(30);
+
+/// Repositories by the soonest expiry of their client-signed roles (root,
+/// targets, delegations, a client-signed snapshot): what the metrics show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryReport {
+    /// Repositories with a client-signed role already expired.
+    pub expired: u64,
+    /// Per [`EXPIRY_WINDOWS`] label: repositories not expired whose soonest
+    /// client-signed expiry falls within the window.
+    pub expiring: Vec<(&'static str, u64)>,
+    /// The soonest client-signed expiry of any repository.
+    pub soonest: Option<OffsetDateTime>,
 }
 
 /// Checks a GUN for the routes (PROTOCOL.md §1.1 and the product's name
@@ -167,6 +202,46 @@ impl<S: Store> Repo<S> {
             limits: Limits::default(),
             validation_slots: Arc::new(Semaphore::new(default_validation_slots())),
             busy_wait: DEFAULT_BUSY_WAIT,
+            expiry_report: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The expiry report, counted in the store (indexed queries) at most
+    /// once per [`EXPIRY_REPORT_TTL`] unless this process wrote meanwhile.
+    pub async fn expiry_report(&self) -> Result<ExpiryReport, Error> {
+        // Aged by the repository's clock, so a test that moves the clock
+        // sees a fresh count.
+        let now = self.now();
+        if let Ok(cached) = self.expiry_report.lock()
+            && let Some((at, report)) = cached.as_ref()
+            && (now - *at).abs() < EXPIRY_REPORT_TTL
+        {
+            return Ok(report.clone());
+        }
+        let mut cutoffs = vec![now];
+        cutoffs.extend(EXPIRY_WINDOWS.iter().map(|(_, window)| now + *window));
+        let counts = self.store.expiry_counts(&cutoffs).await?;
+        let expired = counts.before.first().copied().unwrap_or_default();
+        let report = ExpiryReport {
+            expired,
+            expiring: EXPIRY_WINDOWS
+                .iter()
+                .zip(counts.before.iter().skip(1))
+                .map(|((label, _), before)| (*label, before.saturating_sub(expired)))
+                .collect(),
+            soonest: counts.soonest,
+        };
+        if let Ok(mut cached) = self.expiry_report.lock() {
+            *cached = Some((now, report.clone()));
+        }
+        Ok(report)
+    }
+
+    /// Forgets the counted expiry report: this process just changed what
+    /// it counts.
+    fn expiry_changed(&self) {
+        if let Ok(mut cached) = self.expiry_report.lock() {
+            *cached = None;
         }
     }
 
@@ -286,16 +361,46 @@ impl<S: Store> Repo<S> {
         else {
             return Ok(());
         };
+        let expiring_soon = self.expiring_soon(&files);
         let used = self.keys.unrecorded_uses();
         let stored = self
             .store
             .publish_as(gun, files, Some(subject), &used)
             .await;
         self.cache.invalidate(gun, false);
+        self.expiry_changed();
         stored.map_err(conflict_or_store)?;
         self.keys.uses_recorded(&used);
         tracing::info!(roles, subject, "published");
+        for (role, expires) in expiring_soon {
+            tracing::warn!(
+                gun,
+                role,
+                expires = %format_time(expires),
+                subject,
+                "accepted a publish whose {role} expires within the warning margin \
+                 (repositories.expiry_warning_days); re-sign it before then or every pull fails"
+            );
+        }
         Ok(())
+    }
+
+    /// The client-signed files of a publish that expire within the
+    /// policy's warning margin, with their expiry.
+    fn expiring_soon(&self, files: &[NewFile]) -> Vec<(String, OffsetDateTime)> {
+        let margin = self.policy.expiry_warning;
+        if margin <= Duration::ZERO {
+            return Vec::new();
+        }
+        let now = self.now();
+        files
+            .iter()
+            .filter(|file| file.client_signed)
+            .filter_map(|file| {
+                let expires = expires_of(&file.data)?;
+                (expires - now < margin).then(|| (file.role.clone(), expires))
+            })
+            .collect()
     }
 
     /// Under the writer lock: validates again if the state changed since
@@ -345,11 +450,12 @@ impl<S: Store> Repo<S> {
             }
             None => self.generate_snapshot(gun, &update, &state, now).await?,
         };
-        files.push(NewFile::new(
-            "snapshot",
-            snapshot_version,
-            snapshot_bytes.clone(),
-        ));
+        let snapshot_file = NewFile::new("snapshot", snapshot_version, snapshot_bytes.clone());
+        files.push(if update.snapshot.is_some() {
+            snapshot_file.signed_by_client()
+        } else {
+            snapshot_file
+        });
         let timestamp_version = state.versions.get("timestamp").copied().unwrap_or(0) + 1;
         let timestamp = self
             .generate_timestamp(gun, &update.root, &snapshot_bytes, timestamp_version, now)
@@ -1227,6 +1333,7 @@ impl<S: Store> Repo<S> {
         let _writer = self.lock(gun).await?;
         let deleted = self.store.delete(gun, subject).await;
         self.cache.invalidate(gun, true);
+        self.expiry_changed();
         self.keys.forget(gun);
         let deleted = deleted?;
         tracing::info!(

@@ -174,8 +174,34 @@ async fn record_database_gauges<S: Store>(store: &S) {
     }
 }
 
+/// Sets the expiry gauges: counts of repositories, never one series per
+/// repository (there may be millions). Left as they were when the database
+/// cannot answer; `notarium_db_up` says so.
+async fn record_expiry_gauges<S: Store>(state: &AppState<S>) {
+    let report = match tokio::time::timeout(DB_PROBE_TIMEOUT, state.repo.expiry_report()).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "cannot count expiring repositories");
+            return;
+        }
+        Err(_) => return,
+    };
+    // Counts of repositories stay far below 2^53: exact in an f64.
+    metrics::gauge!("notarium_repositories_expired").set(report.expired as f64);
+    for (window, count) in &report.expiring {
+        metrics::gauge!("notarium_repositories_expiring", "within" => *window).set(*count as f64);
+    }
+    match report.soonest {
+        Some(at) => metrics::gauge!("notarium_trust_soonest_expiry_timestamp_seconds")
+            .set(at.unix_timestamp() as f64),
+        // No client-signed data at all: nothing can expire.
+        None => metrics::gauge!("notarium_trust_soonest_expiry_timestamp_seconds").set(f64::NAN),
+    }
+}
+
 async fn metrics_text<S: Store>(state: &AppState<S>) -> Response {
     record_database_gauges(state.repo.store()).await;
+    record_expiry_gauges(state).await;
     (
         StatusCode::OK,
         [(

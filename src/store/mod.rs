@@ -6,6 +6,7 @@
 //! migrations, as atuin does (STYLE.md §1.1). No backend type appears in the
 //! trait, so callers never see sqlx.
 
+mod expiry;
 pub mod import;
 mod postgres;
 mod sqlite;
@@ -15,6 +16,7 @@ use std::future::Future;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+pub use expiry::{ExpiryCounts, RoleExpiry};
 pub use postgres::{PoolSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
@@ -143,15 +145,30 @@ pub struct NewFile {
     pub role: String,
     pub version: i64,
     pub data: Vec<u8>,
+    /// Whether a publisher signed it (its expiry is then reported, see
+    /// [`Store::expiring`]) rather than the server.
+    pub client_signed: bool,
 }
 
 impl NewFile {
+    /// Root, targets and delegations count as client-signed; snapshot and
+    /// timestamp as server-signed unless [`NewFile::signed_by_client`].
     pub fn new(role: impl Into<String>, version: i64, data: Vec<u8>) -> Self {
+        let role = role.into();
+        let client_signed = role != "snapshot" && role != TIMESTAMP_ROLE;
         Self {
-            role: role.into(),
+            role,
             version,
             data,
+            client_signed,
         }
+    }
+
+    /// Marks the file as signed by the publisher (an uploaded snapshot).
+    #[must_use]
+    pub fn signed_by_client(mut self) -> Self {
+        self.client_signed = true;
+        self
     }
 }
 
@@ -161,6 +178,7 @@ impl std::fmt::Debug for NewFile {
             .field("role", &self.role)
             .field("version", &self.version)
             .field("len", &self.data.len())
+            .field("client_signed", &self.client_signed)
             .finish()
     }
 }
@@ -602,6 +620,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every GUN marked immutable, sorted.
     fn immutable_repositories(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// For each of `cutoffs`, how many repositories have a client-signed
+    /// role (root, targets, a delegation, a snapshot the client signed)
+    /// whose current version expires before it; and the soonest such
+    /// expiry. Indexed counts over the expiry table, never a file scan.
+    fn expiry_counts(
+        &self,
+        cutoffs: &[OffsetDateTime],
+    ) -> impl Future<Output = Result<ExpiryCounts>> + Send;
+
+    /// Every client-signed role whose current version expires before
+    /// `before`, soonest first (then by GUN and role).
+    fn expiring(
+        &self,
+        before: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<RoleExpiry>>> + Send;
 }
 
 /// Lowercase hex SHA-256, the form stored and served.
@@ -648,6 +682,226 @@ pub(crate) mod tests {
             }) => assert_eq!((g.as_str(), r.as_str(), v), (gun, role, version)),
             other => panic!("expected conflict on {role} v{version}, got {other:?}"),
         }
+    }
+
+    /// A signed envelope with `expires` at `days` after 2030-01-01, signed
+    /// by `keyid`, with `extra` members in `signed`.
+    pub(crate) fn envelope(type_name: &str, days: i64, extra: &str, keyid: &str) -> Vec<u8> {
+        let expires = time::macros::datetime!(2030-01-01 00:00 UTC) + time::Duration::days(days);
+        let expires = expires
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        format!(
+            r#"{{"signed":{{"_type":"{type_name}","expires":"{expires}","version":1{extra}}},"signatures":[{{"keyid":"{keyid}","method":"ecdsa","sig":"AAAA"}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    /// A targets envelope delegating to `children`.
+    fn delegating(days: i64, children: &[&str]) -> Vec<u8> {
+        let roles: Vec<String> = children
+            .iter()
+            .map(|c| format!(r#"{{"name":"{c}","keyids":[],"threshold":1}}"#))
+            .collect();
+        let extra = format!(
+            r#","targets":{{}},"delegations":{{"keys":{{}},"roles":[{}]}}"#,
+            roles.join(",")
+        );
+        envelope("Targets", days, &extra, "client")
+    }
+
+    fn day(days: i64) -> OffsetDateTime {
+        time::macros::datetime!(2030-01-01 00:00 UTC) + time::Duration::days(days)
+    }
+
+    /// (gun, role, version, days) of every row expiring before `before`.
+    async fn expiry_rows<S: Store>(store: &S, before: i64) -> Vec<(String, String, i64, i64)> {
+        store
+            .expiring(day(before))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let days = (r.expires - day(0)).whole_days();
+                (r.gun, r.role, r.version, days)
+            })
+            .collect()
+    }
+
+    fn row(gun: &str, role: &str, version: i64, days: i64) -> (String, String, i64, i64) {
+        (gun.into(), role.into(), version, days)
+    }
+
+    /// The expiry table: written with each publish (client-signed roles
+    /// only), pruned of delegations their parent drops, cleared by delete,
+    /// filled by import; counts are per repository, not per role.
+    pub(crate) async fn expiry_story<S: Store>(store: &S) {
+        let (a, b, c) = (
+            "example.com/exp-a",
+            "example.com/exp-b",
+            "example.com/exp-c",
+        );
+        assert_eq!(
+            store.expiry_counts(&[day(0)]).await.unwrap(),
+            ExpiryCounts {
+                before: vec![0],
+                soonest: None
+            }
+        );
+        store
+            .publish(
+                a,
+                vec![
+                    NewFile::new("root", 1, envelope("Root", 3650, "", "client")),
+                    NewFile::new("targets", 1, delegating(40, &["targets/rel"])),
+                    NewFile::new("targets/rel", 1, delegating(10, &[])),
+                    // Server-made: never reported, whatever it says.
+                    NewFile::new("snapshot", 1, envelope("Snapshot", 1, "", "server")),
+                    NewFile::new("timestamp", 1, envelope("Timestamp", 1, "", "server")),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            expiry_rows(store, 100_000).await,
+            vec![
+                row(a, "targets/rel", 1, 10),
+                row(a, "targets", 1, 40),
+                row(a, "root", 1, 3650)
+            ]
+        );
+        assert_eq!(expiry_rows(store, 10).await, vec![]);
+
+        // A snapshot the client signed is reported; the next one, made by
+        // the server, takes it off the report again.
+        store
+            .publish(
+                b,
+                vec![
+                    NewFile::new("root", 1, envelope("Root", 3650, "", "client")),
+                    NewFile::new("targets", 1, delegating(400, &[])),
+                    NewFile::new("snapshot", 1, envelope("Snapshot", 5, "", "client"))
+                        .signed_by_client(),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(expiry_rows(store, 6).await, vec![row(b, "snapshot", 1, 5)]);
+        let counts = store
+            .expiry_counts(&[day(5), day(6), day(11), day(50), day(100_000)])
+            .await
+            .unwrap();
+        assert_eq!(counts.before, vec![0, 1, 2, 2, 2]);
+        assert_eq!(counts.soonest, Some(day(5)));
+        store
+            .publish(
+                b,
+                vec![NewFile::new(
+                    "snapshot",
+                    2,
+                    envelope("Snapshot", 1, "", "server"),
+                )],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            expiry_rows(store, 11).await,
+            vec![row(a, "targets/rel", 1, 10)]
+        );
+
+        // Re-signing moves the expiry; a targets file that no longer
+        // delegates to targets/rel takes it (and what it delegated) away.
+        store
+            .publish(a, vec![NewFile::new("targets/rel", 2, delegating(20, &[]))])
+            .await
+            .unwrap();
+        assert_eq!(
+            expiry_rows(store, 30).await,
+            vec![row(a, "targets/rel", 2, 20)]
+        );
+        store
+            .publish(a, vec![NewFile::new("targets", 2, delegating(60, &[]))])
+            .await
+            .unwrap();
+        assert_eq!(
+            expiry_rows(store, 100_000).await,
+            vec![
+                row(a, "targets", 2, 60),
+                row(b, "targets", 1, 400),
+                row(a, "root", 1, 3650),
+                row(b, "root", 1, 3650)
+            ]
+        );
+        // A refused publish changes nothing.
+        assert_conflict(
+            store
+                .publish(a, vec![NewFile::new("targets", 2, delegating(1, &[]))])
+                .await,
+            a,
+            "targets",
+            2,
+        );
+        assert_eq!(
+            expiry_rows(store, 100).await,
+            vec![row(a, "targets", 2, 60)]
+        );
+
+        // Counts are of repositories: two roles of `a` count once.
+        let counts = store.expiry_counts(&[day(100_000)]).await.unwrap();
+        assert_eq!(counts.before, vec![2]);
+        assert_eq!(counts.soonest, Some(day(60)));
+
+        store.delete(a, "tester").await.unwrap();
+        assert_eq!(
+            expiry_rows(store, 100_000).await,
+            vec![row(b, "targets", 1, 400), row(b, "root", 1, 3650)]
+        );
+
+        // An import reports the newest version of each role; its snapshot,
+        // signed by an imported server key, is not reported.
+        let imported = |role: &str, version: i64, data: Vec<u8>| ImportedFile {
+            role: role.into(),
+            version,
+            sha256: sha256_hex(&data),
+            data,
+            created_at: day(-1000),
+        };
+        let outcome = store
+            .import_repository(ImportedRepository {
+                gun: c.into(),
+                files: vec![
+                    imported("root", 1, envelope("Root", 3000, "", "client")),
+                    imported("targets", 1, delegating(3, &[])),
+                    imported("targets", 2, delegating(30, &[])),
+                    imported("snapshot", 2, envelope("Snapshot", 2, "", "c-snap")),
+                    imported("timestamp", 2, envelope("Timestamp", 1, "", "c-ts")),
+                ],
+                changes: Vec::new(),
+                keys: vec![ImportedKey {
+                    key: key("c-snap", c, "snapshot"),
+                    used: true,
+                }],
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, ImportOutcome::Imported);
+        assert_eq!(
+            expiry_rows(store, 3001).await,
+            vec![
+                row(c, "targets", 2, 30),
+                row(b, "targets", 1, 400),
+                row(c, "root", 1, 3000)
+            ]
+        );
+        store.delete(b, "tester").await.unwrap();
+        store.delete(c, "tester").await.unwrap();
+        assert_eq!(
+            store.expiry_counts(&[day(100_000)]).await.unwrap(),
+            ExpiryCounts {
+                before: vec![0],
+                soonest: None
+            }
+        );
     }
 
     /// `import_repository`: given IDs and times kept, all or nothing, a

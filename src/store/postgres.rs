@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
+use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::{
     AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
     ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
@@ -116,6 +117,37 @@ impl PostgresStore {
         let applied = migrator().run(&pool).await;
         pool.close().await;
         applied?;
+        self.backfill_expiry().await
+    }
+
+    /// Fills the expiry table from the files stored before it existed
+    /// (the migration leaves a marker row; this removes it when done). One
+    /// transaction per GUN under the GUN's lock, as a publish takes it, so a
+    /// publish or delete meanwhile is never overwritten with older data.
+    /// Replicas migrating at once may both fill: the rows come out the same.
+    async fn backfill_expiry(&self) -> Result<()> {
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM role_expiry_backfill")
+            .fetch_one(&self.pool)
+            .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        let guns: Vec<String> = sqlx::query_scalar("SELECT DISTINCT gun FROM tuf_files")
+            .fetch_all(&self.pool)
+            .await?;
+        for gun in guns {
+            let mut tx = self.begin().await?;
+            let outcome = async {
+                lock(&mut tx, LOCK_GUN, &gun).await?;
+                let changes = repository_expiry(&mut tx, &gun).await?;
+                apply_expiry(&mut tx, &gun, &changes).await
+            }
+            .await;
+            finish(tx, outcome).await?;
+        }
+        sqlx::query("DELETE FROM role_expiry_backfill")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -360,6 +392,79 @@ async fn insert_files(
     Ok(())
 }
 
+/// The expiry rows of `gun` from its stored files: the current version of
+/// each role except the timestamp (server-signed whatever it says).
+async fn repository_expiry(
+    tx: &mut Transaction<'static, Postgres>,
+    gun: &str,
+) -> Result<ExpiryChanges> {
+    let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT DISTINCT ON (role) role, version, data FROM tuf_files \
+         WHERE gun = $1 AND role <> 'timestamp' ORDER BY role, version DESC",
+    )
+    .bind(gun)
+    .fetch_all(&mut **tx)
+    .await?;
+    let server_keys: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = $1")
+            .bind(gun)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(ExpiryChanges::of_repository(
+        rows.iter()
+            .map(|(role, version, data)| (role.as_str(), *version, data.as_slice())),
+        &server_keys,
+    ))
+}
+
+/// Writes the expiry rows a write of `gun` implies, inside its transaction
+/// (which holds the GUN's lock).
+async fn apply_expiry(
+    tx: &mut Transaction<'static, Postgres>,
+    gun: &str,
+    changes: &ExpiryChanges,
+) -> Result<()> {
+    for (role, version, expires) in &changes.upsert {
+        sqlx::query(
+            "INSERT INTO role_expiry (gun, role, version, expires) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (gun, role) DO UPDATE SET version = excluded.version, \
+             expires = excluded.expires WHERE excluded.version >= role_expiry.version",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(version)
+        .bind(expires)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let held: Vec<String> = sqlx::query_scalar("SELECT role FROM role_expiry WHERE gun = $1")
+        .bind(gun)
+        .fetch_all(&mut **tx)
+        .await?;
+    let stale = changes.stale(held.iter().map(String::as_str));
+    if !stale.is_empty() {
+        sqlx::query("DELETE FROM role_expiry WHERE gun = $1 AND role = ANY($2)")
+            .bind(gun)
+            .bind(&stale)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn expiry_from_row(row: &PgRow) -> Result<RoleExpiry, sqlx::Error> {
+    let expires: i64 = row.try_get("expires")?;
+    Ok(RoleExpiry {
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        version: row.try_get("version")?,
+        expires: OffsetDateTime::from_unix_timestamp(expires)
+            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+    })
+}
+
 /// Commits `tx` if `outcome` is Ok, else rolls it back now (releasing its
 /// locks before the caller's next request) and returns the error.
 async fn finish<T>(tx: Transaction<'static, Postgres>, outcome: Result<T>) -> Result<T> {
@@ -513,6 +618,26 @@ impl PostgresStore {
                 }
             }
         }
+        // After the keys: an imported snapshot signed by an imported server
+        // key is server-signed.
+        if !files_present {
+            let mut server_keys: std::collections::HashSet<String> =
+                sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = $1")
+                    .bind(gun)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            server_keys.extend(repository.keys.iter().map(|k| k.key.key_id.clone()));
+            let changes = ExpiryChanges::of_repository(
+                repository
+                    .files
+                    .iter()
+                    .map(|f| (f.role.as_str(), f.version, f.data.as_slice())),
+                &server_keys,
+            );
+            apply_expiry(tx, gun, &changes).await?;
+        }
         Ok(if wrote {
             ImportOutcome::Imported
         } else {
@@ -529,6 +654,15 @@ impl PostgresStore {
     ) -> Result<()> {
         lock(tx, LOCK_GUN, gun).await?;
         insert_files(tx, gun, files).await?;
+        let changes = ExpiryChanges::of(files.iter().map(|f| {
+            (
+                f.role.as_str(),
+                f.version,
+                f.data.as_slice(),
+                f.client_signed,
+            )
+        }));
+        apply_expiry(tx, gun, &changes).await?;
         for key_id in used_keys {
             sqlx::query(
                 "UPDATE server_keys SET last_used = clock_timestamp() \
@@ -589,6 +723,10 @@ impl PostgresStore {
         let mut retired_keys = retired_keys;
         retired_keys.sort();
         sqlx::query("DELETE FROM tuf_files WHERE gun = $1")
+            .bind(gun)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM role_expiry WHERE gun = $1")
             .bind(gun)
             .execute(&mut **tx)
             .await?;
@@ -849,6 +987,41 @@ impl Store for PostgresStore {
         Ok(changes)
     }
 
+    async fn expiry_counts(&self, cutoffs: &[OffsetDateTime]) -> Result<ExpiryCounts> {
+        let mut before = Vec::with_capacity(cutoffs.len());
+        for cutoff in cutoffs {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT gun) FROM role_expiry WHERE expires < $1",
+            )
+            .bind(cutoff.unix_timestamp())
+            .fetch_one(&self.pool)
+            .await?;
+            before.push(u64::try_from(count).unwrap_or_default());
+        }
+        let soonest: Option<i64> = sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry")
+            .fetch_one(&self.pool)
+            .await?;
+        let soonest = soonest
+            .map(OffsetDateTime::from_unix_timestamp)
+            .transpose()
+            .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?;
+        Ok(ExpiryCounts { before, soonest })
+    }
+
+    async fn expiring(&self, before: OffsetDateTime) -> Result<Vec<RoleExpiry>> {
+        let rows = sqlx::query(
+            "SELECT gun, role, version, expires FROM role_expiry WHERE expires < $1 \
+             ORDER BY expires, gun COLLATE \"C\", role COLLATE \"C\"",
+        )
+        .bind(before.unix_timestamp())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(expiry_from_row)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1 FROM tuf_files LIMIT 1")
             .fetch_optional(&self.pool)
@@ -1047,6 +1220,63 @@ mod tests {
     #[tokio::test]
     async fn story_on_postgres() {
         story(&fresh().await.0).await;
+    }
+
+    #[tokio::test]
+    async fn expiry_story_on_postgres() {
+        crate::store::tests::expiry_story(&fresh().await.0).await;
+    }
+
+    /// A database migrated by an older notarium: `migrate` fills the
+    /// expiry table from the stored files, and a replica reads the same.
+    #[tokio::test]
+    async fn migrate_backfills_the_expiry_table_for_every_replica() {
+        use crate::store::tests::envelope;
+        let (store, database) = fresh().await;
+        let gun = "example.com/old";
+        store
+            .publish(
+                gun,
+                vec![
+                    NewFile::new("root", 1, envelope("Root", 100, "", "client")),
+                    NewFile::new("targets", 1, envelope("Targets", 7, "", "client")),
+                    NewFile::new("targets", 2, envelope("Targets", 9, "", "client")),
+                ],
+            )
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM role_expiry")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO role_expiry_backfill (id) VALUES (1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let far = time::macros::datetime!(2100-01-01 00:00 UTC);
+        assert!(store.expiring(far).await.unwrap().is_empty());
+        let other = replica(&database);
+        other.migrate().await.unwrap();
+        for reader in [&store, &other] {
+            let rows: Vec<(String, i64)> = reader
+                .expiring(far)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.role, r.version))
+                .collect();
+            assert_eq!(rows, [("targets".to_string(), 2), ("root".to_string(), 1)]);
+        }
+        let counts = store
+            .expiry_counts(&[time::macros::datetime!(2030-01-09 00:00 UTC)])
+            .await
+            .unwrap();
+        assert_eq!(counts.before, vec![0]);
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM role_expiry_backfill")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(pending, 0);
     }
 
     #[tokio::test]

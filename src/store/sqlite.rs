@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 
+use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::{
     AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
     ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
@@ -109,10 +110,39 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
+        let store = Self {
             pool,
             writer: Arc::new(Mutex::new(())),
-        })
+        };
+        store.backfill_expiry().await?;
+        Ok(store)
+    }
+
+    /// Fills the expiry table from the files stored before it existed, once
+    /// (the migration leaves a marker row; this removes it). One write
+    /// transaction, so no publish interleaves; one GUN's files in memory
+    /// at a time.
+    async fn backfill_expiry(&self) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin_write().await?;
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM role_expiry_backfill")
+            .fetch_one(&mut *tx)
+            .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        let guns: Vec<String> = sqlx::query_scalar("SELECT DISTINCT gun FROM tuf_files")
+            .fetch_all(&mut *tx)
+            .await?;
+        for gun in guns {
+            let changes = repository_expiry(&mut tx, &gun).await?;
+            apply_expiry(&mut tx, &gun, &changes).await?;
+        }
+        sqlx::query("DELETE FROM role_expiry_backfill")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Writes a consistent copy of the database to `dest`, a file that must
@@ -214,6 +244,78 @@ fn format_stored_time(at: OffsetDateTime) -> Result<String> {
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
         ))
         .map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
+}
+
+/// The expiry rows of `gun` from its stored files: the current version of
+/// each role except the timestamp (server-signed whatever it says).
+async fn repository_expiry(
+    tx: &mut Transaction<'static, Sqlite>,
+    gun: &str,
+) -> Result<ExpiryChanges> {
+    let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT f.role, f.version, f.data FROM tuf_files f \
+         WHERE f.gun = ? AND f.role != 'timestamp' AND f.version = \
+           (SELECT MAX(version) FROM tuf_files WHERE gun = f.gun AND role = f.role)",
+    )
+    .bind(gun)
+    .fetch_all(&mut **tx)
+    .await?;
+    let server_keys: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = ?")
+            .bind(gun)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(ExpiryChanges::of_repository(
+        rows.iter()
+            .map(|(role, version, data)| (role.as_str(), *version, data.as_slice())),
+        &server_keys,
+    ))
+}
+
+/// Writes the expiry rows a write of `gun` implies, inside its transaction.
+async fn apply_expiry(
+    tx: &mut Transaction<'static, Sqlite>,
+    gun: &str,
+    changes: &ExpiryChanges,
+) -> Result<()> {
+    for (role, version, expires) in &changes.upsert {
+        sqlx::query(
+            "INSERT INTO role_expiry (gun, role, version, expires) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (gun, role) DO UPDATE SET version = excluded.version, \
+             expires = excluded.expires WHERE excluded.version >= role_expiry.version",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(version)
+        .bind(expires)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let held: Vec<String> = sqlx::query_scalar("SELECT role FROM role_expiry WHERE gun = ?")
+        .bind(gun)
+        .fetch_all(&mut **tx)
+        .await?;
+    for role in changes.stale(held.iter().map(String::as_str)) {
+        sqlx::query("DELETE FROM role_expiry WHERE gun = ? AND role = ?")
+            .bind(gun)
+            .bind(role)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn expiry_from_row(row: &SqliteRow) -> Result<RoleExpiry, sqlx::Error> {
+    let expires: i64 = row.try_get("expires")?;
+    Ok(RoleExpiry {
+        gun: row.try_get("gun")?,
+        role: row.try_get("role")?,
+        version: row.try_get("version")?,
+        expires: OffsetDateTime::from_unix_timestamp(expires)
+            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+    })
 }
 
 /// The writes of one import, inside its transaction.
@@ -333,6 +435,26 @@ async fn import_in(
                 wrote = true;
             }
         }
+    }
+    // After the keys: an imported snapshot signed by an imported server key
+    // is server-signed.
+    if !files_present {
+        let mut server_keys: std::collections::HashSet<String> =
+            sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = ?")
+                .bind(gun)
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .collect();
+        server_keys.extend(repository.keys.iter().map(|k| k.key.key_id.clone()));
+        let changes = ExpiryChanges::of_repository(
+            repository
+                .files
+                .iter()
+                .map(|f| (f.role.as_str(), f.version, f.data.as_slice())),
+            &server_keys,
+        );
+        apply_expiry(tx, gun, &changes).await?;
     }
     Ok(if wrote {
         ImportOutcome::Imported
@@ -627,6 +749,17 @@ impl Store for SqliteStore {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
         let mut written = insert_files(&mut tx, gun, &files).await;
+        if written.is_ok() {
+            let changes = ExpiryChanges::of(files.iter().map(|f| {
+                (
+                    f.role.as_str(),
+                    f.version,
+                    f.data.as_slice(),
+                    f.client_signed,
+                )
+            }));
+            written = apply_expiry(&mut tx, gun, &changes).await;
+        }
         for key_id in used_keys {
             if written.is_err() {
                 break;
@@ -695,6 +828,10 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
+            .bind(gun)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM role_expiry WHERE gun = ?")
             .bind(gun)
             .execute(&mut *tx)
             .await?;
@@ -889,6 +1026,40 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn expiry_counts(&self, cutoffs: &[OffsetDateTime]) -> Result<ExpiryCounts> {
+        let mut before = Vec::with_capacity(cutoffs.len());
+        for cutoff in cutoffs {
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(DISTINCT gun) FROM role_expiry WHERE expires < ?")
+                    .bind(cutoff.unix_timestamp())
+                    .fetch_one(&self.pool)
+                    .await?;
+            before.push(u64::try_from(count).unwrap_or_default());
+        }
+        let soonest: Option<i64> = sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry")
+            .fetch_one(&self.pool)
+            .await?;
+        let soonest = soonest
+            .map(OffsetDateTime::from_unix_timestamp)
+            .transpose()
+            .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?;
+        Ok(ExpiryCounts { before, soonest })
+    }
+
+    async fn expiring(&self, before: OffsetDateTime) -> Result<Vec<RoleExpiry>> {
+        let rows = sqlx::query(
+            "SELECT gun, role, version, expires FROM role_expiry WHERE expires < ? \
+             ORDER BY expires, gun, role",
+        )
+        .bind(before.unix_timestamp())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(expiry_from_row)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1 FROM tuf_files LIMIT 1")
             .fetch_optional(&self.pool)
@@ -993,6 +1164,59 @@ mod tests {
         let (_dir, db) = temp_db();
         let store = SqliteStore::open(&db).await.unwrap();
         story(&store).await;
+    }
+
+    #[tokio::test]
+    async fn expiry_story_on_a_temp_file() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::open(&db).await.unwrap();
+        crate::store::tests::expiry_story(&store).await;
+    }
+
+    /// A database from before the expiry table: opening it fills the
+    /// table from the stored files, once.
+    #[tokio::test]
+    async fn opening_backfills_the_expiry_table_once() {
+        use crate::store::tests::envelope;
+        let (_dir, db) = temp_db();
+        let gun = "example.com/old";
+        let store = SqliteStore::open(&db).await.unwrap();
+        store
+            .publish(
+                gun,
+                vec![
+                    NewFile::new("root", 1, envelope("Root", 100, "", "client")),
+                    NewFile::new("targets", 1, envelope("Targets", 7, "", "client")),
+                    NewFile::new("targets", 2, envelope("Targets", 9, "", "client")),
+                ],
+            )
+            .await
+            .unwrap();
+        // As the migration leaves a database written by an older notarium.
+        sqlx::query("DELETE FROM role_expiry")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO role_expiry_backfill (id) VALUES (1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+        let store = SqliteStore::open(&db).await.unwrap();
+        let far = time::macros::datetime!(2100-01-01 00:00 UTC);
+        let rows: Vec<(String, i64)> = store
+            .expiring(far)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.role, r.version))
+            .collect();
+        assert_eq!(rows, [("targets".to_string(), 2), ("root".to_string(), 1)]);
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM role_expiry_backfill")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(pending, 0);
     }
 
     #[tokio::test]
