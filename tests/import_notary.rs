@@ -8,8 +8,7 @@
 mod common;
 #[path = "support/mariadb.rs"]
 mod mariadb;
-#[path = "support/postgres.rs"]
-mod postgres;
+use common::postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
