@@ -519,7 +519,7 @@ fn import_keeps_clients_working(dbs: Databases) {
     );
 
     // notarium serves it; the same trust directory works without warnings.
-    let notarium = Notarium::start(&target, json!({}));
+    let notarium = Notarium::start(&target, json!({"storage": common::sqlite_storage()}));
     let client = NotaryClient::new(owner_dir, &notarium.url, &notarium.ca);
     let listed = client.run(&["list", ALPHA]);
     assert!(listed.status.success());
