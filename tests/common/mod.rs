@@ -55,11 +55,21 @@ pub fn sqlite_storage() -> serde_json::Value {
 
 /// The storage section of a server in `dir` on this run's [`backend`]: the
 /// SQLite file `data/notarium.db` relative to `dir`, or a fresh database
-/// of the shared PostgreSQL with its password in a file in `dir`.
+/// of the shared PostgreSQL with its password in a file in `dir`. A server
+/// started again in the folder of an earlier one (its `notarium.json` on
+/// PostgreSQL) gets that one's database, as it would get its SQLite file.
 pub fn storage(dir: &Path) -> serde_json::Value {
     match backend() {
         Backend::Sqlite => sqlite_storage(),
         Backend::Postgres => {
+            let earlier = std::fs::read(dir.join("notarium.json"))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .map(|config| config["storage"].clone())
+                .filter(|storage| storage["backend"] == "postgres");
+            if let Some(storage) = earlier {
+                return storage;
+            }
             let server = postgres::PgServer::shared();
             std::fs::create_dir_all(dir).unwrap();
             let password_file = dir.join("db-password");
