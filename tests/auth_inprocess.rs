@@ -130,10 +130,18 @@ impl Drop for Server {
 
 fn write_config(dir: &Path, extra: Value) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
+    // The SQLite file by absolute path: this server runs in the test's
+    // working directory, not in `dir`.
+    let storage = match common::backend() {
+        common::Backend::Sqlite => {
+            json!({"backend": "sqlite", "db_url": dir.join("data/notarium.db")})
+        }
+        common::Backend::Postgres => common::storage(dir),
+    };
     let mut config = json!({
         "server": {"http_addr": "127.0.0.1:0", "keys_dir": dir.join("keys")},
         "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
-        "storage": {"backend": "sqlite", "db_url": dir.join("data/notarium.db")},
+        "storage": storage,
     });
     merge(&mut config, extra);
     let path = dir.join("notarium.json");

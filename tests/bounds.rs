@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration as StdDuration;
 
+use common::store::TestStore;
 use notarium::policy::{
     IndexKind, Lookup, LookupError, LookupFailure, ManifestKind, ManifestSource, Violation,
 };
 use notarium::registry::{RegistryClient, RegistrySettings};
 use notarium::repo::{Cap, Error, Limits, Policy, Rejection, Repo};
 use notarium::server::error::ApiError;
-use notarium::store::{SqliteStore, Store};
+use notarium::store::Store;
 use notarium::tuf::sign::sign_metadata;
 use notarium::tuf::{KeyAlgorithm, RoleName};
 use serde_json::{Value, json};
@@ -73,7 +74,7 @@ impl ManifestSource for Counting {
 }
 
 struct Fixture {
-    repo: Repo<SqliteStore>,
+    repo: Repo<TestStore>,
     client: ClientKeys,
     now: OffsetDateTime,
     _dir: tempfile::TempDir,
@@ -81,7 +82,7 @@ struct Fixture {
 
 async fn fixture(manifests: Arc<dyn ManifestSource>, limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let (store, keys) = builder::temp_store(dir.path()).await;
+    let (store, keys) = common::store::temp_store(dir.path()).await;
     let now = OffsetDateTime::now_utc();
     let repo = Repo::new(store, keys, Arc::new(move || now))
         .with_policy(Policy {

@@ -19,10 +19,11 @@ use tower::ServiceExt;
 
 #[path = "support/builder.rs"]
 mod builder;
+mod common;
 
 async fn app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, keys) = builder::temp_store(dir.path()).await;
+    let (store, keys) = common::store::temp_store(dir.path()).await;
     let repo = Repo::new(store, keys, notarium::repo::system_clock());
     let app = router(Arc::new(AppState {
         repo,

@@ -8,8 +8,7 @@
 mod common;
 #[path = "support/mariadb.rs"]
 mod mariadb;
-#[path = "support/postgres.rs"]
-mod postgres;
+use common::postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -570,7 +569,7 @@ fn import_keeps_clients_working(dbs: Databases) {
     );
 
     // notarium serves it; the same trust directory works without warnings.
-    let notarium = Notarium::start(&target, json!({}));
+    let notarium = Notarium::start(&target, json!({"storage": common::sqlite_storage()}));
     let client = NotaryClient::new(owner_dir, &notarium.url, &notarium.ca);
     let listed = client.run(&["list", ALPHA]);
     assert!(listed.status.success());

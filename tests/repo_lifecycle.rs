@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use common::store::TestStore;
 use notarium::policy::{IndexKind, Lookup, LookupError, ManifestKind, ManifestSource, Violation};
 use notarium::repo::{Clock, Error, Policy, Refusal, Rejection, Repo};
-use notarium::store::SqliteStore;
 use notarium::tuf::encoding::format_time;
 use notarium::tuf::sign::sign_metadata;
 use notarium::tuf::{KeyAlgorithm, PublicKey, RoleName, SignedFile, SigningKey};
@@ -17,6 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 #[path = "support/builder.rs"]
 mod builder;
+mod common;
 
 use builder::ClientKeys;
 
@@ -32,7 +33,7 @@ impl TestClock {
 }
 
 struct Fixture {
-    repo: Repo<SqliteStore>,
+    repo: Repo<TestStore>,
     clock: Arc<TestClock>,
     client: ClientKeys,
     _dir: tempfile::TempDir,
@@ -44,7 +45,7 @@ async fn fixture() -> Fixture {
 
 async fn fixture_with(policy: Policy) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let (store, keys) = builder::temp_store(dir.path()).await;
+    let (store, keys) = common::store::temp_store(dir.path()).await;
     let clock = Arc::new(TestClock(AtomicI64::new(
         OffsetDateTime::now_utc().unix_timestamp(),
     )));

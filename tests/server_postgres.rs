@@ -5,8 +5,7 @@
 //! and comes back.
 
 mod common;
-#[path = "support/postgres.rs"]
-mod postgres;
+use common::postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,8 +8,7 @@
 #[path = "support/builder.rs"]
 mod builder;
 mod common;
-#[path = "support/postgres.rs"]
-mod postgres;
+use common::postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::store::TestStore;
 use notarium::repo::{Error, Repo};
 use notarium::server::error::ApiError;
-use notarium::store::SqliteStore;
 use notarium::tuf::encoding::format_time;
 use notarium::tuf::envelope::write_envelope;
 use notarium::tuf::sign::sign_metadata;
@@ -22,6 +22,7 @@ use time::{Duration, OffsetDateTime};
 
 #[path = "support/builder.rs"]
 mod builder;
+mod common;
 
 use builder::ClientKeys;
 
@@ -30,7 +31,7 @@ const GUN: &str = "registry.test/team/consistency";
 /// A repository whose owner holds the snapshot key, with `targets` (v1 or
 /// later) delegating `targets/releases` and `targets/releases/beta`.
 struct Fixture {
-    repo: Repo<SqliteStore>,
+    repo: Repo<TestStore>,
     client: ClientKeys,
     snapshot_key: SigningKey,
     releases_key: SigningKey,
@@ -57,7 +58,7 @@ fn with_targets(mut body: Value, tags: &[&str]) -> Value {
 impl Fixture {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (store, keys) = builder::temp_store(dir.path()).await;
+        let (store, keys) = common::store::temp_store(dir.path()).await;
         let now = OffsetDateTime::now_utc();
         let repo = Repo::new(store, keys, Arc::new(move || now));
         let client = ClientKeys::new(GUN, now);

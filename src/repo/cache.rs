@@ -3,7 +3,7 @@
 //!
 //! Files by checksum never change, and neither do files by version while
 //! their GUN exists. What "current" means does change, and who may change it
-//! is a property of the store ([`crate::store::Store::SHARED`]):
+//! is a property of the store ([`crate::store::Store::shared`]):
 //!
 //! - One process per database (SQLite): "current" entries are dropped
 //!   whenever this process writes to the GUN, so a hit needs no query.

@@ -975,7 +975,7 @@ impl<S: Store> Repo<S> {
         match role {
             RoleName::Timestamp => Ok(self.fresh_timestamp(gun).await?.0),
             RoleName::Snapshot => Ok(self.fresh_timestamp(gun).await?.1),
-            other if S::SHARED => self.located(gun, other.as_str(), Which::Current).await,
+            other if self.store.shared() => self.located(gun, other.as_str(), Which::Current).await,
             other => {
                 let key = cache::Key::Current(other.to_string());
                 if let Some(served) = self.cache.get(gun, &key) {
@@ -1037,7 +1037,7 @@ impl<S: Store> Repo<S> {
         role: &RoleName,
         sha256_hex: &str,
     ) -> Result<Served, Error> {
-        if S::SHARED {
+        if self.store.shared() {
             // Asked even on a hit: the GUN may have been deleted meanwhile.
             return self
                 .located(gun, role.as_str(), Which::Checksum(sha256_hex))
@@ -1063,7 +1063,7 @@ impl<S: Store> Repo<S> {
         role: &RoleName,
         version: i64,
     ) -> Result<Served, Error> {
-        if S::SHARED {
+        if self.store.shared() {
             return self
                 .located(gun, role.as_str(), Which::Version(version))
                 .await;
@@ -1088,7 +1088,7 @@ impl<S: Store> Repo<S> {
             let usable = backing_off
                 || fresh.timestamp_expires - now >= TIMESTAMP_REFRESH
                     && fresh.snapshot_expires - now >= SNAPSHOT_REFRESH;
-            if usable && (!S::SHARED || self.is_current_timestamp(gun, &fresh).await?) {
+            if usable && (!self.store.shared() || self.is_current_timestamp(gun, &fresh).await?) {
                 return Ok((fresh.timestamp, fresh.snapshot));
             }
         }

@@ -458,8 +458,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether processes other than this one may write the database (a
     /// server database shared by replicas). Then no process may trust what
     /// it remembers of "current" files: the upper layers ask [`Store::locate`]
-    /// on every read and cache only bytes by checksum.
-    const SHARED: bool;
+    /// on every read and cache only bytes by checksum. A method rather than
+    /// a constant so that a store choosing its backend at run time (the
+    /// tests' either-backend store) answers for the backend it holds.
+    fn shared(&self) -> bool;
 
     /// The version and checksum of one file of (gun, role), without reading
     /// its bytes: one indexed lookup. [`Error::NotFound`] if there is none.

@@ -809,7 +809,9 @@ async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> R
 
 impl Store for PostgresStore {
     // Replicas share the database.
-    const SHARED: bool = true;
+    fn shared(&self) -> bool {
+        true
+    }
 
     async fn locate(&self, gun: &str, role: &str, which: Which<'_>) -> Result<Located> {
         let base = "SELECT version, sha256 FROM tuf_files WHERE gun = $1 AND role = $2";

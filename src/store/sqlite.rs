@@ -654,7 +654,9 @@ async fn insert_files(
 
 impl Store for SqliteStore {
     // One server process owns a SQLite database.
-    const SHARED: bool = false;
+    fn shared(&self) -> bool {
+        false
+    }
 
     async fn locate(&self, gun: &str, role: &str, which: Which<'_>) -> Result<Located> {
         let base = "SELECT version, sha256 FROM tuf_files WHERE gun = ? AND role = ?";

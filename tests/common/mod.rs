@@ -11,6 +11,78 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The test PostgreSQL server (one per test binary: binaries that need it
+/// directly use `common::postgres` rather than a second `mod postgres`).
+#[path = "../support/postgres.rs"]
+pub mod postgres;
+/// The either-backend store of in-process tests.
+#[path = "../support/store.rs"]
+pub mod store;
+
+/// Which database the servers the tests start use: `NOTARIUM_TEST_STORAGE`
+/// unset or `sqlite` (SQLite, the default), or `postgres` (a fresh database
+/// of this binary's shared PostgreSQL per server). `scripts/test` runs the
+/// suite once each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The environment variable that picks the [`Backend`].
+pub const TEST_STORAGE: &str = "NOTARIUM_TEST_STORAGE";
+
+/// The backend this run uses; any other value of the variable fails the
+/// test rather than quietly testing SQLite.
+pub fn backend() -> Backend {
+    match std::env::var(TEST_STORAGE) {
+        Err(std::env::VarError::NotPresent) => Backend::Sqlite,
+        Ok(value) if value.is_empty() || value == "sqlite" => Backend::Sqlite,
+        Ok(value) if value == "postgres" => Backend::Postgres,
+        Ok(value) => {
+            panic!("{TEST_STORAGE}={value:?}: expected `sqlite` (the default) or `postgres`")
+        }
+        Err(e) => panic!("{TEST_STORAGE}: {e}"),
+    }
+}
+
+/// The SQLite storage section, for tests that are about SQLite itself (its
+/// file, `notarium backup`): they pass it explicitly and run SQLite in both
+/// passes.
+pub fn sqlite_storage() -> serde_json::Value {
+    serde_json::json!({"backend": "sqlite", "db_url": "data/notarium.db"})
+}
+
+/// The storage section of a server in `dir` on this run's [`backend`]: the
+/// SQLite file `data/notarium.db` relative to `dir`, or a fresh database
+/// of the shared PostgreSQL with its password in a file in `dir`. A server
+/// started again in the folder of an earlier one (its `notarium.json` on
+/// PostgreSQL) gets that one's database, as it would get its SQLite file.
+pub fn storage(dir: &Path) -> serde_json::Value {
+    match backend() {
+        Backend::Sqlite => sqlite_storage(),
+        Backend::Postgres => {
+            let earlier = std::fs::read(dir.join("notarium.json"))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .map(|config| config["storage"].clone())
+                .filter(|storage| storage["backend"] == "postgres");
+            if let Some(storage) = earlier {
+                return storage;
+            }
+            let server = postgres::PgServer::shared();
+            std::fs::create_dir_all(dir).unwrap();
+            let password_file = dir.join("db-password");
+            std::fs::write(&password_file, format!("{}\n", postgres::PASSWORD)).unwrap();
+            serde_json::json!({
+                "backend": "postgres",
+                "db_url": server.url(&server.database()),
+                "password_file": password_file,
+            })
+        }
+    }
+}
+
 /// Fails the test if `program` is not on PATH.
 pub fn require(program: &str, package: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -376,10 +448,16 @@ impl Notarium {
     /// is merged into the config JSON.
     pub fn start(dir: &Path, extra: serde_json::Value) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        // A test that names a backend gets exactly its storage section;
+        // otherwise this run's backend, with the test's other settings.
+        let storage = match extra.pointer("/storage/backend") {
+            Some(_) => serde_json::json!({}),
+            None => storage(dir),
+        };
         let mut config = serde_json::json!({
             "server": {"http_addr": "127.0.0.1:0", "keys_dir": "keys"},
             "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
-            "storage": {"backend": "sqlite", "db_url": "data/notarium.db"},
+            "storage": storage,
             "logging": {"level": "info"},
         });
         merge(&mut config, extra);

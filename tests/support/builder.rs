@@ -108,27 +108,3 @@ impl ClientKeys {
         })
     }
 }
-
-/// A SQLite store in `dir` and a key service over it, sealing keys with a
-/// cheap key derivation (tests only): the setup every in-process
-/// repository test starts from.
-pub async fn temp_store(
-    dir: &std::path::Path,
-) -> (
-    std::sync::Arc<notarium::store::SqliteStore>,
-    notarium::signer::KeyService<notarium::store::SqliteStore>,
-) {
-    let store = std::sync::Arc::new(
-        notarium::store::SqliteStore::open(&dir.join("db.sqlite").to_string_lossy())
-            .await
-            .unwrap(),
-    );
-    let keys = notarium::signer::KeyService::new(
-        store.clone(),
-        notarium::signer::Passphrase::new("test"),
-        KeyAlgorithm::EcdsaP256,
-    )
-    .with_pbkdf2_iterations(1000)
-    .unwrap();
-    (store, keys)
-}
