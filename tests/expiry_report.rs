@@ -391,7 +391,7 @@ fn metrics_listing_and_warning_follow_publishes_and_deletes() {
 #[tokio::test]
 async fn the_report_counts_by_the_soonest_expiry_as_time_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, keys) = builder::temp_store(dir.path()).await;
+    let (store, keys) = common::store::temp_store(dir.path()).await;
     let start = OffsetDateTime::now_utc();
     let seconds = Arc::new(AtomicI64::new(start.unix_timestamp()));
     let reader = seconds.clone();

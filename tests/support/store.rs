@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use notarium::signer::{KeyService, Passphrase};
 use notarium::store::{
-    AuditEntry, Change, Deleted, ImportOutcome, ImportedRepository, KekParams, Located,
-    NewAuditEntry, NewFile, NewKey, PoolSettings, PoolStats, PostgresStore, Result, SqliteStore,
-    Store, StoredFile, StoredKey, Which,
+    AuditEntry, Change, Deleted, ExpiryCounts, ImportOutcome, ImportedRepository, KekParams,
+    Located, NewAuditEntry, NewFile, NewKey, PoolSettings, PoolStats, PostgresStore, Result,
+    RoleExpiry, SqliteStore, Store, StoredFile, StoredKey, Which,
 };
 use notarium::tuf::KeyAlgorithm;
+use time::OffsetDateTime;
 
 use super::postgres::{PASSWORD, PgServer};
 use super::{Backend, backend};
@@ -187,5 +188,13 @@ impl Store for TestStore {
 
     async fn immutable_repositories(&self) -> Result<Vec<String>> {
         each!(self, s => s.immutable_repositories().await)
+    }
+
+    async fn expiry_counts(&self, cutoffs: &[OffsetDateTime]) -> Result<ExpiryCounts> {
+        each!(self, s => s.expiry_counts(cutoffs).await)
+    }
+
+    async fn expiring(&self, before: OffsetDateTime) -> Result<Vec<RoleExpiry>> {
+        each!(self, s => s.expiring(before).await)
     }
 }
