@@ -9,6 +9,10 @@
 mod builder;
 mod common;
 use common::postgres;
+#[path = "support/dockercli.rs"]
+mod dockercli;
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,11 +20,13 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use builder::ClientKeys;
-use common::{Notarium, NotaryClient, Process, wait_for_port};
+use common::{Notarium, NotaryClient, Process, stdout, wait_for_port};
+use dockercli::DockerCli;
 use notarium::signer::{KeyService, Passphrase};
 use notarium::store::{PoolSettings, PostgresStore, Store};
 use notarium::tuf::{KeyAlgorithm, PublicKey, RoleName, SignedFile, Snapshot, Timestamp, sha256};
 use postgres::{PASSWORD, PgServer};
+use registry::Registry;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -881,4 +887,212 @@ fn every_replica_counts_expiring_repositories_from_the_one_database() {
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains(gun) && text.contains("targets v1"), "{text}");
     }
+}
+
+/// How many requests for `gun`'s trust data each replica logged (every
+/// request logs one `done` line in its span, which names the path).
+fn requests_per_replica(cluster: &Cluster, gun: &str) -> Vec<usize> {
+    let needle = format!("/v2/{gun}/_trust/");
+    cluster
+        .replicas
+        .iter()
+        .map(|replica| {
+            replica
+                .log()
+                .lines()
+                .filter(|line| line.contains(&needle) && line.contains("done"))
+                .count()
+        })
+        .collect()
+}
+
+/// `TAG: digest: sha256:HEX size: N` of a `docker push` output: the HEX.
+fn pushed_digest(out: &str, tag: &str) -> String {
+    let prefix = format!("{tag}: digest: sha256:");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}…` line in:\n{out}"));
+    let digest = line[prefix.len()..].split_whitespace().next().unwrap();
+    assert_eq!(digest.len(), 64, "{line}");
+    digest.to_string()
+}
+
+/// `DOCKER_CONTENT_TRUST=1 docker push GUN:TAG`, which must sign; returns
+/// the pushed manifest digest (hex).
+fn docker_signed_push(docker: &DockerCli, gun: &str, tag: &str) -> String {
+    let reference = format!("{gun}:{tag}");
+    let output = docker.run_trusted(&["push", &reference]);
+    let out = stdout(&output);
+    assert!(
+        output.status.success(),
+        "signed push of {reference}: {out}\n{}",
+        common::stderr(&output)
+    );
+    assert!(
+        out.contains(&format!("Successfully signed {reference}")),
+        "{out}"
+    );
+    pushed_digest(&out, tag)
+}
+
+/// `docker trust inspect GUN`: tag -> (digest, signers).
+fn docker_signed_tags(
+    docker: &DockerCli,
+    gun: &str,
+) -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+    let out = docker.ok(&["trust", "inspect", gun]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{out}");
+    list[0]["SignedTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tag| {
+            let signers = tag["Signers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
+            (
+                tag["SignedTag"].as_str().unwrap().to_string(),
+                (tag["Digest"].as_str().unwrap().to_string(), signers),
+            )
+        })
+        .collect()
+}
+
+/// The docker CLI with content trust whose trust server is the load
+/// balancer: a signed push that initialises the repository, `docker trust
+/// inspect`, a delegation by `docker trust signer add`, a second signed
+/// push, and a verified pull by tag, with docker's requests spread over the
+/// replicas.
+#[test]
+fn the_docker_cli_with_content_trust_through_the_balancer() {
+    let cluster = cluster();
+    let work = cluster.work("docker");
+    let registry = Registry::start(&work.join("registry"));
+    // The balancer's `host:port` gets the CA in `$DOCKER_CONFIG/tls/`, as
+    // a user configures any trust server.
+    let docker = DockerCli::with_trust_server(&work.join("user"), &cluster.lb, &cluster.ca);
+    let gun = format!("{}/replicas/docker", registry.host());
+    let before = requests_per_replica(&cluster, &gun);
+    assert_eq!(before, vec![0; REPLICAS]);
+
+    // 1. A signed push creates the trust data (root and targets keys local,
+    //    snapshot and timestamp the server's, made by whichever replica).
+    docker.make_image(&format!("{gun}:1.0"), "replicas one");
+    let first = docker_signed_push(&docker, &gun, "1.0");
+    assert_eq!(
+        registry.manifest_digest("replicas/docker", "1.0"),
+        Some(format!("sha256:{first}"))
+    );
+    let signed = docker_signed_tags(&docker, &gun);
+    assert_eq!(signed.keys().collect::<Vec<_>>(), vec!["1.0"], "{signed:?}");
+    assert_eq!(signed["1.0"].0, first);
+
+    // 2. A delegation: alice's key, made by docker, added as a signer.
+    let keys = work.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    docker.ok(&[
+        "trust",
+        "key",
+        "generate",
+        "alice",
+        "--dir",
+        keys.to_str().unwrap(),
+    ]);
+    let out = docker.ok(&[
+        "trust",
+        "signer",
+        "add",
+        "--key",
+        keys.join("alice.pub").to_str().unwrap(),
+        "alice",
+        &gun,
+    ]);
+    assert!(
+        out.contains(&format!("Successfully added signer: alice to {gun}")),
+        "{out}"
+    );
+    let inspected = docker.ok(&["trust", "inspect", &gun]);
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    let signers: Vec<&str> = inspected[0]["Signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(signers, vec!["alice"], "{inspected}");
+    // Every replica serves the targets file naming the delegation.
+    let targets = same_everywhere(&cluster, &gun, "targets");
+    let targets: serde_json::Value = serde_json::from_slice(&targets).unwrap();
+    let mut roles: Vec<&str> = targets["signed"]["delegations"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    roles.sort_unstable();
+    assert_eq!(roles, vec!["targets/alice", "targets/releases"]);
+
+    // 3. A second signed push: the user holds alice's key, so docker signs
+    //    the tag into the delegations.
+    docker.make_image(&format!("{gun}:2.0"), "replicas two");
+    let second = docker_signed_push(&docker, &gun, "2.0");
+    assert_ne!(second, first);
+    let signed = docker_signed_tags(&docker, &gun);
+    assert_eq!(
+        signed.keys().collect::<Vec<_>>(),
+        vec!["1.0", "2.0"],
+        "{signed:?}"
+    );
+    assert_eq!(signed["1.0"].0, first);
+    assert_eq!(signed["2.0"], (second.clone(), vec!["alice".to_string()]));
+    same_everywhere(&cluster, &gun, "targets/releases");
+    same_everywhere(&cluster, &gun, "timestamp");
+
+    // 4. A content-trust pull by tag, with no image local: docker resolves
+    //    the tag through the balancer and pulls the signed digest.
+    docker.remove_images();
+    let reference = format!("{gun}:2.0");
+    docker.track(&reference);
+    let output = docker.run_trusted(&["pull", &reference]);
+    let out = stdout(&output);
+    assert!(
+        output.status.success(),
+        "verified pull: {out}\n{}",
+        common::stderr(&output)
+    );
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("Pull (1 of 1): {reference}@sha256:{second}").as_str()),
+        "{out}"
+    );
+    assert!(
+        docker
+            .repo_digests(&reference)
+            .contains(&format!("{gun}@sha256:{second}")),
+        "{out}"
+    );
+
+    // The flow was spread over the replicas, and none answered a 5xx.
+    let served = requests_per_replica(&cluster, &gun);
+    eprintln!("trust requests per replica: {served:?}");
+    assert!(
+        served.iter().filter(|count| **count > 0).count() > 1,
+        "one replica served the whole flow: {served:?}"
+    );
+    for (i, replica) in cluster.replicas.iter().enumerate() {
+        let needle = format!("/v2/{gun}/_trust/");
+        let errors: Vec<String> = replica
+            .log()
+            .lines()
+            .filter(|line| line.contains(&needle) && line.contains("status=5"))
+            .map(str::to_string)
+            .collect();
+        assert!(errors.is_empty(), "replica {i}: {errors:?}");
+    }
+    docker.remove_images();
 }
