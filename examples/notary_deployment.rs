@@ -69,7 +69,9 @@ struct Out {
 impl Out {
     fn create(dir: &Path, worker: usize) -> Self {
         let open = |name: &str| {
-            BufWriter::new(std::fs::File::create(dir.join(format!("{name}.{worker}.copy"))).unwrap())
+            BufWriter::new(
+                std::fs::File::create(dir.join(format!("{name}.{worker}.copy"))).unwrap(),
+            )
         };
         Self {
             files: open("tuf_files"),
@@ -129,12 +131,7 @@ fn repository(index: usize, passphrase: &Passphrase, now: OffsetDateTime, out: &
     {
         let at = stamp(base + Duration::seconds(i64::try_from(n).unwrap()));
         let sha = hex::encode(notarium::tuf::sha256(data));
-        writeln!(
-            line,
-            "{at}\t{at}\t{gun}\t{role}\t1\t{}\t{sha}",
-            bytea(data)
-        )
-        .unwrap();
+        writeln!(line, "{at}\t{at}\t{gun}\t{role}\t1\t{}\t{sha}", bytea(data)).unwrap();
     }
     out.files.write_all(line.as_bytes()).unwrap();
     let at = stamp(base + Duration::seconds(3));
