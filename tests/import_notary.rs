@@ -641,6 +641,10 @@ fn import_keeps_clients_working(dbs: Databases) {
             .arg(&pinned_copy),
     );
 
+    // Last-Modified has one-second resolution: an import that stamped its
+    // own time instead of the source's would now be seen to.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
     // Dry run: the report, nothing written.
     let target = dir.join("notarium");
     let passphrases = [
