@@ -120,6 +120,9 @@ impl fmt::Display for Summary {
     }
 }
 
+/// GUN names read per query: bounded memory for any number of repositories.
+const GUN_PAGE: i64 = 500;
+
 /// Imports every repository of `server`, with keys from `signer`, into
 /// `target` (whose keys `keys` seals). `passphrase_of(variable)` reads
 /// notary-signer's passphrase environment variables. Each repository's line
@@ -139,13 +142,23 @@ where
     K: SignerReader,
 {
     let mut summary = Summary::default();
-    for gun in server.guns().await.map_err(Error::Source)? {
-        let source = server.repository(&gun).await.map_err(Error::Source)?;
-        let line = import_one(target, keys, signer, passphrase_of, now, source).await?;
-        summary.count(&line.outcome);
-        report(&line);
+    let mut after = String::new();
+    loop {
+        let page = server
+            .guns_after(&after, GUN_PAGE)
+            .await
+            .map_err(Error::Source)?;
+        let Some(last) = page.last() else {
+            return Ok(summary);
+        };
+        after.clone_from(last);
+        for gun in page {
+            let source = server.repository(&gun).await.map_err(Error::Source)?;
+            let line = import_one(target, keys, signer, passphrase_of, now, source).await?;
+            summary.count(&line.outcome);
+            report(&line);
+        }
     }
-    Ok(summary)
 }
 
 /// Why a repository is not imported, decided before anything is written.
@@ -260,7 +273,8 @@ async fn prepare<S: Store, K: SignerReader>(
                     }
                     repository.keys.push(ImportedKey {
                         key,
-                        used: row.used,
+                        created_at: row.created_at,
+                        last_used: row.last_used,
                     });
                     found += 1;
                 }

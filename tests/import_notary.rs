@@ -3,12 +3,17 @@
 //! notary-server 0.7 (Debian's `notary`) over a real PostgreSQL with
 //! notary's schema (tests/data), populated by the real notary client; then
 //! the Go servers stop, notarium imports and serves, and the very same
-//! client trust directory keeps working with no key-change warning.
+//! client trust directories (notary's and docker's) keep working with no
+//! key-change warning, every imported file keeping its `Last-Modified`.
 
 mod common;
+#[path = "support/dockercli.rs"]
+mod dockercli;
 #[path = "support/mariadb.rs"]
 mod mariadb;
 use common::postgres;
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -16,8 +21,10 @@ use std::process::{Command, Output, Stdio};
 use common::{
     Curl, Notarium, NotaryClient, Process, free_port, make_test_tls, require, run, wait_for_port,
 };
+use dockercli::DockerCli;
 use mariadb::MariaDb;
 use postgres::{PASSWORD, PgServer};
+use registry::Registry;
 use serde_json::{Value, json};
 
 const ALPHA: &str = "notarium.test/import/alpha";
@@ -438,6 +445,139 @@ fn assert_no_key_warning(output: &Output) {
     }
 }
 
+/// The `Last-Modified` of a 200 answer to GET `path`, without its zone
+/// (notary writes its time's zone, "UTC" or "+0000", notarium "GMT").
+fn last_modified(base: &str, ca: &Path, path: &str) -> String {
+    let output = run(Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--cacert"])
+        .arg(ca)
+        .arg(format!("{base}{path}")));
+    let headers = stdout(&output);
+    assert!(
+        headers.starts_with("HTTP/") && headers.lines().next().unwrap().contains(" 200"),
+        "GET {path}:\n{headers}"
+    );
+    let value = headers
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("last-modified")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("GET {path}: no Last-Modified in\n{headers}"));
+    let (date, zone) = value.rsplit_once(' ').unwrap();
+    assert!(["GMT", "UTC", "+0000"].contains(&zone), "{path}: {value}");
+    date.to_string()
+}
+
+/// The reads whose `Last-Modified` must survive the import: each role
+/// current, root by version, targets by checksum.
+fn history_paths(curl: &Curl, gun: &str) -> Vec<String> {
+    let (status, snapshot) = curl.get(&format!("/v2/{gun}/_trust/tuf/snapshot.json"));
+    assert_eq!(status, 200);
+    let snapshot: Value = serde_json::from_slice(&snapshot).unwrap();
+    use base64::Engine;
+    let targets_sha = hex::encode(
+        base64::engine::general_purpose::STANDARD
+            .decode(
+                snapshot["signed"]["meta"]["targets"]["hashes"]["sha256"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap(),
+    );
+    [
+        "root.json".to_string(),
+        "targets.json".into(),
+        "targets/releases.json".into(),
+        "snapshot.json".into(),
+        "timestamp.json".into(),
+        "1.root.json".into(),
+        "2.root.json".into(),
+        "2.targets.json".into(),
+        format!("targets.{targets_sha}.json"),
+    ]
+    .into_iter()
+    .map(|file| format!("/v2/{gun}/_trust/tuf/{file}"))
+    .collect()
+}
+
+/// One text column of a query on notarium's SQLite database.
+fn sqlite_strings(db: &Path, query: &str) -> Vec<String> {
+    let query = sqlx::AssertSqlSafe(query.to_string());
+    runtime().block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, String>(query)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    })
+}
+
+/// "key_id created_at last_used" (seconds, UTC, "-" for never) of every
+/// live key in notary-signer's database.
+fn source_key_times(dbs: &Databases) -> Vec<String> {
+    let query = if dbs.backend == "mysql" {
+        "SELECT CONCAT(key_id, ' ', DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s'), ' ', \
+         COALESCE(DATE_FORMAT(last_used, '%Y-%m-%d %H:%i:%s'), '-')) \
+         FROM private_keys WHERE deleted_at IS NULL"
+    } else {
+        "SELECT key_id || ' ' || to_char(created_at, 'YYYY-MM-DD HH24:MI:SS') || ' ' || \
+         COALESCE(to_char(last_used, 'YYYY-MM-DD HH24:MI:SS'), '-') \
+         FROM private_keys WHERE deleted_at IS NULL"
+    };
+    sql_strings(&dbs.signer_url, query)
+}
+
+/// The same for notarium's keys, as stored in its SQLite database.
+fn notarium_key_times(db: &Path) -> Vec<String> {
+    sqlite_strings(
+        db,
+        "SELECT key_id || ' ' || replace(substr(created_at, 1, 19), 'T', ' ') || ' ' || \
+         COALESCE(replace(substr(last_used, 1, 19), 'T', ' '), '-') FROM server_keys",
+    )
+}
+
+/// The digest of `TAG: digest: sha256:HEX size: N` in `docker push` output.
+fn pushed_digest(out: &str, tag: &str) -> String {
+    let prefix = format!("{tag}: digest: sha256:");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{out}"));
+    line[prefix.len()..].split(' ').next().unwrap().to_string()
+}
+
+/// `docker trust inspect GUN`: the signed tags as "tag digest", and the
+/// root/administrative key IDs.
+fn trust_inspect(docker: &DockerCli, gun: &str) -> (Vec<String>, Value) {
+    let output = docker.run(&["trust", "inspect", gun]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_no_key_warning(&output);
+    let list: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let tags = list[0]["SignedTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {}",
+                t["SignedTag"].as_str().unwrap(),
+                t["Digest"].as_str().unwrap()
+            )
+        })
+        .collect();
+    (tags, list[0]["AdministrativeKeys"].clone())
+}
+
 #[test]
 fn import_from_notary_on_postgres_keeps_clients_working() {
     import_keeps_clients_working(Databases::postgres(PgServer::shared()));
@@ -506,6 +646,23 @@ fn import_keeps_clients_working(dbs: Databases) {
     owner.ok(&["init", BETA, "-p"]);
     owner.ok(&["add", BETA, "one", one.to_str().unwrap()]);
     owner.ok(&["publish", BETA]);
+    // A repository made by docker: a content-trust push to a real registry
+    // with the Go server as trust server.
+    let registry = Registry::start(&dir.join("registry"));
+    let mut docker =
+        DockerCli::with_trust_server(&dir.join("docker"), &deployment.server_url, &deployment.ca);
+    let docker_gun = format!("{}/import/docker", registry.host());
+    let docker_ref = format!("{docker_gun}:1.0");
+    docker.make_image(&docker_ref, "imported from notary");
+    let pushed = docker.run_trusted(&["push", &docker_ref]);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let docker_digest = pushed_digest(&stdout(&pushed), "1.0");
+    let (go_tags, go_admin_keys) = trust_inspect(&docker, &docker_gun);
+    assert_eq!(go_tags, [format!("1.0 {docker_digest}")]);
     let aliases = sql_strings(
         &deployment.dbs.signer_url,
         "SELECT DISTINCT passphrase_alias FROM private_keys ORDER BY 1",
@@ -516,6 +673,11 @@ fn import_keeps_clients_working(dbs: Databases) {
         ca: deployment.ca.clone(),
     };
     let (alpha_ts_keys, _) = timestamp_key_ids(&old, ALPHA);
+    let history = history_paths(&old, ALPHA);
+    let go_dates: Vec<String> = history
+        .iter()
+        .map(|path| last_modified(&old.base, &old.ca, path))
+        .collect();
     let source_changes = deployment.dbs.changefeed();
     deployment.stop();
     // The client's state as the Go server left it, for the PostgreSQL target.
@@ -526,6 +688,10 @@ fn import_keeps_clients_working(dbs: Databases) {
             .arg(&owner_dir)
             .arg(&pinned_copy),
     );
+
+    // Last-Modified has one-second resolution: an import that stamped its
+    // own time instead of the source's would now be seen to.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
 
     // Dry run: the report, nothing written.
     let target = dir.join("notarium");
@@ -552,9 +718,24 @@ fn import_keeps_clients_working(dbs: Databases) {
         "{report}"
     );
     assert!(
-        report.contains("summary: 2 imported, 0 already imported, 1 deleted"),
+        line_for(&report, &docker_gun).starts_with("imported"),
         "{report}"
     );
+    assert!(
+        report.contains("summary: 3 imported, 0 already imported, 1 deleted"),
+        "{report}"
+    );
+    // Every imported key keeps the creation and last-use times notary-signer
+    // recorded, not the import's.
+    let source_keys = source_key_times(&deployment.dbs);
+    let imported_keys = notarium_key_times(&target.join("data/notarium.db"));
+    assert!(imported_keys.len() >= 4, "{imported_keys:?}");
+    for key in &imported_keys {
+        assert!(
+            source_keys.contains(key),
+            "{key} is not as in the source: {source_keys:?}"
+        );
+    }
     assert_imported_expiry(&target.join("notarium.json"));
     let again = import(&target, &deployment, &passphrases, &[]);
     let report = stdout(&again);
@@ -570,6 +751,53 @@ fn import_keeps_clients_working(dbs: Databases) {
 
     // notarium serves it; the same trust directory works without warnings.
     let notarium = Notarium::start(&target, json!({"storage": common::sqlite_storage()}));
+    // Current, by-version and by-checksum reads answer the Last-Modified
+    // the Go server answered.
+    let dates: Vec<String> = history
+        .iter()
+        .map(|path| last_modified(&notarium.url, &notarium.ca, path))
+        .collect();
+    assert_eq!(
+        history.iter().zip(&dates).collect::<Vec<_>>(),
+        history.iter().zip(&go_dates).collect::<Vec<_>>()
+    );
+    // docker, with the very same DOCKER_CONFIG (its trust pins and cache),
+    // now against notarium: the trust server URL changes, its CA is
+    // trusted for the new address as docker expects.
+    let tls = docker
+        .config
+        .join("tls")
+        .join(notarium.url.trim_start_matches("https://"));
+    std::fs::create_dir_all(&tls).unwrap();
+    std::fs::copy(&notarium.ca, tls.join("ca.crt")).unwrap();
+    docker.server = notarium.url.clone();
+    docker.ca = notarium.ca.clone();
+    let (tags, admin_keys) = trust_inspect(&docker, &docker_gun);
+    assert_eq!(tags, go_tags);
+    assert_eq!(admin_keys, go_admin_keys);
+    docker.ok(&["rmi", &docker_ref]);
+    assert_eq!(docker.image_id(&docker_ref), None);
+    let pulled = docker.run_trusted(&["pull", &docker_ref]);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert_no_key_warning(&pulled);
+    let out = stdout(&pulled);
+    assert!(
+        out.starts_with(&format!(
+            "Pull (1 of 1): {docker_ref}@sha256:{docker_digest}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "Status: Downloaded newer image for {docker_gun}@sha256:{docker_digest}"
+        )),
+        "{out}"
+    );
+    assert!(docker.image_id(&docker_ref).is_some());
     let client = NotaryClient::new(owner_dir, &notarium.url, &notarium.ca);
     let listed = client.run(&["list", ALPHA]);
     assert!(listed.status.success());
@@ -717,8 +945,13 @@ fn import_keeps_clients_working(dbs: Databases) {
         beta.starts_with("broken in source") && beta.contains("no timestamp key"),
         "{beta}"
     );
+    // The docker-made repository is intact and imports.
     assert!(
-        report.contains("0 imported") && report.contains("2 broken"),
+        line_for(&report, &docker_gun).starts_with("imported"),
+        "{report}"
+    );
+    assert!(
+        report.contains("1 imported") && report.contains("2 broken"),
         "{report}"
     );
     let db = broken.join("data/notarium.db");

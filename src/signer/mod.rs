@@ -510,7 +510,8 @@ mod tests {
             .into_bytes(),
             gun: GUN.into(),
             role: "timestamp".into(),
-            used: true,
+            created_at: None,
+            last_used: None,
         }
     }
 

@@ -424,9 +424,11 @@ impl std::fmt::Debug for ImportedFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportedKey {
     pub key: NewKey,
-    /// Whether it has signed there (notary-signer's `last_used`): a key that
+    /// When it was created there; `None` (a row without the time): now.
+    pub created_at: Option<OffsetDateTime>,
+    /// When it last signed there (notary-signer's `last_used`): a key that
     /// has signed is never handed out again as "the unused key".
-    pub used: bool,
+    pub last_used: Option<OffsetDateTime>,
 }
 
 /// Everything of one GUN that an import writes, as one unit.
@@ -948,7 +950,8 @@ pub(crate) mod tests {
             ],
             keys: vec![ImportedKey {
                 key: key("imported-ts", gun, "timestamp"),
-                used: true,
+                created_at: Some(at),
+                last_used: Some(at + time::Duration::days(1)),
             }],
         };
         assert_eq!(
@@ -962,8 +965,10 @@ pub(crate) mod tests {
             store.get_current(gun, "timestamp").await.unwrap().version,
             2
         );
+        // The key keeps the times it had in the source.
         let key = store.get_key("imported-ts").await.unwrap();
-        assert!(key.last_used.is_some());
+        assert_eq!(key.created_at, at);
+        assert_eq!(key.last_used, Some(at + time::Duration::days(1)));
         let ids: Vec<i64> = store
             .changes(None, 0, 100)
             .await

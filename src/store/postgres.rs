@@ -606,14 +606,21 @@ impl PostgresStore {
                 }
                 None => {
                     insert_key(&mut **tx, key).await?;
-                    if imported.used {
-                        sqlx::query(
-                            "UPDATE server_keys SET last_used = clock_timestamp() WHERE key_id = $1",
-                        )
-                        .bind(&key.key_id)
-                        .execute(&mut **tx)
-                        .await?;
-                    }
+                    // The times it had in notary-signer, not the import's.
+                    let created_at = imported.created_at.map(to_micros).transpose()?;
+                    let last_used = imported.last_used.map(to_micros).transpose()?;
+                    sqlx::query(
+                        "UPDATE server_keys SET \
+                         created_at = COALESCE(TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', \
+                         created_at), \
+                         last_used = TIMESTAMPTZ 'epoch' + $3 * INTERVAL '1 microsecond' \
+                         WHERE key_id = $1",
+                    )
+                    .bind(&key.key_id)
+                    .bind(created_at)
+                    .bind(last_used)
+                    .execute(&mut **tx)
+                    .await?;
                     wrote = true;
                 }
             }

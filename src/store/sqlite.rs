@@ -423,15 +423,18 @@ async fn import_in(
             }
             None => {
                 insert_key(&mut **tx, key).await?;
-                if imported.used {
-                    sqlx::query(
-                        "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                         WHERE key_id = ?",
-                    )
-                    .bind(&key.key_id)
-                    .execute(&mut **tx)
-                    .await?;
-                }
+                // The times it had in notary-signer, not the import's.
+                let created_at = imported.created_at.map(format_stored_time).transpose()?;
+                let last_used = imported.last_used.map(format_stored_time).transpose()?;
+                sqlx::query(
+                    "UPDATE server_keys SET created_at = COALESCE(?, created_at), last_used = ? \
+                     WHERE key_id = ?",
+                )
+                .bind(created_at)
+                .bind(last_used)
+                .bind(&key.key_id)
+                .execute(&mut **tx)
+                .await?;
                 wrote = true;
             }
         }

@@ -59,7 +59,10 @@ pub struct NotaryPrivateKey {
     /// Empty in rows older than signer migration 0002.
     pub gun: String,
     pub role: String,
-    pub used: bool,
+    /// When notary-signer created it; kept so key history reads the same.
+    pub created_at: Option<OffsetDateTime>,
+    /// When it last signed there (None: never).
+    pub last_used: Option<OffsetDateTime>,
 }
 
 impl std::fmt::Debug for NotaryPrivateKey {
@@ -76,8 +79,14 @@ impl std::fmt::Debug for NotaryPrivateKey {
 
 /// A source of notary-server data.
 pub trait ServerReader {
-    /// Every GUN with live metadata or changefeed records, sorted.
-    fn guns(&mut self) -> impl std::future::Future<Output = Result<Vec<String>>> + Send;
+    /// The next at most `limit` GUNs (sorted) after `after` that have live
+    /// metadata or changefeed records: the import pages through them so
+    /// its memory does not grow with the number of repositories.
+    fn guns_after(
+        &mut self,
+        after: &str,
+        limit: i64,
+    ) -> impl std::future::Future<Output = Result<Vec<String>>> + Send;
     /// One GUN's live rows.
     fn repository(
         &mut self,
@@ -99,6 +108,10 @@ pub trait SignerReader {
 fn time_from_micros(micros: i64) -> Result<OffsetDateTime, sqlx::Error> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn optional_time(micros: Option<i64>) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+    micros.map(time_from_micros).transpose()
 }
 
 /// Checks (or, when NULL, computes) a row's checksum.
@@ -147,10 +160,10 @@ impl AnyServerReader {
 }
 
 impl ServerReader for AnyServerReader {
-    async fn guns(&mut self) -> Result<Vec<String>> {
+    async fn guns_after(&mut self, after: &str, limit: i64) -> Result<Vec<String>> {
         match self {
-            Self::Postgres(reader) => reader.guns().await,
-            Self::Mysql(reader) => reader.guns().await,
+            Self::Postgres(reader) => reader.guns_after(after, limit).await,
+            Self::Mysql(reader) => reader.guns_after(after, limit).await,
         }
     }
 

@@ -5,7 +5,8 @@ use sqlx::{Connection, Row};
 
 use super::super::{Change, ChangeCategory, Error, Result};
 use super::{
-    NotaryPrivateKey, ServerReader, SignerReader, SourceRepository, checked_file, time_from_micros,
+    NotaryPrivateKey, ServerReader, SignerReader, SourceRepository, checked_file, optional_time,
+    time_from_micros,
 };
 
 /// One connection in a read-only, repeatable-read transaction, in UTC:
@@ -38,11 +39,14 @@ impl MySqlServerReader {
 }
 
 impl ServerReader for MySqlServerReader {
-    async fn guns(&mut self) -> Result<Vec<String>> {
+    async fn guns_after(&mut self, after: &str, limit: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT gun FROM tuf_files WHERE deleted_at IS NULL \
-             UNION SELECT gun FROM changefeed ORDER BY 1",
+            "SELECT gun FROM tuf_files WHERE deleted_at IS NULL AND gun > ? \
+             UNION SELECT gun FROM changefeed WHERE gun > ? ORDER BY 1 LIMIT ?",
         )
+        .bind(after)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&mut self.conn)
         .await?)
     }
@@ -125,7 +129,8 @@ impl SignerReader for MySqlSignerReader {
         let row = sqlx::query(
             "SELECT key_id, algorithm, passphrase_alias, public, private, \
              COALESCE(gun, '') AS gun, COALESCE(role, '') AS role, \
-             CAST(last_used IS NOT NULL AS SIGNED) AS used \
+             CAST(ROUND(UNIX_TIMESTAMP(created_at) * 1000000) AS SIGNED) AS created_at, \
+             CAST(ROUND(UNIX_TIMESTAMP(last_used) * 1000000) AS SIGNED) AS last_used \
              FROM private_keys WHERE key_id = ? AND deleted_at IS NULL",
         )
         .bind(key_id)
@@ -140,7 +145,8 @@ impl SignerReader for MySqlSignerReader {
                 private: row.try_get("private")?,
                 gun: row.try_get("gun")?,
                 role: row.try_get("role")?,
-                used: row.try_get::<i64, _>("used")? != 0,
+                created_at: optional_time(row.try_get("created_at")?)?,
+                last_used: optional_time(row.try_get("last_used")?)?,
             })
         })
         .transpose()

@@ -5,7 +5,8 @@ use sqlx::{Connection, Row};
 
 use super::super::{Change, ChangeCategory, Error, Result};
 use super::{
-    NotaryPrivateKey, ServerReader, SignerReader, SourceRepository, checked_file, time_from_micros,
+    NotaryPrivateKey, ServerReader, SignerReader, SourceRepository, checked_file, optional_time,
+    time_from_micros,
 };
 
 /// Times as microseconds since the epoch: works for `timestamp` and
@@ -38,11 +39,13 @@ impl PgServerReader {
 }
 
 impl ServerReader for PgServerReader {
-    async fn guns(&mut self) -> Result<Vec<String>> {
+    async fn guns_after(&mut self, after: &str, limit: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT gun FROM tuf_files WHERE deleted_at IS NULL \
-             UNION SELECT gun FROM changefeed ORDER BY 1",
+            "SELECT gun FROM tuf_files WHERE deleted_at IS NULL AND gun > $1 \
+             UNION SELECT gun FROM changefeed WHERE gun > $1 ORDER BY 1 LIMIT $2",
         )
+        .bind(after)
+        .bind(limit)
         .fetch_all(&mut self.conn)
         .await?)
     }
@@ -123,7 +126,8 @@ impl SignerReader for PgSignerReader {
         let row = sqlx::query(
             "SELECT key_id, algorithm, passphrase_alias, public, private, \
              COALESCE(gun, '') AS gun, COALESCE(role, '') AS role, \
-             last_used IS NOT NULL AS used \
+             (EXTRACT(EPOCH FROM created_at) * 1000000)::BIGINT AS created_at, \
+             (EXTRACT(EPOCH FROM last_used) * 1000000)::BIGINT AS last_used \
              FROM private_keys WHERE key_id = $1 AND deleted_at IS NULL",
         )
         .bind(key_id)
@@ -138,7 +142,8 @@ impl SignerReader for PgSignerReader {
                 private: row.try_get("private")?,
                 gun: row.try_get("gun")?,
                 role: row.try_get("role")?,
-                used: row.try_get("used")?,
+                created_at: optional_time(row.try_get("created_at")?)?,
+                last_used: optional_time(row.try_get("last_used")?)?,
             })
         })
         .transpose()
