@@ -883,7 +883,8 @@ pub(crate) mod tests {
                 changes: Vec::new(),
                 keys: vec![ImportedKey {
                     key: key("c-snap", c, "snapshot"),
-                    used: true,
+                    created_at: None,
+                    last_used: Some(day(-1000)),
                 }],
             })
             .await
