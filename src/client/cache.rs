@@ -7,11 +7,19 @@
 //! (`{"root": n, "timestamp": n, "snapshot": n, "targets": n}`, the
 //! highest versions verified), and `<trust-dir>/tuf/<gun>/files/` (the
 //! snapshot, targets and delegation files last used, by hash, to save
-//! downloads: each is checked against the verified hash before use).
+//! downloads: each is checked against the verified hash before use), and
+//! `<trust-dir>/tuf/<gun>/checked.json` (`{"<kept file>": "<fingerprint>"}`:
+//! the kept files whose signatures met their role's threshold, and a
+//! SHA-256 over the role name, threshold and key IDs they were checked
+//! against, so an unchanged file under unchanged keys is not checked again).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+/// The record of signature checks, next to `state.json`.
+const CHECKED: &str = "checked.json";
 
 /// Highest versions verified for a GUN.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +86,35 @@ impl TrustDir {
         }
     }
 
+    /// The signature checks recorded by an earlier run (kept file name →
+    /// fingerprint of the role it verified under). A missing or unreadable
+    /// record only means every file is checked again.
+    pub fn load_checked(&self, gun: &str) -> BTreeMap<String, String> {
+        std::fs::read(self.gun_dir(gun).join(CHECKED))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the record of signature checks (atomically).
+    pub fn store_checked(
+        &self,
+        gun: &str,
+        checked: &BTreeMap<String, String>,
+    ) -> Result<(), CacheError> {
+        let dir = self.gun_dir(gun);
+        let bytes = serde_json::to_vec_pretty(checked).map_err(|e| Self::error(&dir, e))?;
+        Self::replace(&dir, CHECKED, &bytes)
+    }
+
+    fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), CacheError> {
+        std::fs::create_dir_all(dir).map_err(|e| Self::error(dir, e))?;
+        let path = dir.join(name);
+        let temporary = dir.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&temporary, bytes).map_err(|e| Self::error(&temporary, e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| Self::error(&path, e))
+    }
+
     fn error(path: &Path, reason: impl std::fmt::Display) -> CacheError {
         CacheError {
             path: path.display().to_string(),
@@ -111,13 +148,9 @@ impl TrustDir {
     /// to a temporary name, then rename).
     pub fn store(&self, gun: &str, root: &[u8], seen: &Seen) -> Result<(), CacheError> {
         let dir = self.gun_dir(gun);
-        std::fs::create_dir_all(&dir).map_err(|e| Self::error(&dir, e))?;
         let state = serde_json::to_vec_pretty(seen).map_err(|e| Self::error(&dir, e))?;
         for (name, bytes) in [("root.json", root), ("state.json", state.as_slice())] {
-            let path = dir.join(name);
-            let temporary = dir.join(format!(".{name}.{}", std::process::id()));
-            std::fs::write(&temporary, bytes).map_err(|e| Self::error(&temporary, e))?;
-            std::fs::rename(&temporary, &path).map_err(|e| Self::error(&path, e))?;
+            Self::replace(&dir, name, bytes)?;
         }
         Ok(())
     }

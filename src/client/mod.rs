@@ -52,6 +52,10 @@ pub struct Verified {
     pub expires: BTreeMap<String, OffsetDateTime>,
     /// Delegations skipped (invalid or expired), with why.
     pub warnings: Vec<String>,
+    /// Roles whose signatures were not checked again: an earlier run
+    /// checked the same bytes against the same keys and threshold (see
+    /// `cache`).
+    pub reused: Vec<String>,
 }
 
 /// What the caller requires of a verified tag.

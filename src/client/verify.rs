@@ -21,7 +21,7 @@ use crate::tuf::roles::path_allowed;
 use crate::tuf::verify::{check_expiry, check_file_meta, check_hashes, verify_signatures};
 use crate::tuf::{
     Error as TufError, FileMeta, PublicKey, RoleName, Root, SignedFile, Snapshot, Targets,
-    Timestamp,
+    Timestamp, TrustedRole,
 };
 
 /// notary's cap for a root whose checksum is not known
@@ -105,6 +105,29 @@ struct Run<'a, S: Source> {
     files: Option<PathBuf>,
     /// Names of the kept files this run used (the rest are pruned).
     used: RefCell<BTreeSet<String>>,
+    /// Signature checks recorded by earlier runs: kept file name →
+    /// [`fingerprint`] of the role it met.
+    checked_before: BTreeMap<String, String>,
+    /// The checks that hold for this run's files (the next record).
+    checked_now: RefCell<BTreeMap<String, String>>,
+    /// Roles whose signature check was taken from the record.
+    reused: RefCell<Vec<String>>,
+}
+
+/// The name a file fetched by hash is kept under.
+fn kept_name(role: &str, sha256: &[u8]) -> String {
+    format!("{role}.{}.json", hex::encode(sha256)).replace('/', "%")
+}
+
+/// What a signature check depended on besides the file's bytes: the role,
+/// its threshold and its keys (by listed and computed key ID; a computed ID
+/// is the SHA-256 of the key itself).
+fn fingerprint(role: &TrustedRole) -> String {
+    let mut text = format!("{}\n{}\n", role.name, role.threshold);
+    for (listed, key) in &role.keys {
+        text.push_str(&format!("{listed}={}\n", key.id()));
+    }
+    hex::encode(crate::tuf::sha256(text.as_bytes()))
 }
 
 impl<S: Source> Run<'_, S> {
@@ -139,7 +162,7 @@ impl<S: Source> Run<'_, S> {
         let name = format!("{role}.{}.json", hex::encode(hash));
         // A kept copy is as good as a download: it must match the same
         // trusted hash and length.
-        let kept = name.replace('/', "%");
+        let kept = kept_name(role, hash);
         if let Some(dir) = &self.files {
             if let Ok(bytes) = std::fs::read(dir.join(&kept)) {
                 if check_file_meta(role, &bytes, meta).is_ok() {
@@ -160,6 +183,32 @@ impl<S: Source> Run<'_, S> {
             }
         }
         SignedFile::parse_owned(bytes).map_err(self.invalid(role))
+    }
+
+    /// [`Run::fetch_by_hash`], with signatures that meet `trusted`.
+    ///
+    /// The check is skipped when an earlier run recorded that the file with
+    /// this sha256 met the threshold of the same role with the same keys:
+    /// the bytes were just checked against that hash, which signed metadata
+    /// verified in this run names, so the check could not come out
+    /// differently. Expiry, versions and structure are still checked by the
+    /// caller on every run, since they depend on the clock and on history.
+    fn fetch_verified(
+        &self,
+        role: &str,
+        meta: &FileMeta,
+        trusted: &TrustedRole,
+    ) -> Result<SignedFile, Error> {
+        let file = self.fetch_by_hash(role, meta)?;
+        let kept = kept_name(role, meta.sha256().unwrap_or_default());
+        let print = fingerprint(trusted);
+        if self.checked_before.get(&kept) == Some(&print) {
+            self.reused.borrow_mut().push(role.to_string());
+        } else {
+            verify_signatures(&file, trusted).map_err(self.invalid(role))?;
+        }
+        self.checked_now.borrow_mut().insert(kept, print);
+        Ok(file)
     }
 
     fn parse_root(&self, bytes: Vec<u8>, what: &str) -> Result<(SignedFile, Root), Error> {
@@ -408,6 +457,11 @@ pub fn verify<S: Source>(
         options,
         files: cache.map(|cache| cache.files_dir(&options.gun)),
         used: RefCell::default(),
+        checked_before: cache
+            .map(|cache| cache.load_checked(&options.gun))
+            .unwrap_or_default(),
+        checked_now: RefCell::default(),
+        reused: RefCell::default(),
     };
     let now = options.now;
     let cached = match cache {
@@ -443,14 +497,13 @@ pub fn verify<S: Source>(
             role: "snapshot".into(),
         })
     })?;
-    let snapshot_file = run.fetch_by_hash("snapshot", snapshot_meta)?;
+    let snapshot_file =
+        run.fetch_verified("snapshot", snapshot_meta, &trusted(&RoleName::Snapshot)?)?;
     let snapshot: Snapshot = snapshot_file
         .body("snapshot")
         .map_err(run.invalid("snapshot"))?;
     snapshot
         .validate_structure()
-        .map_err(run.invalid("snapshot"))?;
-    verify_signatures(&snapshot_file, &trusted(&RoleName::Snapshot)?)
         .map_err(run.invalid("snapshot"))?;
     check_expiry(&RoleName::Snapshot, snapshot.expires.at, now).map_err(run.invalid("snapshot"))?;
     run.check_not_older("snapshot", snapshot.version, seen.snapshot)?;
@@ -473,14 +526,13 @@ pub fn verify<S: Source>(
             role: "targets".into(),
         })
     })?;
-    let targets_file = run.fetch_by_hash("targets", targets_meta)?;
+    let targets_file =
+        run.fetch_verified("targets", targets_meta, &trusted(&RoleName::Targets)?)?;
     let targets: Targets = targets_file
         .body("targets")
         .map_err(run.invalid("targets"))?;
     targets
         .validate_structure(&RoleName::Targets)
-        .map_err(run.invalid("targets"))?;
-    verify_signatures(&targets_file, &trusted(&RoleName::Targets)?)
         .map_err(run.invalid("targets"))?;
     check_expiry(&RoleName::Targets, targets.expires.at, now).map_err(run.invalid("targets"))?;
     run.check_not_older("targets", targets.version, seen.targets)?;
@@ -531,11 +583,10 @@ pub fn verify<S: Source>(
                 break;
             }
             let name = child.to_string();
-            let checked = run.fetch_by_hash(&name, meta).and_then(|file| {
+            let checked = run.fetch_verified(&name, meta, &role).and_then(|file| {
                 let body: Targets = file.body(&name).map_err(run.invalid(&name))?;
                 body.validate_structure(&child)
                     .map_err(run.invalid(&name))?;
-                verify_signatures(&file, &role).map_err(run.invalid(&name))?;
                 check_expiry(&child, body.expires.at, now).map_err(run.invalid(&name))?;
                 Ok(body)
             });
@@ -561,8 +612,13 @@ pub fn verify<S: Source>(
 
     if let (Some(dir), Some(cache)) = (&run.files, cache) {
         cache.prune_files(dir, &run.used.borrow());
+        // The record only saves work later; failing to write it is not an
+        // error (the next run checks every signature again).
+        let _ = cache.store_checked(&options.gun, &run.checked_now.borrow());
     }
-    resolve(&options.gun, wanted, &order, expires, warnings)
+    let mut verified = resolve(&options.gun, wanted, &order, expires, warnings)?;
+    verified.reused = run.reused.take();
+    Ok(verified)
 }
 
 /// The first role in walk order that lists the name decides the digest;
@@ -626,6 +682,7 @@ fn resolve(
         disagreeing,
         expires,
         warnings,
+        reused: Vec::new(),
     })
 }
 
@@ -1101,5 +1158,178 @@ mod tests {
         pinned.anchor = Anchor::KeyIds(vec!["00".repeat(32)]);
         let error = verify(&at(5), None, &pinned, &tag("v1")).unwrap_err();
         assert!(matches!(error, Error::UntrustedRoot { .. }), "{error}");
+    }
+    /// targets (version `version`, listing "top") delegating targets/a (all
+    /// paths) to `keys` with `threshold`; targets/a is the same bytes every
+    /// time, signed by alice, listing "a1".
+    fn delegated_to(
+        keys: &Keys,
+        root: &[u8],
+        a: &[u8],
+        signers: &[&SigningKey],
+        threshold: i64,
+        version: i64,
+    ) -> Mem {
+        let listed: serde_json::Map<String, Value> = signers
+            .iter()
+            .map(|key| {
+                (
+                    key.public_key().id().to_string(),
+                    key.public_key().to_json(),
+                )
+            })
+            .collect();
+        let ids: Vec<&str> = signers.iter().map(|key| key.public_key().id()).collect();
+        let targets = crate::tuf::sign::sign_metadata(
+            &targets_body(
+                version,
+                &[("top", b"top")],
+                json!({
+                    "keys": listed,
+                    "roles": [{"name": "targets/a", "keyids": ids, "threshold": threshold,
+                               "paths": [""]}],
+                }),
+            ),
+            &[&keys.targets],
+        )
+        .unwrap();
+        serve(
+            keys,
+            &[root.to_vec()],
+            &[("targets", targets), ("targets/a", a.to_vec())],
+            version,
+            now() + Duration::days(14),
+        )
+    }
+
+    #[test]
+    fn a_warm_run_reuses_signature_checks_of_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TrustDir::new(dir.path().to_path_buf());
+        let keys = Keys::new();
+        let server = delegated_repo(&keys, b"from a");
+        let cold = verify(&server, Some(&cache), &options(), &tag("a1")).unwrap();
+        assert!(cold.reused.is_empty(), "{:?}", cold.reused);
+        let warm = verify(&server, Some(&cache), &options(), &tag("a1")).unwrap();
+        assert_eq!(
+            warm.reused,
+            [
+                "snapshot",
+                "targets",
+                "targets/a",
+                "targets/c",
+                "targets/a/b"
+            ]
+        );
+        assert_eq!(warm.digest, cold.digest);
+        assert_eq!(warm.signed_by, cold.signed_by);
+        assert_eq!(warm.disagreeing, cold.disagreeing);
+        // Without a cache nothing is reused.
+        let uncached = verify(&server, None, &options(), &tag("a1")).unwrap();
+        assert!(uncached.reused.is_empty());
+    }
+
+    #[test]
+    fn changed_delegation_keys_or_threshold_force_a_new_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TrustDir::new(dir.path().to_path_buf());
+        let keys = Keys::new();
+        let root = keys.root(1, 0, &[0]);
+        let a = sign(
+            &targets_body(1, &[("a1", b"from a")], json!({})),
+            &[(&keys.alice, keys.alice.public_key())],
+        );
+        let alice_only = delegated_to(&keys, &root, &a, &[&keys.alice], 1, 1);
+        verify(&alice_only, Some(&cache), &options(), &tag("a1")).unwrap();
+        let warm = verify(&alice_only, Some(&cache), &options(), &tag("a1")).unwrap();
+        assert!(warm.reused.contains(&"targets/a".to_string()));
+        assert_eq!(warm.signed_by, ["targets/a"]);
+
+        let skipped = |server: &Mem| {
+            let error = verify(server, Some(&cache), &options(), &tag("a1")).unwrap_err();
+            assert!(matches!(error, Error::NotSigned { .. }), "{error}");
+            let top = verify(server, Some(&cache), &options(), &tag("top")).unwrap();
+            assert!(!top.reused.contains(&"targets/a".to_string()));
+            assert!(
+                top.warnings
+                    .iter()
+                    .any(|w| w.starts_with("skipped targets/a") && w.contains("threshold")),
+                "{:?}",
+                top.warnings
+            );
+        };
+        // Same bytes, same key, but a threshold alice alone cannot meet.
+        skipped(&delegated_to(
+            &keys,
+            &root,
+            &a,
+            &[&keys.alice, &keys.bob],
+            2,
+            2,
+        ));
+        // Same bytes, threshold 1, but the key is now bob's.
+        skipped(&delegated_to(&keys, &root, &a, &[&keys.bob], 1, 3));
+        // A changed key set that alice's signature still meets: checked
+        // again (not reused), then reused on the next run.
+        let either = delegated_to(&keys, &root, &a, &[&keys.alice, &keys.bob], 1, 4);
+        let checked = verify(&either, Some(&cache), &options(), &tag("a1")).unwrap();
+        assert!(!checked.reused.contains(&"targets/a".to_string()));
+        assert_eq!(checked.signed_by, ["targets/a"]);
+        let warm = verify(&either, Some(&cache), &options(), &tag("a1")).unwrap();
+        assert!(warm.reused.contains(&"targets/a".to_string()));
+    }
+
+    #[test]
+    fn expiry_is_checked_on_every_run_when_signatures_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TrustDir::new(dir.path().to_path_buf());
+        let keys = Keys::new();
+        let mut a_body = targets_body(1, &[("a1", b"from a")], json!({}));
+        a_body["expires"] = json!(format_time(now() + Duration::days(5)));
+        let a = sign(&a_body, &[(&keys.alice, keys.alice.public_key())]);
+        let mut top = targets_body(
+            1,
+            &[("top", b"top")],
+            json!({
+                "keys": {keys.alice.public_key().id(): keys.alice.public_key().to_json()},
+                "roles": [delegation(&keys.alice, "targets/a", &[""])],
+            }),
+        );
+        top["expires"] = json!(format_time(now() + Duration::days(10)));
+        let targets = crate::tuf::sign::sign_metadata(&top, &[&keys.targets]).unwrap();
+        let server = serve(
+            &keys,
+            &[keys.root(1, 0, &[0])],
+            &[("targets", targets), ("targets/a", a)],
+            1,
+            now() + Duration::days(30),
+        );
+        let at = |days| {
+            let mut options = options();
+            options.now = now() + Duration::days(days);
+            options
+        };
+        verify(&server, Some(&cache), &at(0), &tag("a1")).unwrap();
+        let warm = verify(&server, Some(&cache), &at(1), &tag("a1")).unwrap();
+        assert_eq!(warm.reused, ["snapshot", "targets", "targets/a"]);
+
+        // targets/a expired: skipped although its signatures were reused.
+        let error = verify(&server, Some(&cache), &at(6), &tag("a1")).unwrap_err();
+        assert!(matches!(error, Error::NotSigned { .. }), "{error}");
+        let late = verify(&server, Some(&cache), &at(6), &tag("top")).unwrap();
+        assert!(late.reused.contains(&"targets".to_string()));
+        assert!(
+            late.warnings
+                .iter()
+                .any(|w| w.starts_with("skipped targets/a") && w.contains("expired")),
+            "{:?}",
+            late.warnings
+        );
+        // targets expired: the whole verification fails.
+        let error = verify(&server, Some(&cache), &at(11), &tag("top")).unwrap_err();
+        assert!(
+            matches!(&error, Error::Invalid { role, source: TufError::Expired { .. }, .. } if role == "targets"),
+            "{error}"
+        );
     }
 }
