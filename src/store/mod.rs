@@ -883,7 +883,8 @@ pub(crate) mod tests {
                 changes: Vec::new(),
                 keys: vec![ImportedKey {
                     key: key("c-snap", c, "snapshot"),
-                    used: true,
+                    created_at: None,
+                    last_used: Some(time::OffsetDateTime::now_utc()),
                 }],
             })
             .await
