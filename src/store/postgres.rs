@@ -64,6 +64,8 @@ impl Default for PoolSettings {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// When a connection was last found dead (see [`LostConnections`]).
+    lost: std::sync::Arc<LostConnections>,
     /// The connection options without the session timeouts, for `migrate`.
     /// Shared: the options are large and the store is cloned freely.
     migrate_options: std::sync::Arc<PgConnectOptions>,
@@ -87,15 +89,29 @@ impl PostgresStore {
         ];
         let migrate_options = std::sync::Arc::new(options.clone());
         let options = options.options(session);
+        let lost = std::sync::Arc::new(LostConnections::new());
+        let check = lost.clone();
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            // A connection broken by a database restart is noticed here
-            // and replaced, instead of failing the request it is given to.
-            .test_before_acquire(true)
+            // Pinging every connection before use would cost each query a
+            // second round trip. Only connections idle since before the
+            // last lost connection (a database restart breaks them all) are
+            // pinged, and the dead ones are replaced.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                let suspect = check.idle_since_before_loss(meta.idle_for);
+                Box::pin(async move {
+                    if suspect {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Self {
             pool,
+            lost,
             migrate_options,
             acquire_timeout: settings.acquire_timeout,
         }
@@ -177,8 +193,93 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
+    /// Begins a transaction. A pooled connection the database dropped
+    /// fails at BEGIN, before anything is written, so that one is retried
+    /// (on a connection checked or opened afresh).
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        match self.pool.begin().await {
+            Err(err) if self.lost.noted(&err) => Ok(self
+                .pool
+                .begin()
+                .await
+                .inspect_err(|err| _ = self.lost.noted(err))?),
+            begun => Ok(begun?),
+        }
+    }
+
+    /// Runs the read `query` (on the pool), once more if it met a
+    /// connection the database had dropped: a read is safe to repeat, and
+    /// without the retry the first request after a database restart would
+    /// fail on the stale connection.
+    async fn read<'a, T, F>(&'a self, query: impl Fn(&'a PgPool) -> F) -> Result<T, sqlx::Error>
+    where
+        F: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        match query(&self.pool).await {
+            Err(err) if self.lost.noted(&err) => query(&self.pool)
+                .await
+                .inspect_err(|err| _ = self.lost.noted(err)),
+            done => done,
+        }
+    }
+
+    /// Notes a failure of a write outside [`Self::begin`]: not retried (it
+    /// may have committed), but it marks the pool's idle connections for a
+    /// check.
+    fn wrote<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        result.inspect_err(|err| _ = self.lost.noted(err))
+    }
+}
+
+/// The time a connection was last found dead, so that the pool checks the
+/// connections idle since before then instead of all of them always.
+#[derive(Debug)]
+struct LostConnections {
+    start: std::time::Instant,
+    /// Microseconds after `start`; 0: never.
+    at: std::sync::atomic::AtomicU64,
+}
+
+impl LostConnections {
+    fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            at: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Whether `err` says the connection is gone (then noted): the socket
+    /// failed, or the server ended the session (shutdown, restart).
+    fn noted(&self, err: &sqlx::Error) -> bool {
+        let lost = match err {
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        };
+        if lost {
+            self.at
+                .fetch_max(self.now(), std::sync::atomic::Ordering::Relaxed);
+        }
+        lost
+    }
+
+    /// Whether a connection idle for `idle_for` went idle no later than the
+    /// last loss (and may have been broken by it).
+    fn idle_since_before_loss(&self, idle_for: Duration) -> bool {
+        let at = self.at.load(std::sync::atomic::Ordering::Relaxed);
+        if at == 0 {
+            return false;
+        }
+        let idle_for = u64::try_from(idle_for.as_micros()).unwrap_or(u64::MAX);
+        self.now().saturating_sub(idle_for) <= at
     }
 }
 
@@ -322,7 +423,10 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// Appends a changefeed record. Identity values are handed out at insert,
 /// not at commit, so two concurrent transactions could commit IDs out of
 /// order and a reader paging past the higher one would never see the lower.
-/// Holding one lock from here to commit makes ID order commit order.
+/// Holding one lock from here to commit makes ID order commit order; the
+/// lock is taken in the same statement (in a CTE, evaluated before the row
+/// and so before its ID), one round trip for both. Call it last before the
+/// commit, so the lock is held briefly.
 async fn insert_change(
     tx: &mut Transaction<'static, Postgres>,
     gun: &str,
@@ -330,66 +434,88 @@ async fn insert_change(
     sha256: &str,
     category: ChangeCategory,
 ) -> Result<()> {
-    lock(tx, LOCK_CHANGEFEED, "").await?;
-    sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, $2, $3, $4)")
-        .bind(gun)
-        .bind(version)
-        .bind(sha256)
-        .bind(category.as_str())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($5, hashtext($6))) \
+         INSERT INTO changefeed (gun, version, sha256, category) \
+         SELECT $1, $2, $3, $4 FROM locked",
+    )
+    .bind(gun)
+    .bind(version)
+    .bind(sha256)
+    .bind(category.as_str())
+    .bind(LOCK_CHANGEFEED)
+    .bind("")
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-/// The checks and inserts of one publish, inside its transaction, which
-/// holds the GUN's lock: the version check and the insert see one state.
+/// The checks and inserts of one publish (its roles distinct), inside its
+/// transaction, which holds the GUN's lock: the version check and the insert
+/// see one state. One statement for all files: each is inserted only if it
+/// is newer than every stored version of its role; the roles it returns are
+/// those inserted, and any other is the conflict. Returns the timestamps'
+/// (version, sha256), for the changefeed.
 async fn insert_files(
     tx: &mut Transaction<'static, Postgres>,
     gun: &str,
     files: &[NewFile],
-) -> Result<()> {
-    // Timestamps last, so the changefeed lock is held as briefly as possible.
-    let mut ordered: Vec<&NewFile> = files.iter().collect();
-    ordered.sort_by_key(|file| file.role == TIMESTAMP_ROLE);
-    for file in ordered {
-        let conflict = || Error::Conflict {
-            gun: gun.to_string(),
-            role: file.role.clone(),
-            version: file.version,
-        };
-        let newest: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2")
-                .bind(gun)
-                .bind(&file.role)
-                .fetch_one(&mut **tx)
-                .await?;
-        if newest.is_some_and(|newest| newest >= file.version) {
-            return Err(conflict());
-        }
-        let sha256 = sha256_hex(&file.data);
-        sqlx::query(
-            "INSERT INTO tuf_files (gun, role, version, sha256, data) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(gun)
-        .bind(&file.role)
-        .bind(file.version)
-        .bind(&sha256)
-        .bind(&file.data)
-        .execute(&mut **tx)
-        .await
-        .map_err(|err| {
-            // UNIQUE (gun, role, version) is the second guard.
-            if is_unique_violation(&err) {
-                conflict()
-            } else {
-                err.into()
-            }
-        })?;
-        if file.role == TIMESTAMP_ROLE {
-            insert_change(tx, gun, file.version, &sha256, ChangeCategory::Update).await?;
+) -> Result<Vec<(i64, String)>> {
+    // Timestamps last, as the conflict to report is the first in this order.
+    let mut files: Vec<&NewFile> = files.iter().collect();
+    files.sort_by_key(|file| file.role == TIMESTAMP_ROLE);
+    let conflict = |file: &NewFile| Error::Conflict {
+        gun: gun.to_string(),
+        role: file.role.clone(),
+        version: file.version,
+    };
+    // The statement does not see its own rows: a role given twice must
+    // still grow from one file to the next, as if inserted one by one.
+    for (i, file) in files.iter().enumerate() {
+        if files[..i]
+            .iter()
+            .any(|earlier| earlier.role == file.role && earlier.version >= file.version)
+        {
+            return Err(conflict(file));
         }
     }
-    Ok(())
+    let roles: Vec<&str> = files.iter().map(|file| file.role.as_str()).collect();
+    let versions: Vec<i64> = files.iter().map(|file| file.version).collect();
+    let sums: Vec<String> = files.iter().map(|file| sha256_hex(&file.data)).collect();
+    let data: Vec<&[u8]> = files.iter().map(|file| file.data.as_slice()).collect();
+    let inserted: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO tuf_files (gun, role, version, sha256, data) \
+         SELECT $1, f.role, f.version, f.sha256, f.data \
+         FROM unnest($2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::BYTEA[]) \
+           AS f(role, version, sha256, data) \
+         WHERE NOT EXISTS (SELECT 1 FROM tuf_files t \
+           WHERE t.gun = $1 AND t.role = f.role AND t.version >= f.version) \
+         RETURNING role, version",
+    )
+    .bind(gun)
+    .bind(&roles)
+    .bind(&versions)
+    .bind(&sums)
+    .bind(&data)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(|err| match files.first() {
+        // UNIQUE (gun, role, version) is the second guard.
+        Some(file) if is_unique_violation(&err) => conflict(file),
+        _ => err.into(),
+    })?;
+    if let Some(file) = files
+        .iter()
+        .find(|file| !inserted.contains(&(file.role.clone(), file.version)))
+    {
+        return Err(conflict(file));
+    }
+    Ok(files
+        .iter()
+        .zip(sums)
+        .filter(|(file, _)| file.role == TIMESTAMP_ROLE)
+        .map(|(file, sha256)| (file.version, sha256))
+        .collect())
 }
 
 /// The expiry rows of `gun` from its stored files: the current version of
@@ -426,18 +552,35 @@ async fn apply_expiry(
     gun: &str,
     changes: &ExpiryChanges,
 ) -> Result<()> {
-    for (role, version, expires) in &changes.upsert {
+    if !changes.upsert.is_empty() {
+        // One statement may not upsert a row twice: of a role given twice,
+        // the row the upserts one by one would leave.
+        let mut newest: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+        for (role, version, expires) in &changes.upsert {
+            let entry = newest.entry(role).or_insert((*version, *expires));
+            if *version >= entry.0 {
+                *entry = (*version, *expires);
+            }
+        }
+        let roles: Vec<&str> = newest.keys().copied().collect();
+        let versions: Vec<i64> = newest.values().map(|(version, _)| *version).collect();
+        let expires: Vec<i64> = newest.values().map(|(_, expires)| *expires).collect();
         sqlx::query(
-            "INSERT INTO role_expiry (gun, role, version, expires) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO role_expiry (gun, role, version, expires) \
+             SELECT $1, * FROM unnest($2::TEXT[], $3::BIGINT[], $4::BIGINT[]) \
              ON CONFLICT (gun, role) DO UPDATE SET version = excluded.version, \
              expires = excluded.expires WHERE excluded.version >= role_expiry.version",
         )
         .bind(gun)
-        .bind(role)
-        .bind(version)
-        .bind(expires)
+        .bind(&roles)
+        .bind(&versions)
+        .bind(&expires)
         .execute(&mut **tx)
         .await?;
+    }
+    // Only removals need the roles held now.
+    if changes.remove.is_empty() && changes.delegators.is_empty() {
+        return Ok(());
     }
     let held: Vec<String> = sqlx::query_scalar("SELECT role FROM role_expiry WHERE gun = $1")
         .bind(gun)
@@ -660,7 +803,7 @@ impl PostgresStore {
         used_keys: &[String],
     ) -> Result<()> {
         lock(tx, LOCK_GUN, gun).await?;
-        insert_files(tx, gun, files).await?;
+        let timestamps = insert_files(tx, gun, files).await?;
         let changes = ExpiryChanges::of(files.iter().map(|f| {
             (
                 f.role.as_str(),
@@ -670,12 +813,12 @@ impl PostgresStore {
             )
         }));
         apply_expiry(tx, gun, &changes).await?;
-        for key_id in used_keys {
+        if !used_keys.is_empty() {
             sqlx::query(
                 "UPDATE server_keys SET last_used = clock_timestamp() \
-                 WHERE key_id = $1 AND last_used IS NULL",
+                 WHERE key_id = ANY($1) AND last_used IS NULL",
             )
-            .bind(key_id)
+            .bind(used_keys)
             .execute(&mut **tx)
             .await?;
         }
@@ -694,6 +837,9 @@ impl PostgresStore {
                 key_ids: Vec::new(),
             };
             insert_audit(&mut **tx, &entry).await?;
+        }
+        for (version, sha256) in timestamps {
+            insert_change(tx, gun, version, &sha256, ChangeCategory::Update).await?;
         }
         Ok(())
     }
@@ -779,12 +925,21 @@ impl PostgresStore {
         if let Some(row) = existing {
             return Ok(key_from_row(&row)?);
         }
-        insert_key(&mut **tx, key).await?;
-        let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = $1");
+        // The stored row comes back from the insert: one round trip.
+        let sql = format!(
+            "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&key.key_id)
+            .bind(&key.gun)
+            .bind(&key.role)
+            .bind(&key.algorithm)
+            .bind(&key.public)
+            .bind(&key.sealed_private)
             .fetch_one(&mut **tx)
-            .await?;
+            .await
+            .map_err(|err| key_exists(err, key))?;
         Ok(key_from_row(&row)?)
     }
 }
@@ -802,16 +957,18 @@ async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> R
     .bind(&key.sealed_private)
     .execute(executor)
     .await
-    .map_err(|err| {
-        if is_unique_violation(&err) {
-            Error::KeyExists {
-                key_id: key.key_id.clone(),
-            }
-        } else {
-            err.into()
-        }
-    })?;
+    .map_err(|err| key_exists(err, key))?;
     Ok(())
+}
+
+fn key_exists(err: sqlx::Error, key: &NewKey) -> Error {
+    if is_unique_violation(&err) {
+        Error::KeyExists {
+            key_id: key.key_id.clone(),
+        }
+    } else {
+        err.into()
+    }
 }
 
 impl Store for PostgresStore {
@@ -822,26 +979,34 @@ impl Store for PostgresStore {
 
     async fn locate(&self, gun: &str, role: &str, which: Which<'_>) -> Result<Located> {
         let base = "SELECT version, sha256 FROM tuf_files WHERE gun = $1 AND role = $2";
-        let query = match which {
-            Which::Current => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{base} ORDER BY version DESC LIMIT 1"
-            )))
-            .bind(gun)
-            .bind(role),
-            Which::Version(version) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{base} AND version = $3")))
+        let sha256 = match which {
+            Which::Checksum(sha256) => sha256.to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        let row = self
+            .read(|pool| {
+                let query = match which {
+                    Which::Current => sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{base} ORDER BY version DESC LIMIT 1"
+                    )))
+                    .bind(gun)
+                    .bind(role),
+                    Which::Version(version) => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("{base} AND version = $3")))
+                            .bind(gun)
+                            .bind(role)
+                            .bind(version)
+                    }
+                    Which::Checksum(_) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{base} AND sha256 = $3 ORDER BY version DESC LIMIT 1"
+                    )))
                     .bind(gun)
                     .bind(role)
-                    .bind(version)
-            }
-            Which::Checksum(sha256) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{base} AND sha256 = $3 ORDER BY version DESC LIMIT 1"
-            )))
-            .bind(gun)
-            .bind(role)
-            .bind(sha256.to_ascii_lowercase()),
-        };
-        let row = query.fetch_one(&self.pool).await?;
+                    .bind(sha256.as_str()),
+                };
+                query.fetch_one(pool)
+            })
+            .await?;
         Ok(Located {
             version: row.try_get("version")?,
             sha256: row.try_get("sha256")?,
@@ -853,10 +1018,13 @@ impl Store for PostgresStore {
             "SELECT {FILE_COLUMNS} FROM tuf_files \
              WHERE gun = $1 AND role = $2 ORDER BY version DESC LIMIT 1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(gun)
-            .bind(role)
-            .fetch_one(&self.pool)
+        let row = self
+            .read(|pool| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(gun)
+                    .bind(role)
+                    .fetch_one(pool)
+            })
             .await?;
         Ok(file_from_row(&row)?)
     }
@@ -865,11 +1033,14 @@ impl Store for PostgresStore {
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(gun)
-            .bind(role)
-            .bind(version)
-            .fetch_one(&self.pool)
+        let row = self
+            .read(|pool| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(gun)
+                    .bind(role)
+                    .bind(version)
+                    .fetch_one(pool)
+            })
             .await?;
         Ok(file_from_row(&row)?)
     }
@@ -879,23 +1050,29 @@ impl Store for PostgresStore {
             "SELECT {FILE_COLUMNS} FROM tuf_files \
              WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(gun)
-            .bind(role)
-            .bind(sha256_hex.to_ascii_lowercase())
-            .fetch_one(&self.pool)
+        let row = self
+            .read(|pool| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(gun)
+                    .bind(role)
+                    .bind(sha256_hex.to_ascii_lowercase())
+                    .fetch_one(pool)
+            })
             .await?;
         Ok(file_from_row(&row)?)
     }
 
     async fn latest_versions(&self, gun: &str) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = $1 \
+        let rows = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = $1 \
              GROUP BY role ORDER BY role COLLATE \"C\"",
-        )
-        .bind(gun)
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(gun)
+                .fetch_all(pool)
+            })
+            .await?;
         let versions = rows
             .iter()
             .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
@@ -933,16 +1110,19 @@ impl Store for PostgresStore {
 
     async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
         let limit = limit.clamp(1, MAX_AUDIT_PAGE);
-        let rows = sqlx::query(
-            "SELECT id, (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
+        let rows = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT id, (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
              gun, action, subject, roles, key_ids FROM audit_log \
              WHERE gun = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(gun)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(gun)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(pool)
+            })
+            .await?;
         Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -979,12 +1159,15 @@ impl Store for PostgresStore {
                AND ($3::BIGINT IS NULL OR id < $3) ORDER BY id ASC LIMIT $4"
             )
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(gun)
-            .bind(after)
-            .bind(before)
-            .bind(limit)
-            .fetch_all(&self.pool)
+        let rows = self
+            .read(|pool| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(gun)
+                    .bind(after)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(pool)
+            })
             .await?;
         let mut changes = rows
             .iter()
@@ -999,16 +1182,19 @@ impl Store for PostgresStore {
     async fn expiry_counts(&self, cutoffs: &[OffsetDateTime]) -> Result<ExpiryCounts> {
         let mut before = Vec::with_capacity(cutoffs.len());
         for cutoff in cutoffs {
-            let count: i64 = sqlx::query_scalar(
-                "SELECT COUNT(DISTINCT gun) FROM role_expiry WHERE expires < $1",
-            )
-            .bind(cutoff.unix_timestamp())
-            .fetch_one(&self.pool)
-            .await?;
+            let count: i64 = self
+                .read(|pool| {
+                    sqlx::query_scalar(
+                        "SELECT COUNT(DISTINCT gun) FROM role_expiry WHERE expires < $1",
+                    )
+                    .bind(cutoff.unix_timestamp())
+                    .fetch_one(pool)
+                })
+                .await?;
             before.push(u64::try_from(count).unwrap_or_default());
         }
-        let soonest: Option<i64> = sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry")
-            .fetch_one(&self.pool)
+        let soonest: Option<i64> = self
+            .read(|pool| sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry").fetch_one(pool))
             .await?;
         let soonest = soonest
             .map(OffsetDateTime::from_unix_timestamp)
@@ -1018,13 +1204,16 @@ impl Store for PostgresStore {
     }
 
     async fn expiring(&self, before: OffsetDateTime) -> Result<Vec<RoleExpiry>> {
-        let rows = sqlx::query(
-            "SELECT gun, role, version, expires FROM role_expiry WHERE expires < $1 \
+        let rows = self
+            .read(|pool| {
+                sqlx::query(
+                    "SELECT gun, role, version, expires FROM role_expiry WHERE expires < $1 \
              ORDER BY expires, gun COLLATE \"C\", role COLLATE \"C\"",
-        )
-        .bind(before.unix_timestamp())
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(before.unix_timestamp())
+                .fetch_all(pool)
+            })
+            .await?;
         Ok(rows
             .iter()
             .map(expiry_from_row)
@@ -1032,8 +1221,7 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1 FROM tuf_files LIMIT 1")
-            .fetch_optional(&self.pool)
+        self.read(|pool| sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(pool))
             .await?;
         Ok(())
     }
@@ -1058,9 +1246,12 @@ impl Store for PostgresStore {
 
     async fn get_key(&self, key_id: &str) -> Result<StoredKey> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM server_keys WHERE key_id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key_id)
-            .fetch_one(&self.pool)
+        let row = self
+            .read(|pool| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(key_id)
+                    .fetch_one(pool)
+            })
             .await?;
         Ok(key_from_row(&row)?)
     }
@@ -1071,10 +1262,13 @@ impl Store for PostgresStore {
              WHERE gun = $1 AND role = $2 AND retired_at IS NULL \
              ORDER BY created_at DESC, seq DESC"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(gun)
-            .bind(role)
-            .fetch_all(&self.pool)
+        let rows = self
+            .read(|pool| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(gun)
+                    .bind(role)
+                    .fetch_all(pool)
+            })
             .await?;
         Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
     }
@@ -1083,17 +1277,19 @@ impl Store for PostgresStore {
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM server_keys ORDER BY created_at DESC, seq DESC LIMIT 1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_optional(&self.pool)
+        let row = self
+            .read(|pool| sqlx::query(sqlx::AssertSqlSafe(sql.clone())).fetch_optional(pool))
             .await?;
         Ok(row.as_ref().map(key_from_row).transpose()?)
     }
 
     async fn kek_params(&self) -> Result<Option<KekParams>> {
-        let row =
-            sqlx::query("SELECT salt, iterations, check_value FROM key_encryption WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = self
+            .read(|pool| {
+                sqlx::query("SELECT salt, iterations, check_value FROM key_encryption WHERE id = 1")
+                    .fetch_optional(pool)
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -1118,22 +1314,28 @@ impl Store for PostgresStore {
             "INSERT INTO key_encryption (id, salt, iterations, check_value) VALUES (1, $1, $2, $3) \
              ON CONFLICT (id) DO NOTHING"
         };
-        sqlx::query(sql)
-            .bind(&params.salt)
-            .bind(i64::from(params.iterations))
-            .bind(&params.check_value)
-            .execute(&self.pool)
-            .await?;
+        self.wrote(
+            sqlx::query(sql)
+                .bind(&params.salt)
+                .bind(i64::from(params.iterations))
+                .bind(&params.check_value)
+                .execute(&self.pool)
+                .await,
+        )?;
         self.kek_params().await?.ok_or(Error::NotFound)
     }
 
     async fn mark_key_used(&self, key_id: &str) -> Result<()> {
-        let updated =
-            sqlx::query("UPDATE server_keys SET last_used = clock_timestamp() WHERE key_id = $1")
+        let updated = self
+            .wrote(
+                sqlx::query(
+                    "UPDATE server_keys SET last_used = clock_timestamp() WHERE key_id = $1",
+                )
                 .bind(key_id)
                 .execute(&self.pool)
-                .await?
-                .rows_affected();
+                .await,
+            )?
+            .rows_affected();
         if updated == 0 {
             return Err(Error::NotFound);
         }
@@ -1146,29 +1348,32 @@ impl Store for PostgresStore {
         } else {
             "DELETE FROM immutable_repositories WHERE gun = $1"
         };
-        let changed = sqlx::query(query)
-            .bind(gun)
-            .execute(&self.pool)
-            .await?
+        let changed = self
+            .wrote(sqlx::query(query).bind(gun).execute(&self.pool).await)?
             .rows_affected();
         Ok(changed > 0)
     }
 
     async fn is_immutable(&self, gun: &str) -> Result<bool> {
-        let found: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM immutable_repositories WHERE gun = $1")
-                .bind(gun)
-                .fetch_optional(&self.pool)
-                .await?;
+        let found: Option<i32> = self
+            .read(|pool| {
+                sqlx::query_scalar("SELECT 1 FROM immutable_repositories WHERE gun = $1")
+                    .bind(gun)
+                    .fetch_optional(pool)
+            })
+            .await?;
         Ok(found.is_some())
     }
 
     async fn immutable_repositories(&self) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT gun FROM immutable_repositories ORDER BY gun COLLATE \"C\"")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(self
+            .read(|pool| {
+                sqlx::query_scalar(
+                    "SELECT gun FROM immutable_repositories ORDER BY gun COLLATE \"C\"",
+                )
+                .fetch_all(pool)
+            })
+            .await?)
     }
 }
 
@@ -1511,6 +1716,48 @@ mod tests {
             store.get_current(gun, "timestamp").await.unwrap().version,
             2
         );
+    }
+
+    /// The database restarts while the pool is idle: every pooled
+    /// connection is dead, yet the first requests after it (a write and
+    /// reads, each meeting a dead connection first) succeed, without a
+    /// ping before every query.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_while_idle_fails_no_request_after_it() {
+        let server = PgServer::start();
+        let database = server.database();
+        let store =
+            PostgresStore::connect_lazy(options(&server, &database), PoolSettings::default());
+        store.migrate().await.unwrap();
+        let gun = "example.com/restart";
+        store
+            .publish(gun, vec![NewFile::new("timestamp", 1, b"ts1".to_vec())])
+            .await
+            .unwrap();
+        // Several open connections, all idle.
+        let held: Vec<_> = futures_util::future::join_all((0..4).map(|_| store.pool.acquire()))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        drop(held);
+        while store.pool.num_idle() < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        server.stop();
+        server.restart();
+        store
+            .publish(gun, vec![NewFile::new("timestamp", 2, b"ts2".to_vec())])
+            .await
+            .unwrap();
+        for _ in 0..6 {
+            assert_eq!(
+                store.get_current(gun, "timestamp").await.unwrap().version,
+                2
+            );
+            store.ping().await.unwrap();
+        }
     }
 
     #[tokio::test]
