@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use notarium::app::{Migrations, OpenedStore, Started, chain, run};
-use notarium::config::{Config, ConfigOverrides};
+use notarium::config::{Config, ConfigOverrides, LogFormat};
 use notarium::store::Store;
 
 #[derive(Parser)]
@@ -88,6 +88,17 @@ enum Command {
         #[arg(long)]
         db_url: Option<String>,
     },
+    /// Ask a running server's health endpoint; exit 0 if it answers 200
+    /// (for container health checks: the image has no curl).
+    Health {
+        /// Default: https://127.0.0.1:<port of NOTARIUM_HTTP_ADDR, else 4443>/_notary_server/health.
+        #[arg(long)]
+        url: Option<String>,
+        /// CA to check the server's certificate with; without it only a
+        /// loopback URL is probed, its certificate unchecked.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+    },
 }
 
 /// `notarium import` arguments.
@@ -142,6 +153,9 @@ struct ServeArgs {
     /// Log level: trace, debug, info, warn, error.
     #[arg(long)]
     log_level: Option<String>,
+    /// Log format: text (logfmt) or json (notary-server's -logf).
+    #[arg(long = "logf", value_name = "FORMAT")]
+    log_format: Option<String>,
     /// Algorithm for server-held keys: ecdsa or ed25519.
     #[arg(long)]
     key_algorithm: Option<String>,
@@ -175,7 +189,10 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // notary-server's Go flags are spelled with one dash (`-logf json`).
+    let cli = Cli::parse_from(
+        std::env::args_os().map(|arg| if arg == "-logf" { "--logf".into() } else { arg }),
+    );
     match cli.command {
         Command::DefaultConfig => {
             println!("{}", notarium::config::example_json());
@@ -216,6 +233,7 @@ fn main() -> ExitCode {
             Migrations::Skip,
             Admin::Backup(dest),
         ),
+        Command::Health { url, cacert } => health(url.as_deref(), cacert.as_deref()),
         Command::Migrate { config, db_url } => {
             admin(config.as_deref(), db_url, Migrations::Run, Admin::Migrated)
         }
@@ -420,6 +438,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         storage_backend: args.storage_backend,
         db_url: args.db_url,
         log_level: args.log_level,
+        log_format: args.log_format,
         key_algorithm: args.key_algorithm,
         keys_dir: args.keys_dir,
         max_body_bytes: args.max_body_bytes,
@@ -442,11 +461,22 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.logging.level.as_str()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        // One object per line; the request's fields (method, path, GUN,
+        // subject, operation, status) sit in "span", the event's at the top.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     for warning in &warnings {
         tracing::warn!("configuration: {warning}");
     }
@@ -459,6 +489,25 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("notarium: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn health(url: Option<&str>, cacert: Option<&Path>) -> ExitCode {
+    let http_addr = std::env::var(notarium::config::ENV_HTTP_ADDR).ok();
+    let url = notarium::probe::target(url, http_addr.as_deref());
+    let runtime = match runtime(Runtime::CurrentThread) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(notarium::probe::probe(&url, cacert)) {
+        Ok(()) => {
+            println!("healthy: {url}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("notarium: unhealthy: {error}");
             ExitCode::FAILURE
         }
     }
