@@ -1,0 +1,125 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `logging.format: json`: every line notarium logs is one JSON object; a
+//! real notary CLI publish and a refused (401) request each leave one
+//! request line with method, path, GUN, operation, status, duration and the
+//! token subject, and no credential or token appears anywhere in the log.
+
+mod common;
+#[path = "support/token_server.rs"]
+mod token_server;
+
+use base64::Engine;
+use common::{Notarium, all_output, run};
+use serde_json::{Value, json};
+use token_server::{Grant, NOTARY_SERVICE, Pki, TokenServer};
+
+const GUN: &str = "notarium.test/logs/app";
+const PASSWORD: &str = "writer-secret-pw";
+
+/// The log's lines, each parsed; panics on a line that is not JSON.
+fn parse_log(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"))
+        })
+        .collect()
+}
+
+/// The request ("done") line of `method` `operation` with `status`.
+fn request_line<'a>(
+    lines: &'a [Value],
+    method: &str,
+    operation: &str,
+    status: u64,
+) -> Option<&'a Value> {
+    lines.iter().find(|line| {
+        line["message"] == "done"
+            && line["span"]["method"] == method
+            && line["span"]["operation"] == operation
+            && line["span"]["status"] == status
+    })
+}
+
+#[test]
+fn json_logs_of_a_notary_publish_and_a_refusal() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let pki = Pki::new(dir);
+    let tokens = TokenServer::start(&pki, &[NOTARY_SERVICE]);
+    tokens.add_user(
+        "writer",
+        PASSWORD,
+        &[Grant::repository("notarium.test/*", &["push", "pull"])],
+    );
+    let notarium = Notarium::start(
+        &dir.join("notarium"),
+        json!({
+            "logging": {"level": "info", "format": "json"},
+            "auth": tokens.auth_config(&pki, NOTARY_SERVICE),
+        }),
+    );
+
+    // A real publish by the notary CLI, with the writer's credentials.
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("writer:{PASSWORD}"));
+    let client = notarium.notary(dir.join("trust"));
+    let payload = dir.join("payload.txt");
+    std::fs::write(&payload, b"logged").unwrap();
+    for args in [
+        vec!["init", GUN],
+        vec!["add", GUN, "v1", payload.to_str().unwrap()],
+        vec!["publish", GUN],
+    ] {
+        let output = run(client.command(&args).env("NOTARY_AUTH", &credentials));
+        assert!(
+            output.status.success(),
+            "notary {args:?}:\n{}",
+            all_output(&output)
+        );
+    }
+    // The same metadata without a token: 401.
+    let (status, _) = notarium
+        .curl()
+        .get(&format!("/v2/{GUN}/_trust/tuf/timestamp.json"));
+    assert_eq!(status, 401);
+
+    let log = notarium.log();
+    let lines = parse_log(&log);
+    assert!(!lines.is_empty(), "nothing logged");
+    for line in &lines {
+        for field in ["timestamp", "level", "message", "target"] {
+            assert!(line.get(field).is_some(), "no {field} in {line}");
+        }
+    }
+
+    let publish = request_line(&lines, "POST", "UpdateTUF", 200)
+        .unwrap_or_else(|| panic!("no publish request line in:\n{log}"));
+    let span = &publish["span"];
+    assert_eq!(span["gun"], GUN, "{publish}");
+    assert_eq!(span["subject"], "writer", "{publish}");
+    assert_eq!(span["path"], format!("/v2/{GUN}/_trust/tuf/"), "{publish}");
+    assert!(publish["latency_ms"].as_f64().unwrap() >= 0.0, "{publish}");
+    assert_eq!(publish["level"], "INFO", "{publish}");
+
+    let refused = request_line(&lines, "GET", "GetRole", 401)
+        .unwrap_or_else(|| panic!("no 401 request line in:\n{log}"));
+    assert_eq!(refused["span"]["gun"], GUN, "{refused}");
+    assert!(refused["latency_ms"].is_number(), "{refused}");
+    // Refused before anyone was authenticated: no subject.
+    assert!(refused["span"].get("subject").is_none(), "{refused}");
+
+    // Nothing secret: no password, no credentials, no token, no header.
+    let issued = tokens.token_for(Some("writer"), NOTARY_SERVICE, &[]);
+    let token_header = issued.split('.').next().unwrap();
+    for secret in [
+        PASSWORD,
+        credentials.as_str(),
+        token_header,
+        "Bearer ",
+        "uthorization",
+    ] {
+        assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
+    }
+}
