@@ -484,13 +484,35 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let result = runtime.block_on(run(config, announce, shutdown_signal()));
+    // A JSON log stream stays JSON only: the announcement and a fatal error
+    // become log lines too (container runtimes mix stdout into the logs).
+    let json = config.logging.format == LogFormat::Json;
+    let on_start = |started: &Started| {
+        if json {
+            announce_json(started);
+        } else {
+            announce(started);
+        }
+    };
+    let result = runtime.block_on(run(config, on_start, shutdown_signal()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if json => {
+            tracing::error!(error = %error, "notarium stopped");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("notarium: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// [`announce`] as one log line.
+fn announce_json(started: &Started) {
+    match &started.dev_ca {
+        Some(ca) => tracing::info!(url = %started.url, dev_ca = %ca.display(), "listening"),
+        None => tracing::info!(url = %started.url, "listening"),
     }
 }
 

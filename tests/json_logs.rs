@@ -9,12 +9,62 @@ mod common;
 mod token_server;
 
 use base64::Engine;
-use common::{Notarium, all_output, run};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{NotaryClient, Process, all_output, free_port, run};
 use serde_json::{Value, json};
 use token_server::{Grant, NOTARY_SERVICE, Pki, TokenServer};
 
 const GUN: &str = "notarium.test/logs/app";
 const PASSWORD: &str = "writer-secret-pw";
+
+/// notarium with `config` in `dir`, stdout and stderr both into
+/// `dir/notarium.log` (a container runtime mixes them the same way); returns
+/// once its health endpoint answers.
+fn start(dir: &Path, config: &Value) -> (Process, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("notarium.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    let log = dir.join("notarium.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_notarium"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .current_dir(dir)
+        .env_remove("NOTARIUM_KEY_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let mut process = Process { child, log };
+    let url = format!(
+        "https://{}",
+        config["server"]["http_addr"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let probe = run(Command::new(env!("CARGO_BIN_EXE_notarium")).args([
+            "health",
+            "--url",
+            &format!("{url}/_notary_server/health"),
+        ]));
+        if probe.status.success() {
+            return (process, url);
+        }
+        let exited = process.child.try_wait().unwrap();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "notarium did not start ({}):\n{}",
+            all_output(&probe),
+            std::fs::read_to_string(&process.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 /// The log's lines, each parsed; panics on a line that is not JSON.
 fn parse_log(log: &str) -> Vec<Value> {
@@ -53,18 +103,22 @@ fn json_logs_of_a_notary_publish_and_a_refusal() {
         PASSWORD,
         &[Grant::repository("notarium.test/*", &["push", "pull"])],
     );
-    let notarium = Notarium::start(
-        &dir.join("notarium"),
-        json!({
+    let server_dir = dir.join("notarium");
+    let (process, url) = start(
+        &server_dir,
+        &json!({
+            "server": {"http_addr": format!("127.0.0.1:{}", free_port()), "keys_dir": "keys"},
+            "storage": {"backend": "sqlite", "db_url": "data/notarium.db"},
             "logging": {"level": "info", "format": "json"},
             "auth": tokens.auth_config(&pki, NOTARY_SERVICE),
         }),
     );
+    let ca = server_dir.join("keys/dev-ca.crt");
 
     // A real publish by the notary CLI, with the writer's credentials.
     let credentials =
         base64::engine::general_purpose::STANDARD.encode(format!("writer:{PASSWORD}"));
-    let client = notarium.notary(dir.join("trust"));
+    let client = NotaryClient::new(dir.join("trust"), &url, &ca);
     let payload = dir.join("payload.txt");
     std::fs::write(&payload, b"logged").unwrap();
     for args in [
@@ -80,14 +134,27 @@ fn json_logs_of_a_notary_publish_and_a_refusal() {
         );
     }
     // The same metadata without a token: 401.
-    let (status, _) = notarium
-        .curl()
-        .get(&format!("/v2/{GUN}/_trust/tuf/timestamp.json"));
-    assert_eq!(status, 401);
+    let output = run(Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .arg(format!("{url}/v2/{GUN}/_trust/tuf/timestamp.json")));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "401");
 
-    let log = notarium.log();
+    let log = std::fs::read_to_string(&process.log).unwrap();
+    drop(process);
     let lines = parse_log(&log);
-    assert!(!lines.is_empty(), "nothing logged");
+    // The announcement is a log line too (stdout is in the same stream).
+    let listening = lines
+        .iter()
+        .find(|line| line["message"] == "listening")
+        .unwrap_or_else(|| panic!("no listening line in:\n{log}"));
+    assert_eq!(listening["url"], url.as_str(), "{listening}");
+    assert!(
+        listening["dev_ca"]
+            .as_str()
+            .unwrap()
+            .ends_with("dev-ca.crt")
+    );
     for line in &lines {
         for field in ["timestamp", "level", "message", "target"] {
             assert!(line.get(field).is_some(), "no {field} in {line}");
