@@ -18,6 +18,8 @@ ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_BASE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
+# Lets `docker image prune --filter label=…` find this stage's leftover image.
+LABEL org.notarium.stage=build
 ARG PREBUILT=
 WORKDIR /src
 COPY . .

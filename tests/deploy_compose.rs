@@ -11,7 +11,9 @@
 //!   realm; then `docker login`, a `DOCKER_CONTENT_TRUST=1` push and a
 //!   verified pull by another user; the image's HEALTHCHECK reports healthy,
 //!   the trust data is in PostgreSQL and notarium's log is JSON lines;
-//! * `docker-compose down -v` and the built notarium image removed at the end.
+//! * `docker-compose down -v`, and the notarium image and its build stage
+//!   removed at the end (the base, registry and PostgreSQL images are kept
+//!   for the next run).
 
 mod common;
 #[path = "support/dockercli.rs"]
@@ -170,6 +172,14 @@ impl Drop for Stack {
         }
         let _ = run(&mut self.command(&["down", "-v", "--remove-orphans", "-t", "5"]));
         let _ = run(&mut docker(&["rmi", &self.notarium_image]));
+        // The build stage's image (it only copied this run's binary).
+        let _ = run(&mut docker(&[
+            "image",
+            "prune",
+            "-f",
+            "--filter",
+            "label=org.notarium.stage=build",
+        ]));
     }
 }
 
