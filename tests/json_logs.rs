@@ -23,7 +23,7 @@ const PASSWORD: &str = "writer-secret-pw";
 /// notarium with `config` in `dir`, stdout and stderr both into
 /// `dir/notarium.log` (a container runtime mixes them the same way); returns
 /// once its health endpoint answers.
-fn start(dir: &Path, config: &Value) -> (Process, String) {
+fn start(dir: &Path, config: &Value, args: &[&str]) -> (Process, String) {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("notarium.json");
     std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
@@ -33,6 +33,7 @@ fn start(dir: &Path, config: &Value) -> (Process, String) {
         .arg("serve")
         .arg("--config")
         .arg(&path)
+        .args(args)
         .current_dir(dir)
         .env_remove("NOTARIUM_KEY_PASSPHRASE")
         .stdin(Stdio::null())
@@ -112,6 +113,7 @@ fn json_logs_of_a_notary_publish_and_a_refusal() {
             "logging": {"level": "info", "format": "json"},
             "auth": tokens.auth_config(&pki, NOTARY_SERVICE),
         }),
+        &[],
     );
     let ca = server_dir.join("keys/dev-ca.crt");
 
@@ -189,4 +191,36 @@ fn json_logs_of_a_notary_publish_and_a_refusal() {
     ] {
         assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
     }
+}
+
+/// notary-server's flag spelling, one dash: `serve -logf json` over a config
+/// file that says nothing about the format.
+#[test]
+fn logf_json_flag_as_notary_server_spells_it() {
+    let work = tempfile::tempdir().unwrap();
+    let (process, url) = start(
+        work.path(),
+        &json!({
+            "server": {"http_addr": format!("127.0.0.1:{}", free_port()), "keys_dir": "keys"},
+            "storage": {"backend": "sqlite", "db_url": "data/notarium.db"},
+            "logging": {"level": "debug"},
+        }),
+        &["-logf", "json"],
+    );
+    let log = std::fs::read_to_string(&process.log).unwrap();
+    drop(process);
+    let lines = parse_log(&log);
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["message"] == "listening" && line["url"] == url.as_str()),
+        "{log}"
+    );
+    // The health probes of start() are request lines too (at debug).
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["span"]["operation"] == "Health" && line["span"]["status"] == 200),
+        "{log}"
+    );
 }
