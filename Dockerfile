@@ -10,7 +10,7 @@
 #     --build-arg RUST_IMAGE=<local bookworm image> \
 #     --build-arg RUNTIME_BASE=<local bookworm image> \
 #     --build-arg PREBUILT=<path of the binary inside the build context> \
-#     -f Dockerfile -t notarium <context holding the binary>
+#     -f Dockerfile -t notarium <context holding the binary and deploy/image/>
 #
 # With PREBUILT set, the build stage only copies that file (nothing is
 # compiled, so any image with a shell will do as RUST_IMAGE).
@@ -40,15 +40,14 @@ RUN set -eu; \
     install -d -m 0700 -o notarium -g notarium /var/lib/notarium /var/lib/notarium/data /var/lib/notarium/keys; \
     install -d -m 0755 /etc/notarium
 COPY --from=build /out/notarium /usr/local/bin/notarium
+# The default configuration: every interface on 4443, SQLite and keys in the
+# volume, JSON logs. A file, not ENV: NOTARIUM_* variables would beat the
+# user's own configuration file. Listening beyond loopback, notarium refuses
+# to start until auth is configured (or NOTARIUM_INSECURE_NO_AUTH=true says
+# that something in front authenticates).
+COPY deploy/image/notarium.json /etc/notarium/notarium.json
 USER notarium
 WORKDIR /var/lib/notarium
-# Without auth, notarium listens on loopback only: in a container that means
-# it refuses to start until auth is configured (or NOTARIUM_INSECURE_NO_AUTH=true
-# says that something in front authenticates).
-ENV NOTARIUM_HTTP_ADDR=:4443 \
-    NOTARIUM_DB_URL=/var/lib/notarium/data/notarium.db \
-    NOTARIUM_KEYS_DIR=/var/lib/notarium/keys \
-    NOTARIUM_LOGGING_FORMAT=json
 # SQLite database, and the generated key passphrase and development
 # certificates when none are given: losing the passphrase loses the keys.
 VOLUME ["/var/lib/notarium"]
@@ -56,4 +55,4 @@ EXPOSE 4443
 HEALTHCHECK --interval=10s --timeout=6s --start-period=20s --retries=3 \
   CMD ["notarium", "health"]
 ENTRYPOINT ["notarium"]
-CMD ["serve"]
+CMD ["serve", "--config", "/etc/notarium/notarium.json"]

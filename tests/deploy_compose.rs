@@ -93,6 +93,13 @@ fn build(
 fn build_notarium_image(work: &Path, tag: &str) {
     let context = work.join("image-context");
     std::fs::create_dir_all(context.join("prebuilt")).unwrap();
+    // The runtime stage's default configuration, at its path in the repository.
+    std::fs::create_dir_all(context.join("deploy/image")).unwrap();
+    std::fs::copy(
+        repo().join("deploy/image/notarium.json"),
+        context.join("deploy/image/notarium.json"),
+    )
+    .unwrap();
     let binary = context.join("prebuilt/notarium");
     ok(
         Command::new(require("strip", "binutils"))
@@ -296,6 +303,24 @@ fn compose_stack_serves_a_signed_push_and_a_verified_pull() {
         config["Healthcheck"]["Test"],
         serde_json::json!(["CMD", "notarium", "health"]),
         "{config}"
+    );
+
+    // Alone, with its default configuration (every interface, no auth
+    // configured), the image refuses to start, saying why, as a JSON line.
+    let output = run(&mut docker(&["run", "--rm", &notarium_image]));
+    let out = all_output(&output);
+    assert!(!output.status.success(), "{out}");
+    let refusal = out
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no JSON error line in:\n{out}"));
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to listen on :4443 without authentication"),
+        "{refusal}"
     );
 
     let pki = Pki::new(dir);

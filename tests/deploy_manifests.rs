@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use notarium::config::{Config, ConfigOverrides, LogFormat, StorageConfig};
+use notarium::config::{Config, ConfigOverrides, ListenHost, LogFormat, StorageConfig};
 use serde_json::Value;
 
 const FILES: &[&str] = &[
@@ -235,4 +235,23 @@ fn the_resources_agree_with_each_other_and_the_image() {
     assert_eq!(job_container["args"][0], "migrate");
     assert_eq!(job_container["image"], container["image"]);
     assert_eq!(job_pod["securityContext"]["runAsUser"], 10001);
+}
+
+/// The container image's default configuration (`deploy/image/notarium.json`,
+/// copied into the runtime stage) loads cleanly and keeps state in the volume.
+#[test]
+fn the_image_default_configuration_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/image/notarium.json");
+    let no_env = |_: &str| None;
+    let (config, warnings) = Config::load(Some(&path), &no_env, ConfigOverrides::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.server.http_addr.port, 4443);
+    assert_eq!(config.server.http_addr.host, ListenHost::Unspecified);
+    assert_eq!(config.logging.format, LogFormat::Json);
+    assert_eq!(config.server.keys_dir, Path::new("/var/lib/notarium/keys"));
+    let StorageConfig::Sqlite { path } = &config.storage else {
+        panic!("the image's default is SQLite in its volume");
+    };
+    assert_eq!(path, Path::new("/var/lib/notarium/data/notarium.db"));
 }
