@@ -189,10 +189,15 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    // notary-server's Go flags are spelled with one dash (`-logf json`).
-    let cli = Cli::parse_from(
-        std::env::args_os().map(|arg| if arg == "-logf" { "--logf".into() } else { arg }),
-    );
+    // notary-server's Go flags are spelled with one dash (`-logf json`, `-logf=json`).
+    let cli = Cli::parse_from(std::env::args_os().map(|arg| {
+        match arg.to_str().and_then(|a| a.strip_prefix("-logf")) {
+            Some(rest) if rest.is_empty() || rest.starts_with('=') => {
+                format!("--logf{rest}").into()
+            }
+            _ => arg,
+        }
+    }));
     match cli.command {
         Command::DefaultConfig => {
             println!("{}", notarium::config::example_json());

@@ -193,8 +193,8 @@ fn json_logs_of_a_notary_publish_and_a_refusal() {
     }
 }
 
-/// notary-server's flag spelling, one dash: `serve -logf json` over a config
-/// file that says nothing about the format.
+/// notary-server's flag spelling, one dash: `serve -logf=json` over a config
+/// file that says nothing about the format (`-logf json` is the other form).
 #[test]
 fn logf_json_flag_as_notary_server_spells_it() {
     let work = tempfile::tempdir().unwrap();
@@ -205,7 +205,7 @@ fn logf_json_flag_as_notary_server_spells_it() {
             "storage": {"backend": "sqlite", "db_url": "data/notarium.db"},
             "logging": {"level": "debug"},
         }),
-        &["-logf", "json"],
+        &["-logf=json"],
     );
     let log = std::fs::read_to_string(&process.log).unwrap();
     drop(process);
