@@ -216,6 +216,7 @@ pub const ENV_DB_PASSWORD_FILE: &str = "NOTARIUM_DB_PASSWORD_FILE";
 pub const ENV_MIGRATE_ON_START: &str = "NOTARIUM_STORAGE_MIGRATE_ON_START";
 pub const ENV_STORAGE_BACKEND: &str = "NOTARIUM_STORAGE_BACKEND";
 pub const ENV_LOG_LEVEL: &str = "NOTARIUM_LOG_LEVEL";
+pub const ENV_LOGGING_FORMAT: &str = "NOTARIUM_LOGGING_FORMAT";
 pub const ENV_KEY_ALGORITHM: &str = "NOTARIUM_KEY_ALGORITHM";
 pub const ENV_KEYS_DIR: &str = "NOTARIUM_KEYS_DIR";
 pub const ENV_KEY_PASSPHRASE: &str = "NOTARIUM_KEY_PASSPHRASE";
@@ -451,6 +452,17 @@ pub fn redact_password(url: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoggingConfig {
     pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+/// How log lines are written (notary-server's `-logf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (notary's `logfmt` spelling is accepted too).
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -656,6 +668,7 @@ impl Default for Config {
             },
             logging: LoggingConfig {
                 level: LogLevel::Info,
+                format: LogFormat::Text,
             },
             caching: CachingConfig {
                 current_metadata_max_age: DEFAULT_CURRENT_MAX_AGE,
@@ -724,6 +737,8 @@ pub struct ConfigOverrides {
     pub storage_backend: Option<String>,
     pub db_url: Option<String>,
     pub log_level: Option<String>,
+    /// `serve --logf`: text (logfmt) or json.
+    pub log_format: Option<String>,
     pub key_algorithm: Option<String>,
     pub keys_dir: Option<PathBuf>,
     pub max_body_bytes: Option<u64>,
@@ -969,6 +984,7 @@ struct Layer {
     db_password_file: Option<Val<PathBuf>>,
     migrate_on_start: Option<Val<bool>>,
     log_level: Option<Val<String>>,
+    log_format: Option<Val<String>>,
     current_max_age: Option<Val<u64>>,
     consistent_max_age: Option<Val<u64>>,
     gun_prefixes: Option<Val<Vec<String>>>,
@@ -1045,6 +1061,7 @@ impl Layer {
             db_password_file,
             migrate_on_start,
             log_level,
+            log_format,
             current_max_age,
             consistent_max_age,
             gun_prefixes,
@@ -1278,6 +1295,7 @@ impl FileReader<'_> {
                     for (k, key, v) in self.entries(&dotted, section)? {
                         match k.as_str() {
                             "level" => layer.log_level = self.string(&key, v)?,
+                            "format" => layer.log_format = self.string(&key, v)?,
                             _ => self.unknown(key),
                         }
                     }
@@ -1559,6 +1577,7 @@ fn env_layer(env: &impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError
         db_url: get(ENV_DB_URL),
         storage_backend: get(ENV_STORAGE_BACKEND),
         log_level: get(ENV_LOG_LEVEL),
+        log_format: get(ENV_LOGGING_FORMAT),
         key_algorithm: get(ENV_KEY_ALGORITHM),
         keys_dir: path(ENV_KEYS_DIR),
         auth_type: get(ENV_AUTH_TYPE),
@@ -1585,6 +1604,7 @@ fn flags_layer(o: ConfigOverrides) -> Layer {
         storage_backend: wrap(o.storage_backend),
         db_url: wrap(o.db_url),
         log_level: wrap(o.log_level),
+        log_format: wrap(o.log_format),
         key_algorithm: wrap(o.key_algorithm),
         keys_dir: wrap_path(o.keys_dir),
         max_body_bytes: o.max_body_bytes.map(|v| Val::new(v, &origin)),
@@ -1635,6 +1655,22 @@ fn parse_log_level(v: &Val<String>) -> Result<LogLevel, ConfigError> {
                 v,
                 v.value.clone(),
                 "trace, debug, info, warn (warning), error, fatal, panic",
+            ));
+        }
+    })
+}
+
+fn parse_log_format(v: &Val<String>) -> Result<LogFormat, ConfigError> {
+    // notary-server's -logf takes json or logfmt; "text" is the plain name of the latter.
+    Ok(match v.value.to_ascii_lowercase().as_str() {
+        "json" => LogFormat::Json,
+        "text" | "logfmt" => LogFormat::Text,
+        _ => {
+            return Err(invalid(
+                "logging.format",
+                v,
+                v.value.clone(),
+                "json, text (logfmt)",
             ));
         }
     })
@@ -2198,6 +2234,9 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     if let Some(v) = &layer.log_level {
         config.logging.level = parse_log_level(v)?;
     }
+    if let Some(v) = &layer.log_format {
+        config.logging.format = parse_log_format(v)?;
+    }
 
     config.caching = CachingConfig {
         current_metadata_max_age: max_age(
@@ -2325,8 +2364,9 @@ const EXAMPLE_JSON: &str = r#"{
     "db_url": "data/notarium.db"
   },
   "logging": {
-    "//": "trace, debug, info, warn, error (NOTARIUM_LOG_LEVEL).",
-    "level": "info"
+    "//": "level: trace, debug, info, warn, error (NOTARIUM_LOG_LEVEL). format: text or json, one JSON object per line (NOTARIUM_LOGGING_FORMAT, serve --logf).",
+    "level": "info",
+    "format": "text"
   },
   "caching": {
     "//": "Cache-Control max-age in seconds, 0 to 31536000; 0 disables caching.",
@@ -2373,6 +2413,28 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn log_format_from_file_env_and_flag() {
+        assert_eq!(load_str("{}").unwrap().0.logging.format, LogFormat::Text);
+        let file = r#"{"logging":{"level":"info","format":"json"}}"#;
+        assert_eq!(load_str(file).unwrap().0.logging.format, LogFormat::Json);
+        // notary-server's -logf spelling of the text format.
+        let env = env_of(&[(ENV_LOGGING_FORMAT, "logfmt")]);
+        let (c, _) = Config::load(None, &env, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.logging.format, LogFormat::Text);
+        let flags = ConfigOverrides {
+            log_format: Some("JSON".into()),
+            ..ConfigOverrides::default()
+        };
+        let (c, _) = Config::load(None, &env, flags).unwrap();
+        assert_eq!(c.logging.format, LogFormat::Json);
+        let e = err_str(r#"{"logging":{"format":"xml"}}"#);
+        assert!(
+            e.contains("logging.format") && e.contains("json, text"),
+            "{e}"
+        );
     }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod import;
 pub mod policy;
+pub mod probe;
 pub mod registry;
 pub mod repo;
 pub mod server;

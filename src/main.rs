@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use notarium::app::{Migrations, OpenedStore, Started, chain, run};
-use notarium::config::{Config, ConfigOverrides};
+use notarium::config::{Config, ConfigOverrides, LogFormat};
 use notarium::store::Store;
 
 mod verify_cmd;
@@ -100,6 +100,17 @@ enum Command {
         #[arg(long)]
         db_url: Option<String>,
     },
+    /// Ask a running server's health endpoint; exit 0 if it answers 200
+    /// (for container health checks: the image has no curl).
+    Health {
+        /// Default: https://127.0.0.1:<port of NOTARIUM_HTTP_ADDR, else 4443>/_notary_server/health.
+        #[arg(long)]
+        url: Option<String>,
+        /// CA to check the server's certificate with; without it only a
+        /// loopback URL is probed, its certificate unchecked.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+    },
 }
 
 /// `notarium import` arguments.
@@ -154,6 +165,9 @@ struct ServeArgs {
     /// Log level: trace, debug, info, warn, error.
     #[arg(long)]
     log_level: Option<String>,
+    /// Log format: text (logfmt) or json (notary-server's -logf).
+    #[arg(long = "logf", value_name = "FORMAT")]
+    log_format: Option<String>,
     /// Algorithm for server-held keys: ecdsa or ed25519.
     #[arg(long)]
     key_algorithm: Option<String>,
@@ -187,7 +201,15 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // notary-server's Go flags are spelled with one dash (`-logf json`, `-logf=json`).
+    let cli = Cli::parse_from(std::env::args_os().map(|arg| {
+        match arg.to_str().and_then(|a| a.strip_prefix("-logf")) {
+            Some(rest) if rest.is_empty() || rest.starts_with('=') => {
+                format!("--logf{rest}").into()
+            }
+            _ => arg,
+        }
+    }));
     match cli.command {
         Command::DefaultConfig => {
             println!("{}", notarium::config::example_json());
@@ -238,6 +260,7 @@ fn main() -> ExitCode {
                 Admin::Expiring(args),
             )
         }
+        Command::Health { url, cacert } => health(url.as_deref(), cacert.as_deref()),
         Command::Migrate { config, db_url } => {
             admin(config.as_deref(), db_url, Migrations::Run, Admin::Migrated)
         }
@@ -444,6 +467,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         storage_backend: args.storage_backend,
         db_url: args.db_url,
         log_level: args.log_level,
+        log_format: args.log_format,
         key_algorithm: args.key_algorithm,
         keys_dir: args.keys_dir,
         max_body_bytes: args.max_body_bytes,
@@ -466,11 +490,22 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.logging.level.as_str()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match config.logging.format {
+        // One object per line; the request's fields (method, path, GUN,
+        // subject, operation, status) sit in "span", the event's at the top.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     for warning in &warnings {
         tracing::warn!("configuration: {warning}");
     }
@@ -478,11 +513,52 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let result = runtime.block_on(run(config, announce, shutdown_signal()));
+    // A JSON log stream stays JSON only: the announcement and a fatal error
+    // become log lines too (container runtimes mix stdout into the logs).
+    let json = config.logging.format == LogFormat::Json;
+    let on_start = |started: &Started| {
+        if json {
+            announce_json(started);
+        } else {
+            announce(started);
+        }
+    };
+    let result = runtime.block_on(run(config, on_start, shutdown_signal()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if json => {
+            tracing::error!(error = %error, "notarium stopped");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("notarium: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// [`announce`] as one log line.
+fn announce_json(started: &Started) {
+    match &started.dev_ca {
+        Some(ca) => tracing::info!(url = %started.url, dev_ca = %ca.display(), "listening"),
+        None => tracing::info!(url = %started.url, "listening"),
+    }
+}
+
+fn health(url: Option<&str>, cacert: Option<&Path>) -> ExitCode {
+    let http_addr = std::env::var(notarium::config::ENV_HTTP_ADDR).ok();
+    let url = notarium::probe::target(url, http_addr.as_deref());
+    let runtime = match runtime(Runtime::CurrentThread) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(notarium::probe::probe(&url, cacert)) {
+        Ok(()) => {
+            println!("healthy: {url}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("notarium: unhealthy: {error}");
             ExitCode::FAILURE
         }
     }
