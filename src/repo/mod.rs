@@ -156,6 +156,11 @@ pub fn check_gun(gun: &str) -> Result<(), Error> {
 }
 
 impl<S: Store> Repo<S> {
+    /// Whether the signer can serve (for the health endpoint).
+    pub async fn signer_health(&self) -> Result<(), crate::signer::Error> {
+        self.keys.check_health().await
+    }
+
     pub fn new(store: Arc<S>, keys: impl KeySigner, clock: Clock) -> Self {
         Self::with_signer(store, Arc::new(keys), clock)
     }

@@ -62,4 +62,10 @@ pub trait KeySigner: Send + Sync + 'static {
 
     /// The keys of `gun` were retired: drop anything kept in memory for it.
     fn forget(&self, _gun: &str) {}
+
+    /// Whether the signer can serve now (a remote one: its gRPC health).
+    /// The local one lives in this process and its store is checked apart.
+    fn check_health(&self) -> SignerFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }

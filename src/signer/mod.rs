@@ -11,6 +11,8 @@
 
 mod boundary;
 mod lru;
+mod proto;
+pub mod remote;
 pub mod sealed;
 
 use std::collections::HashSet;
@@ -75,6 +77,18 @@ pub enum Error {
 
     #[error("could not seal key: {operation} failed")]
     Sealing { operation: &'static str },
+
+    /// The remote signer cannot be reached or did not answer in time.
+    #[error("the signer is unavailable: {reason}")]
+    SignerUnavailable { reason: String },
+
+    /// The remote signer answered with an error.
+    #[error("the signer failed: {reason}")]
+    SignerFailed { reason: String },
+
+    /// The remote signer's address or TLS files are unusable.
+    #[error("cannot set up the signer connection: {reason}")]
+    SignerSetup { reason: String },
 }
 
 /// An unsealed key and the GUN it serves (to forget it when the GUN is
