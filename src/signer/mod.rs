@@ -14,6 +14,7 @@ mod lru;
 mod proto;
 pub mod remote;
 pub mod sealed;
+pub mod service;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -115,6 +115,36 @@ impl SigningKey {
         }
     }
 
+    /// The private key as notary-signer stores it (the inverse of
+    /// [`SigningKey::from_notary_private`]), zeroized on drop, so a key
+    /// written here can be read by the Go signer.
+    pub fn to_notary_private(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let failed = || Error::Signing {
+            reason: "private key does not encode",
+        };
+        match &self.inner {
+            Inner::EcdsaP256(pair) => {
+                let der: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der<'_> =
+                    pair.private_key().as_der().map_err(|_| failed())?;
+                Ok(Zeroizing::new(der.as_ref().to_vec()))
+            }
+            Inner::Ed25519(pair) => {
+                use aws_lc_rs::encoding::AsBigEndian;
+                let seed: aws_lc_rs::encoding::Curve25519SeedBin<'_> = pair
+                    .seed()
+                    .map_err(|_| failed())?
+                    .as_be_bytes()
+                    .map_err(|_| failed())?;
+                let public = pair.public_key().as_ref();
+                let mut bytes = Zeroizing::new(Vec::with_capacity(96));
+                bytes.extend_from_slice(public);
+                bytes.extend_from_slice(seed.as_ref());
+                bytes.extend_from_slice(public);
+                Ok(bytes)
+            }
+        }
+    }
+
     pub fn algorithm(&self) -> KeyAlgorithm {
         match self.inner {
             Inner::Ed25519(_) => KeyAlgorithm::Ed25519,
