@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
-    Curl, Notarium, NotaryClient, Process, free_port, make_test_tls, require, run_ok, wait_for_port,
+    Curl, Notarium, NotaryClient, Process, ReferenceServer, free_port, make_test_tls, require,
+    run_ok, wait_for_port,
 };
 use postgres::{PASSWORD, PgServer};
 use serde_json::{Value, json};
@@ -36,17 +37,25 @@ fn sql(url: &str, text: &str) {
         });
 }
 
-/// The Go notary-signer with mutual TLS (clients need a certificate from
-/// `ca.crt`), keys in `db_url` under the alias "alpha".
-struct GoSigner {
+/// Which signer program serves the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Go,
+    Notarium,
+}
+
+/// A signer with mutual TLS (clients need a certificate from `ca.crt`),
+/// keys in `db_url` under the alias "alpha": the Go notary-signer or
+/// `notarium signer`, from the same notary-signer configuration file.
+struct SignerProcess {
     dir: PathBuf,
     config: PathBuf,
     port: u16,
     process: Option<Process>,
 }
 
-impl GoSigner {
-    fn new(dir: &Path, db_url: &str) -> Self {
+impl SignerProcess {
+    fn new(dir: &Path, db_url: &str, kind: Kind) -> Self {
         let port = free_port();
         let config = dir.join("signer.json");
         std::fs::write(
@@ -67,19 +76,35 @@ impl GoSigner {
             port,
             process: None,
         };
-        signer.start();
+        signer.start(kind, SIGNER_PASSPHRASE);
         signer
     }
 
-    fn start(&mut self) {
-        let program = require("notary-signer", "notary");
-        let log = self.dir.join("notary-signer.log");
-        let mut child = Command::new(program)
-            .arg("-config")
-            .arg(&self.config)
-            .arg("-logf")
-            .arg("logfmt")
-            .env("NOTARY_SIGNER_ALPHA", SIGNER_PASSPHRASE)
+    fn command(&self, kind: Kind) -> Command {
+        match kind {
+            Kind::Go => {
+                let mut command = Command::new(require("notary-signer", "notary"));
+                command
+                    .arg("-config")
+                    .arg(&self.config)
+                    .arg("-logf")
+                    .arg("logfmt");
+                command
+            }
+            Kind::Notarium => {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_notarium"));
+                command.arg("signer").arg("--config").arg(&self.config);
+                command
+            }
+        }
+    }
+
+    fn start(&mut self, kind: Kind, passphrase: &str) {
+        self.process = None;
+        let log = self.dir.join(format!("signer-{kind:?}.log"));
+        let mut child = self
+            .command(kind)
+            .env("NOTARY_SIGNER_ALPHA", passphrase)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -102,6 +127,16 @@ impl GoSigner {
     fn stop(&mut self) {
         self.process = None;
     }
+}
+
+fn signer_database(pg: &PgServer) -> String {
+    let db_url = format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{}?sslmode=disable",
+        pg.port,
+        pg.database()
+    );
+    sql(&db_url, include_str!("data/notary-signer-postgres.sql"));
+    db_url
 }
 
 fn status(curl: &Curl, path: &str) -> u16 {
@@ -144,20 +179,14 @@ fn signer_key_ids(db_url: &str) -> Vec<String> {
 
 #[test]
 fn notarium_server_with_the_go_notary_signer() {
-    let pg = PgServer::shared();
-    let db_url = format!(
-        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{}?sslmode=disable",
-        pg.port,
-        pg.database()
-    );
-    sql(&db_url, include_str!("data/notary-signer-postgres.sql"));
+    let db_url = signer_database(PgServer::shared());
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // One certificate serves as the signer's server certificate and as
     // notarium's client certificate (it carries both usages).
     let (ca, cert, key) = make_test_tls(dir);
-    let mut signer = GoSigner::new(dir, &db_url);
+    let mut signer = SignerProcess::new(dir, &db_url, Kind::Go);
 
     let server = Notarium::start(
         &dir.join("notarium"),
@@ -276,7 +305,7 @@ fn notarium_server_with_the_go_notary_signer() {
     assert!(server.log().contains("signer unavailable"));
 
     // Back again: the pending change publishes, signed by the same key.
-    signer.start();
+    signer.start(Kind::Go, SIGNER_PASSPHRASE);
     assert_eq!(status(&curl, "/_notary_server/health"), 200);
     assert_published(&owner.ok(&["publish", GUN]));
     let listed = owner.ok(&["list", GUN]);
@@ -292,52 +321,157 @@ fn notarium_server_with_the_go_notary_signer() {
         "{listed}"
     );
 
+    // The same database under `notarium signer`: keys the Go signer made
+    // sign through it.
+    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+    assert_eq!(status(&curl, "/_notary_server/health"), 200);
+    let third = write(dir, "three.txt", "third target");
+    assert_published(&owner.ok(&["add", GUN, "three", text(&third), "-p"]));
+    let snapshot: Value = serde_json::from_slice(&curl.get(&tuf("snapshot.json")).1).unwrap();
+    assert_eq!(snapshot["signatures"][0]["keyid"], snap_key.as_str());
+    let listed = server.notary(dir.join("reader2")).ok(&["list", GUN]);
+    assert!(listed.contains("three"), "{listed}");
+
+    // A wrong passphrase for the alias: the keys do not open, nothing is
+    // signed, and the refusal is an error, not a signature.
+    signer.start(Kind::Notarium, "not the alias passphrase");
+    let fourth = write(dir, "four.txt", "fourth target");
+    let output = owner.run(&["add", GUN, "four", text(&fourth), "-p"]);
+    assert!(
+        !output.status.success(),
+        "signed with a wrong passphrase: {output:?}"
+    );
+    signer.stop();
+    // Without a passphrase for its default alias, `notarium signer` does
+    // not start.
+    let output = signer
+        .command(Kind::Notarium)
+        .env_remove("NOTARY_SIGNER_ALPHA")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NOTARY_SIGNER_ALPHA"), "{stderr}");
+    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+
     owner.ok(&["delete", GUN, "--remote"]);
     assert_eq!(status(&curl, &tuf("timestamp.json")), 404);
 }
 
-/// The Go signer requires a client certificate from its CA: notarium
+/// Both signers require a client certificate from their CA: notarium
 /// without one, or with one from another CA, is refused, which shows as an
 /// unhealthy trust service and 503 on what needs a key, never as a key.
 #[test]
-fn the_go_signer_refuses_notarium_without_a_trusted_client_certificate() {
-    let pg = PgServer::shared();
-    let db_url = format!(
-        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{}?sslmode=disable",
-        pg.port,
-        pg.database()
-    );
-    sql(&db_url, include_str!("data/notary-signer-postgres.sql"));
+fn signers_refuse_clients_without_a_trusted_certificate() {
+    for kind in [Kind::Go, Kind::Notarium] {
+        let db_url = signer_database(PgServer::shared());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (ca, _, _) = make_test_tls(dir);
+        let signer = SignerProcess::new(dir, &db_url, kind);
+        let other = dir.join("other-ca");
+        std::fs::create_dir_all(&other).unwrap();
+        let (_, other_cert, other_key) = make_test_tls(&other);
+
+        let cases = [
+            ("none", json!({})),
+            (
+                "other-ca",
+                json!({"tls_client_cert": other_cert, "tls_client_key": other_key}),
+            ),
+        ];
+        for (name, identity) in cases {
+            let mut trust = json!({"type": "remote", "hostname": "127.0.0.1",
+                                   "port": signer.port, "key_algorithm": "ecdsa",
+                                   "tls_ca_file": ca});
+            for (k, v) in identity.as_object().unwrap() {
+                trust[k] = v.clone();
+            }
+            let server = Notarium::start(&dir.join(name), json!({"trust_service": trust}));
+            let curl = server.curl();
+            assert_eq!(
+                status(&curl, "/_notary_server/health"),
+                503,
+                "{kind:?} {name}"
+            );
+            let (code, body) = curl.get(&format!("/v2/{GUN}/_trust/tuf/timestamp.key"));
+            assert_eq!(
+                code,
+                503,
+                "{kind:?} {name}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        assert!(
+            signer_key_ids(&db_url).is_empty(),
+            "{kind:?}: a refused client made a key"
+        );
+    }
+}
+
+/// The real Go notary-server in front of `notarium signer`: notary CLI
+/// flows pass with the server-managed timestamp and snapshot keys made and
+/// used by notarium's signer; then the Go notary-signer takes the same
+/// database over and signs with those keys.
+#[test]
+fn go_notary_server_with_notarium_signer() {
+    let db_url = signer_database(PgServer::shared());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (ca, _, _) = make_test_tls(dir);
-    let signer = GoSigner::new(dir, &db_url);
-    let other = dir.join("other-ca");
-    std::fs::create_dir_all(&other).unwrap();
-    let (_, other_cert, other_key) = make_test_tls(&other);
-
-    let cases = [
-        ("none", json!({})),
-        (
-            "other-ca",
-            json!({"tls_client_cert": other_cert, "tls_client_key": other_key}),
-        ),
-    ];
-    for (name, identity) in cases {
-        let mut trust = json!({"type": "remote", "hostname": "127.0.0.1",
-                               "port": signer.port, "key_algorithm": "ecdsa",
-                               "tls_ca_file": ca});
-        for (k, v) in identity.as_object().unwrap() {
-            trust[k] = v.clone();
-        }
-        let server = Notarium::start(&dir.join(name), json!({"trust_service": trust}));
-        let curl = server.curl();
-        assert_eq!(status(&curl, "/_notary_server/health"), 503, "{name}");
-        let (code, body) = curl.get(&format!("/v2/{GUN}/_trust/tuf/timestamp.key"));
-        assert_eq!(code, 503, "{name}: {}", String::from_utf8_lossy(&body));
-    }
-    assert!(
-        signer_key_ids(&db_url).is_empty(),
-        "a refused client made a key"
+    let (ca, cert, key) = make_test_tls(dir);
+    let mut signer = SignerProcess::new(dir, &db_url, Kind::Notarium);
+    let server_dir = dir.join("server");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let server = ReferenceServer::start_with(
+        &server_dir,
+        json!({
+            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
+                              "port": signer.port.to_string(), "key_algorithm": "ecdsa",
+                              "tls_ca_file": ca, "tls_client_cert": cert,
+                              "tls_client_key": key},
+        }),
     );
+    let curl = Curl {
+        base: server.url.clone(),
+        ca: server.ca.clone(),
+    };
+    let tuf = |role: &str| format!("/v2/{GUN}/_trust/tuf/{role}");
+    let owner = NotaryClient::new(dir.join("owner"), &server.url, &server.ca);
+
+    assert_published(&owner.ok(&["init", GUN, "-p"]));
+    let payload = write(dir, "one.txt", "first target");
+    assert_published(&owner.ok(&["add", GUN, "one", text(&payload), "-p"]));
+    owner.ok(&["key", "rotate", GUN, "snapshot", "-r"]);
+    assert_published(&owner.ok(&["publish", GUN]));
+    let held = signer_key_ids(&db_url);
+    for role in ["timestamp.json", "snapshot.json"] {
+        let file: Value = serde_json::from_slice(&curl.get(&tuf(role)).1).unwrap();
+        let key_id = file["signatures"][0]["keyid"].as_str().unwrap();
+        assert!(
+            held.iter().any(|k| k == key_id),
+            "{role}: {key_id} not in {held:?}"
+        );
+    }
+    let reader = NotaryClient::new(dir.join("reader"), &server.url, &server.ca);
+    assert!(reader.ok(&["list", GUN]).contains("one"));
+
+    // The Go signer takes over the database notarium's signer wrote. The
+    // Go server's gRPC connection to the stopped signer reconnects with a
+    // backoff, so the first attempts may fail while it does.
+    signer.start(Kind::Go, SIGNER_PASSPHRASE);
+    let second = write(dir, "two.txt", "second target");
+    owner.ok(&["add", GUN, "two", text(&second)]);
+    let mut attempts = Vec::new();
+    for _ in 0..20 {
+        let output = owner.run(&["publish", GUN]);
+        if output.status.success() {
+            break;
+        }
+        attempts.push(String::from_utf8_lossy(&output.stderr).into_owned());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(attempts.len() < 20, "never published: {attempts:?}");
+    let listed = reader.ok(&["list", GUN]);
+    assert!(listed.contains("two"), "{listed}");
+    assert_eq!(signer_key_ids(&db_url), held, "the Go signer made new keys");
 }

@@ -140,6 +140,12 @@ fn from_status(status: &tonic::Status, key_id: &str) -> Error {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Error::SignerUnavailable {
             reason: status.to_string(),
         },
+        // A status made from a transport error (e.g. the signer refused
+        // our client certificate after the handshake) rather than one the
+        // signer sent: the signer cannot be used now.
+        Code::Unknown if std::error::Error::source(status).is_some() => Error::SignerUnavailable {
+            reason: status.to_string(),
+        },
         Code::NotFound => Error::UnknownKey {
             key_id: key_id.to_string(),
         },
