@@ -179,6 +179,17 @@ fn signer_key_ids(db_url: &str) -> Vec<String> {
 
 #[test]
 fn notarium_server_with_the_go_notary_signer() {
+    notarium_server_flows(Kind::Go, Kind::Notarium);
+}
+
+#[test]
+fn notarium_server_with_notarium_signer() {
+    notarium_server_flows(Kind::Notarium, Kind::Go);
+}
+
+/// The CLI flows through notarium with the `first` signer, which is
+/// stopped and started mid-run; then `second` serves the same database.
+fn notarium_server_flows(first: Kind, then: Kind) {
     let db_url = signer_database(PgServer::shared());
 
     let tmp = tempfile::tempdir().unwrap();
@@ -186,7 +197,7 @@ fn notarium_server_with_the_go_notary_signer() {
     // One certificate serves as the signer's server certificate and as
     // notarium's client certificate (it carries both usages).
     let (ca, cert, key) = make_test_tls(dir);
-    let mut signer = SignerProcess::new(dir, &db_url, Kind::Go);
+    let mut signer = SignerProcess::new(dir, &db_url, first);
 
     let server = Notarium::start(
         &dir.join("notarium"),
@@ -305,7 +316,7 @@ fn notarium_server_with_the_go_notary_signer() {
     assert!(server.log().contains("signer unavailable"));
 
     // Back again: the pending change publishes, signed by the same key.
-    signer.start(Kind::Go, SIGNER_PASSPHRASE);
+    signer.start(first, SIGNER_PASSPHRASE);
     assert_eq!(status(&curl, "/_notary_server/health"), 200);
     assert_published(&owner.ok(&["publish", GUN]));
     let listed = owner.ok(&["list", GUN]);
@@ -321,9 +332,9 @@ fn notarium_server_with_the_go_notary_signer() {
         "{listed}"
     );
 
-    // The same database under `notarium signer`: keys the Go signer made
-    // sign through it.
-    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+    // The same database under the other signer: keys the first made sign
+    // through it.
+    signer.start(then, SIGNER_PASSPHRASE);
     assert_eq!(status(&curl, "/_notary_server/health"), 200);
     let third = write(dir, "three.txt", "third target");
     assert_published(&owner.ok(&["add", GUN, "three", text(&third), "-p"]));
