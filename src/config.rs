@@ -2381,7 +2381,7 @@ const EXAMPLE_JSON: &str = r#"{
     "http2_max_concurrent_streams": 100
   },
   "trust_service": {
-    "//": "local: notarium holds the timestamp and snapshot keys, sealed in its database. key_algorithm: ecdsa or ed25519 (NOTARIUM_KEY_ALGORITHM).",
+    "//": "local: notarium holds the timestamp and snapshot keys, sealed in its database; remote: a notary-signer holds them (add hostname, port, tls_ca_file, tls_client_cert, tls_client_key as notary-server). key_algorithm: ecdsa or ed25519 (NOTARIUM_KEY_ALGORITHM).",
     "type": "local",
     "key_algorithm": "ecdsa"
   },

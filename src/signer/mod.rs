@@ -586,6 +586,31 @@ mod tests {
         }
     }
 
+    /// Keys written for notary-signer's table read back as the same key
+    /// (the Go signer reads the same layout).
+    #[test]
+    fn keys_round_trip_through_notary_signers_private_key_layout() {
+        for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
+            let key = SigningKey::generate(algorithm).unwrap();
+            let stored = key.to_notary_private().unwrap();
+            if algorithm == KeyAlgorithm::Ed25519 {
+                assert_eq!(stored.len(), 96);
+                assert_eq!(&stored[..32], key.public_key().public_bytes());
+                assert_eq!(&stored[64..], key.public_key().public_bytes());
+            }
+            let back = SigningKey::from_notary_private(algorithm, &stored).unwrap();
+            assert_eq!(back.public_key().id(), key.public_key().id());
+            let signature = back.sign(b"message").unwrap();
+            verify_signature(
+                key.public_key(),
+                &signature.method,
+                b"message",
+                &signature.sig,
+            )
+            .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn the_boundary_reports_only_keys_held_for_the_gun_and_role() {
         let (_dir, db) = temp_db();
