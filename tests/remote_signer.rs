@@ -7,8 +7,12 @@
 //! signature, cached reads still served) and started again.
 
 mod common;
+#[path = "support/dockercli.rs"]
+mod dockercli;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -485,4 +489,63 @@ fn go_notary_server_with_notarium_signer() {
     let listed = reader.ok(&["list", GUN]);
     assert!(listed.contains("two"), "{listed}");
     assert_eq!(signer_key_ids(&db_url), held, "the Go signer made new keys");
+}
+
+/// docker with content trust through notarium and the Go notary-signer
+/// (docker leaves snapshot and timestamp to the server, so both are the
+/// signer's keys); then `notarium signer` serves the same keys and a
+/// second signed push and a verified pull by another user go through.
+#[test]
+fn docker_content_trust_through_a_remote_signer() {
+    let db_url = signer_database(PgServer::shared());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (ca, cert, key) = make_test_tls(dir);
+    let mut signer = SignerProcess::new(dir, &db_url, Kind::Go);
+    let server = Notarium::start(
+        &dir.join("notarium"),
+        json!({
+            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
+                              "port": signer.port.to_string(), "key_algorithm": "ecdsa",
+                              "tls_ca_file": ca, "tls_client_cert": cert,
+                              "tls_client_key": key},
+        }),
+    );
+    let registry = registry::Registry::start(&dir.join("registry"));
+    let docker = dockercli::DockerCli::new(&dir.join("docker"), &server);
+    let gun = format!("{}/team/remote", registry.host());
+    docker.make_image(&format!("{gun}:1.0"), "remote signer image one");
+    let out = docker.ok_trusted(&["push", &format!("{gun}:1.0")]);
+    assert!(
+        out.contains(&format!("Successfully signed {gun}:1.0")),
+        "{out}"
+    );
+
+    let curl = server.curl();
+    let held = signer_key_ids(&db_url);
+    for role in ["timestamp.json", "snapshot.json"] {
+        let (code, body) = curl.get(&format!("/v2/{gun}/_trust/tuf/{role}"));
+        assert_eq!(code, 200);
+        let file: Value = serde_json::from_slice(&body).unwrap();
+        let key_id = file["signatures"][0]["keyid"].as_str().unwrap();
+        assert!(
+            held.iter().any(|k| k == key_id),
+            "{role}: {key_id} not in {held:?}"
+        );
+    }
+
+    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+    docker.make_image(&format!("{gun}:2.0"), "remote signer image two");
+    let out = docker.ok_trusted(&["push", &format!("{gun}:2.0")]);
+    assert!(
+        out.contains(&format!("Successfully signed {gun}:2.0")),
+        "{out}"
+    );
+    assert_eq!(signer_key_ids(&db_url), held, "new server keys were made");
+
+    let reader = dockercli::DockerCli::new(&dir.join("reader"), &server);
+    reader.track(&format!("{gun}:2.0"));
+    docker.remove_images();
+    let out = reader.ok_trusted(&["pull", &format!("{gun}:2.0")]);
+    assert!(out.contains("Status: Downloaded newer image"), "{out}");
 }
