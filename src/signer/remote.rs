@@ -26,6 +26,10 @@ pub const HEALTH_SIGNER: &str = "grpc.health.v1.Health.Signer";
 /// well under a second.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
+/// A health check answers within this, so a signer that does not answer
+/// cannot stall the health endpoint for a whole call deadline.
+pub const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Where the signer is and how to authenticate to it.
 #[derive(Debug, Clone)]
 pub struct RemoteConfig {
@@ -82,6 +86,14 @@ impl RemoteSigner {
     /// Whether both of the signer's services report SERVING (what
     /// notary-server's "Trust operational" check asks).
     async fn health(&self) -> Result<(), Error> {
+        tokio::time::timeout(HEALTH_DEADLINE, self.serving())
+            .await
+            .map_err(|_| Error::SignerUnavailable {
+                reason: "no health answer in time".into(),
+            })?
+    }
+
+    async fn serving(&self) -> Result<(), Error> {
         for service in [HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER] {
             let response = self
                 .health
@@ -231,5 +243,52 @@ impl KeySigner for RemoteSigner {
                 sig: response.content,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_statuses_map_to_the_signer_layers_errors() {
+        let key = "ab".repeat(32);
+        for status in [
+            tonic::Status::unavailable("connection refused"),
+            tonic::Status::deadline_exceeded("slow"),
+        ] {
+            assert!(
+                matches!(from_status(&status, &key), Error::SignerUnavailable { .. }),
+                "{status:?}"
+            );
+        }
+        assert!(matches!(
+            from_status(&tonic::Status::not_found("no such key"), &key),
+            Error::UnknownKey { key_id } if key_id == key
+        ));
+        // A status the signer itself sent (no transport cause) is its failure.
+        assert!(matches!(
+            from_status(&tonic::Status::unknown("boom"), &key),
+            Error::SignerFailed { .. }
+        ));
+        assert!(matches!(
+            from_status(&tonic::Status::internal("boom"), &key),
+            Error::SignerFailed { .. }
+        ));
+    }
+
+    #[test]
+    fn a_key_the_signer_describes_must_match_its_id() {
+        let key =
+            crate::tuf::SigningKey::generate(KeyAlgorithm::Ed25519).map(|k| k.public_key().clone());
+        let Ok(key) = key else {
+            return assert!(key.is_ok());
+        };
+        let bytes = key.public_bytes().to_vec();
+        assert!(checked_key("ed25519", bytes.clone(), key.id()).is_ok());
+        assert!(matches!(
+            checked_key("ed25519", bytes, &"00".repeat(32)),
+            Err(Error::KeyMismatch { .. })
+        ));
     }
 }
