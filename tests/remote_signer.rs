@@ -304,12 +304,17 @@ fn notarium_server_flows(first: Kind, then: Kind) {
     assert_eq!(status(&curl, "/_notary_server/health"), 503);
     assert_eq!(status(&curl, &tuf("timestamp.json")), 200);
     assert_eq!(status(&curl, &tuf("targets.json")), 200);
-    let (code, body) = curl.get("/v2/notarium.test/remote/other/_trust/tuf/timestamp.key");
-    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    // With -i the headers come before the body.
+    let (code, response) = curl.request(
+        &["-i", "-X", "GET"],
+        "/v2/notarium.test/remote/other/_trust/tuf/timestamp.key",
+    );
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert_eq!(code, 503, "{response}");
+    assert!(response.contains("\r\nretry-after: "), "{response}");
     assert!(
-        String::from_utf8_lossy(&body).contains("signing service is unavailable"),
-        "{}",
-        String::from_utf8_lossy(&body)
+        response.contains("signing service is unavailable"),
+        "{response}"
     );
     let second = write(dir, "two.txt", "second target");
     let output = owner.run(&["add", GUN, "two", text(&second), "-p"]);
