@@ -8,7 +8,10 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::auth::{Authenticator, Expectations, TrustBundle, Verifier};
-use crate::config::{Config, KeyAlgorithm as ConfigAlgorithm, StorageConfig, TlsSource};
+use crate::config::{
+    Config, KeyAlgorithm as ConfigAlgorithm, RemoteTrust, StorageConfig, TlsSource,
+    TrustServiceKind,
+};
 use zeroize::Zeroizing;
 
 use crate::policy::delegation_ca::TrustAnchors;
@@ -20,7 +23,8 @@ use crate::server::tls::{self, TlsError};
 use crate::server::{
     AppState, Caching, Connections, metrics_handle, metrics_upkeep, router, serve_tls,
 };
-use crate::signer::{Error as SignerError, KeyService, Passphrase};
+use crate::signer::remote::{RemoteConfig, RemoteSigner};
+use crate::signer::{Error as SignerError, KeyService, KeySigner, Passphrase};
 use crate::store::{PoolSettings, PostgresStore, SqliteStore, Store};
 use crate::tuf::KeyAlgorithm;
 
@@ -47,6 +51,8 @@ pub enum StartError {
          were sealed with"
     )]
     WrongPassphrase { origin: String },
+    #[error("trust_service (remote notary-signer): {0}")]
+    SignerTls(String),
     #[error("cannot open the server keys: {0}")]
     Keys(#[source] crate::signer::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -384,6 +390,31 @@ async fn unlocked_keys<S: Store>(
     Ok(keys)
 }
 
+/// The client of an external notary-signer (`trust_service.type: remote`).
+/// It dials lazily: a signer that is down at start-up shows in the health
+/// endpoint and as 503 on what needs a signature, as with notary-server.
+fn remote_signer(config: &Config, remote: &RemoteTrust) -> Result<RemoteSigner, StartError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| StartError::SignerTls(format!("{}: {e}", path.display())))
+    };
+    let client_identity = match &remote.client_identity {
+        Some((cert, key)) => Some((read(cert)?, read(key)?)),
+        None => None,
+    };
+    let settings = RemoteConfig {
+        hostname: remote.hostname.clone(),
+        port: remote.port,
+        ca_pem: read(&remote.tls_ca_file)?,
+        client_identity,
+        algorithm: match config.trust_service.key_algorithm {
+            ConfigAlgorithm::Ecdsa => KeyAlgorithm::EcdsaP256,
+            ConfigAlgorithm::Ed25519 => KeyAlgorithm::Ed25519,
+        },
+        deadline: crate::signer::remote::DEFAULT_DEADLINE,
+    };
+    RemoteSigner::connect_lazy(&settings).map_err(|e| StartError::SignerTls(e.to_string()))
+}
+
 /// Where `notarium import` reads from (PROTOCOL.md §6.4).
 #[derive(Debug, Clone)]
 pub struct ImportSources {
@@ -486,13 +517,16 @@ async fn launch<S: Store>(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let store = Arc::new(store);
-    let keys = unlocked_keys(&config, store.clone()).await?;
+    let keys: Arc<dyn KeySigner> = match &config.trust_service.kind {
+        TrustServiceKind::Local => Arc::new(unlocked_keys(&config, store.clone()).await?),
+        TrustServiceKind::Remote(remote) => Arc::new(remote_signer(&config, remote)?),
+    };
     let limits = &config.limits;
     let validation_slots = match limits.validation_concurrency {
         0 => default_validation_slots(),
         n => n,
     };
-    let repo = Repo::new(store, keys, system_clock())
+    let repo = Repo::with_signer(store, keys, system_clock())
         .with_policy(policy(&config)?)
         .with_limits(Limits {
             keys_per_role: limits.keys_per_role,

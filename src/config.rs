@@ -321,16 +321,29 @@ pub enum TlsSource {
     DevCertificates,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustServiceConfig {
     pub kind: TrustServiceKind,
     pub key_algorithm: KeyAlgorithm,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustServiceKind {
     /// notarium holds the timestamp/snapshot keys itself, sealed in its database.
     Local,
+    /// An external notary-signer (or `notarium signer`) holds them.
+    Remote(RemoteTrust),
+}
+
+/// notary-server's `trust_service` keys for `type: "remote"`; file paths
+/// are resolved against the config file's directory, as notary does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTrust {
+    pub hostname: String,
+    pub port: u16,
+    pub tls_ca_file: PathBuf,
+    /// This server's client certificate and key (mutual TLS), if given.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Algorithm for newly created server-held (timestamp, snapshot) keys.
@@ -841,6 +854,15 @@ pub enum ConfigError {
     #[error("{var} is set but empty; unset it to use the generated <keys_dir>/passphrase")]
     EmptySecret { var: &'static str },
 
+    /// A remote trust service needs the signer's address and CA; a client
+    /// certificate needs its key.
+    #[error("{key} is set ({origin}) but {missing} is not; a remote notary-signer needs it")]
+    RemoteIncomplete {
+        key: &'static str,
+        missing: &'static str,
+        origin: Origin,
+    },
+
     #[error(
         "{key} is set ({origin}) but {missing} is not; set both, or neither to use generated development certificates"
     )]
@@ -978,6 +1000,11 @@ struct Layer {
     keys_dir: Option<Val<PathBuf>>,
     trust_type: Option<Val<String>>,
     key_algorithm: Option<Val<String>>,
+    trust_hostname: Option<Val<String>>,
+    trust_port: Option<Val<u64>>,
+    trust_ca_file: Option<Val<PathBuf>>,
+    trust_client_cert: Option<Val<PathBuf>>,
+    trust_client_key: Option<Val<PathBuf>>,
     storage_backend: Option<Val<String>>,
     db_url: Option<Val<String>>,
     db_password: Option<Secret>,
@@ -1055,6 +1082,11 @@ impl Layer {
             keys_dir,
             trust_type,
             key_algorithm,
+            trust_hostname,
+            trust_port,
+            trust_ca_file,
+            trust_client_cert,
+            trust_client_key,
             storage_backend,
             db_url,
             db_password,
@@ -1443,9 +1475,11 @@ impl FileReader<'_> {
             match k.as_str() {
                 "type" => layer.trust_type = self.string(&key, v)?,
                 "key_algorithm" => layer.key_algorithm = self.string(&key, v)?,
-                "hostname" | "port" | "tls_ca_file" | "tls_client_cert" | "tls_client_key" => {
-                    self.ignored(key, "used only with a remote notary-signer");
-                }
+                "hostname" => layer.trust_hostname = self.string(&key, v)?,
+                "port" => layer.trust_port = self.integer(&key, v)?,
+                "tls_ca_file" => layer.trust_ca_file = self.path(&key, v)?,
+                "tls_client_cert" => layer.trust_client_cert = self.path(&key, v)?,
+                "tls_client_key" => layer.trust_client_key = self.path(&key, v)?,
                 _ => self.unknown(key),
             }
         }
@@ -1690,17 +1724,73 @@ fn parse_key_algorithm(v: &Val<String>) -> Result<KeyAlgorithm, ConfigError> {
     }
 }
 
-fn parse_trust_type(v: &Val<String>) -> Result<TrustServiceKind, ConfigError> {
+fn parse_trust_type(layer: &Layer, v: &Val<String>) -> Result<TrustServiceKind, ConfigError> {
     const KEY: &str = "trust_service.type";
     match v.value.as_str() {
         "local" => Ok(TrustServiceKind::Local),
-        "remote" => Err(unsupported(
-            KEY,
-            v,
-            "(an external notary-signer) is not supported yet; use \"local\"",
-        )),
-        _ => Err(invalid(KEY, v, v.value.clone(), "\"local\"")),
+        "remote" => parse_remote_trust(layer, v).map(TrustServiceKind::Remote),
+        _ => Err(invalid(KEY, v, v.value.clone(), "\"local\" or \"remote\"")),
     }
+}
+
+/// The signer's address and TLS files: hostname, port and CA are needed to
+/// reach it; a client certificate and key come as a pair.
+fn parse_remote_trust(layer: &Layer, kind: &Val<String>) -> Result<RemoteTrust, ConfigError> {
+    let incomplete = |missing: &'static str| ConfigError::RemoteIncomplete {
+        key: "trust_service.type",
+        missing,
+        origin: kind.origin.clone(),
+    };
+    let hostname = layer
+        .trust_hostname
+        .as_ref()
+        .ok_or_else(|| incomplete("trust_service.hostname"))?;
+    let port = layer
+        .trust_port
+        .as_ref()
+        .ok_or_else(|| incomplete("trust_service.port"))?;
+    let port = u16::try_from(port.value)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            invalid(
+                "trust_service.port",
+                port,
+                port.value.to_string(),
+                "a port from 1 to 65535",
+            )
+        })?;
+    let ca = layer
+        .trust_ca_file
+        .as_ref()
+        .ok_or_else(|| incomplete("trust_service.tls_ca_file"))?;
+    let client_identity = match (&layer.trust_client_cert, &layer.trust_client_key) {
+        (Some(cert), Some(key)) => Some((
+            non_empty_path("trust_service.tls_client_cert", cert)?,
+            non_empty_path("trust_service.tls_client_key", key)?,
+        )),
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(ConfigError::RemoteIncomplete {
+                key: "trust_service.tls_client_cert",
+                missing: "trust_service.tls_client_key",
+                origin: cert.origin.clone(),
+            });
+        }
+        (None, Some(key)) => {
+            return Err(ConfigError::RemoteIncomplete {
+                key: "trust_service.tls_client_key",
+                missing: "trust_service.tls_client_cert",
+                origin: key.origin.clone(),
+            });
+        }
+    };
+    Ok(RemoteTrust {
+        hostname: hostname.value.clone(),
+        port,
+        tls_ca_file: non_empty_path("trust_service.tls_ca_file", ca)?,
+        client_identity,
+    })
 }
 
 fn check_backend(v: &Val<String>) -> Result<(), ConfigError> {
@@ -2207,7 +2297,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     }
 
     if let Some(v) = &layer.trust_type {
-        config.trust_service.kind = parse_trust_type(v)?;
+        config.trust_service.kind = parse_trust_type(&layer, v)?;
     }
     if let Some(v) = &layer.key_algorithm {
         config.trust_service.key_algorithm = parse_key_algorithm(v)?;
@@ -2354,7 +2444,7 @@ const EXAMPLE_JSON: &str = r#"{
     "http2_max_concurrent_streams": 100
   },
   "trust_service": {
-    "//": "local: notarium holds the timestamp and snapshot keys, sealed in its database. key_algorithm: ecdsa or ed25519 (NOTARIUM_KEY_ALGORITHM).",
+    "//": "local: notarium holds the timestamp and snapshot keys, sealed in its database; remote: a notary-signer holds them (add hostname, port, tls_ca_file, tls_client_cert, tls_client_key as notary-server). key_algorithm: ecdsa or ed25519 (NOTARIUM_KEY_ALGORITHM).",
     "type": "local",
     "key_algorithm": "ecdsa"
   },
@@ -3060,8 +3150,8 @@ mod tests {
         }
     }
 
-    /// Every server config shipped with notary 0.7: each fails on `remote` exactly as documented;
-    /// with `trust_service.type` switched to local and the backend to sqlite, each loads.
+    /// Every server config shipped with notary 0.7: with the backend switched to sqlite, each loads
+    /// with its remote trust service as written; switched to local, it loads too.
     #[test]
     fn notary_fixture_configs() {
         let dir = Path::new(NOTARY).join("fixtures");
@@ -3082,23 +3172,29 @@ mod tests {
         files.sort();
         assert!(files.len() >= 5, "{files:?}");
         for file in &files {
-            let err = Config::load(Some(file), &no_env, ConfigOverrides::default()).unwrap_err();
-            let msg = err.to_string();
-            assert!(
-                msg.starts_with(
-                    "trust_service.type \"remote\" (an external notary-signer) is not supported yet; use \"local\""
-                ),
-                "{}: {msg}",
-                file.display()
-            );
-
-            // Substitute what we do support and load again, in a copy next to fake key files.
+            // Substitute the backend we run and load, in a copy next to fake key files.
             let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
-            v["trust_service"]["type"] = "local".into();
             let original_backend = v["storage"]["backend"].as_str().unwrap().to_string();
             v["storage"]["backend"] = "sqlite".into();
             v["storage"]["db_url"] = "./notary.db".into();
             let tmp = tempfile::tempdir().unwrap();
+            let copy = write(tmp.path(), "config.json", &v.to_string());
+            let (c, _) = Config::load(Some(&copy), &no_env, ConfigOverrides::default()).unwrap();
+            assert_eq!(
+                c.trust_service.kind,
+                TrustServiceKind::Remote(RemoteTrust {
+                    hostname: "notarysigner".into(),
+                    port: 7899,
+                    tls_ca_file: tmp.path().join("root-ca.crt"),
+                    client_identity: Some((
+                        tmp.path().join("notary-server.crt"),
+                        tmp.path().join("notary-server.key")
+                    )),
+                }),
+                "{}",
+                file.display()
+            );
+            v["trust_service"]["type"] = "local".into();
             let copy = write(tmp.path(), "config.json", &v.to_string());
             let (c, warnings) =
                 Config::load(Some(&copy), &no_env, ConfigOverrides::default()).unwrap();
@@ -3118,14 +3214,13 @@ mod tests {
                 }
             );
             assert_eq!(c.logging.level, LogLevel::Debug);
-            // The remote-signer keys are reported as ignored, never as unknown.
+            // Nothing is reported unknown.
             assert!(
                 warnings
                     .iter()
                     .all(|w| matches!(w, Warning::Ignored { .. })),
                 "{warnings:?}"
             );
-            assert!(warnings.iter().any(|w| w.key() == "trust_service.hostname"));
             if original_backend == "rethinkdb" {
                 assert!(warnings.iter().any(|w| w.key() == "storage.password"));
                 // A warning names the key, never the value.
@@ -3136,6 +3231,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// notary-server's remote trust service: what is missing is named, and
+    /// files resolve against the config file.
+    #[test]
+    fn remote_trust_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |json: &str| {
+            let file = write(dir.path(), "config.json", json);
+            Config::load(Some(&file), &no_env, ConfigOverrides::default())
+        };
+        let e = load(r#"{"trust_service":{"type":"remote","hostname":"signer"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("but trust_service.port is not"), "{e}");
+        let e = load(r#"{"trust_service":{"type":"remote","hostname":"signer","port":7899}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("but trust_service.tls_ca_file is not"), "{e}");
+        let (c, _) = load(
+            r#"{"trust_service":{"type":"remote","hostname":"signer","port":"7899",
+                "tls_ca_file":"ca.pem","key_algorithm":"ed25519"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ed25519);
+        assert_eq!(
+            c.trust_service.kind,
+            TrustServiceKind::Remote(RemoteTrust {
+                hostname: "signer".into(),
+                port: 7899,
+                tls_ca_file: dir.path().join("ca.pem"),
+                client_identity: None,
+            })
+        );
     }
 
     /// The notary backends we don't run fail with a message naming the key; local + sqlite3 from a
@@ -3631,7 +3760,15 @@ mod tests {
             (r#"{"server":"x"}"#, "server must be an object"),
             (
                 r#"{"trust_service":{"type":"remote"}}"#,
-                "trust_service.type \"remote\" (an external notary-signer) is not supported yet; use \"local\"",
+                "trust_service.type is set (config file ",
+            ),
+            (
+                r#"{"trust_service":{"type":"remote","hostname":"s","port":"70000","tls_ca_file":"ca"}}"#,
+                "trust_service.port = \"70000\" is invalid",
+            ),
+            (
+                r#"{"trust_service":{"type":"remote","hostname":"s","port":7899,"tls_ca_file":"ca","tls_client_cert":"c"}}"#,
+                "trust_service.tls_client_cert is set (config file ",
             ),
             (
                 r#"{"trust_service":{"type":"lokal"}}"#,

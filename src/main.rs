@@ -35,6 +35,14 @@ enum Command {
     Verify(Box<verify_cmd::VerifyArgs>),
     /// Print an example configuration file (notary-server's JSON format).
     DefaultConfig,
+    /// Run as notary-signer: its gRPC API over mutual TLS, from its
+    /// configuration file and its `private_keys` table (PostgreSQL), with
+    /// passphrases from NOTARY_SIGNER_<ALIAS>.
+    Signer {
+        /// notary-signer's configuration file.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
     /// Apply the database migrations and exit (PostgreSQL: safe while other
     /// replicas start or serve; `serve` also runs them unless
     /// storage.migrate_on_start is false).
@@ -217,6 +225,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(*args),
         Command::Verify(args) => verify_cmd::verify(&args),
+        Command::Signer { config } => signer(&config),
         Command::Import(args) => import(&args),
         Command::Immutable {
             action,
@@ -263,6 +272,41 @@ fn main() -> ExitCode {
         Command::Health { url, cacert } => health(url.as_deref(), cacert.as_deref()),
         Command::Migrate { config, db_url } => {
             admin(config.as_deref(), db_url, Migrations::Run, Admin::Migrated)
+        }
+    }
+}
+
+/// `notarium signer`: serves until interrupted.
+fn signer(path: &Path) -> ExitCode {
+    use notarium::signer::service::{PassphraseOf, SignerConfig, serve};
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match SignerConfig::load(path, &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("notarium signer: {}", chain(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match runtime(Runtime::MultiThread) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let passphrase_of: PassphraseOf = std::sync::Arc::new(|alias: &str| {
+        std::env::var(notarium::store::import::passphrase_variable(alias)).ok()
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    println!("notarium signer listening on {}", config.grpc_addr);
+    match runtime.block_on(serve(&config, passphrase_of, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("notarium signer: {}", chain(&error));
+            ExitCode::FAILURE
         }
     }
 }

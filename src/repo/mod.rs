@@ -22,7 +22,7 @@ use crate::policy::manifest::custom_kind;
 use crate::policy::{
     Lookup, LookupError, ManifestKind, ManifestSource, NoRegistry, Violation, names,
 };
-use crate::signer::KeyService;
+use crate::signer::KeySigner;
 use crate::store::{
     self, AuditAction, AuditEntry, Change, NewAuditEntry, NewFile, RoleVersion, Store, StoredFile,
     Which,
@@ -136,7 +136,8 @@ pub fn default_validation_slots() -> usize {
 
 pub struct Repo<S: Store> {
     store: Arc<S>,
-    keys: KeyService<S>,
+    /// Local or remote: repository logic sees only the boundary.
+    keys: Arc<dyn KeySigner>,
     clock: Clock,
     /// Serialises writers of one GUN in this process; the store's version
     /// checks guard against other processes.
@@ -190,7 +191,17 @@ pub fn check_gun(gun: &str) -> Result<(), Error> {
 }
 
 impl<S: Store> Repo<S> {
-    pub fn new(store: Arc<S>, keys: KeyService<S>, clock: Clock) -> Self {
+    /// Whether the signer can serve (for the health endpoint).
+    pub async fn signer_health(&self) -> Result<(), crate::signer::Error> {
+        self.keys.check_health().await
+    }
+
+    pub fn new(store: Arc<S>, keys: impl KeySigner, clock: Clock) -> Self {
+        Self::with_signer(store, Arc::new(keys), clock)
+    }
+
+    /// As [`Repo::new`], with a signer chosen at run time.
+    pub fn with_signer(store: Arc<S>, keys: Arc<dyn KeySigner>, clock: Clock) -> Self {
         Self {
             store,
             keys,
@@ -856,8 +867,7 @@ impl<S: Store> Repo<S> {
             .get(role)
             .map(|r| r.keyids.clone())
             .unwrap_or_default();
-        let held = self.keys.held_key_ids(gun, role).await?;
-        Ok(listed.into_iter().filter(|id| held.contains(id)).collect())
+        Ok(self.keys.held_among(gun, role, &listed).await?)
     }
 
     async fn sign(&self, body: &Value, key_ids: &[String]) -> Result<Vec<u8>, Error> {
@@ -1533,7 +1543,7 @@ pub fn parse_parts(parts: Vec<(String, Vec<u8>)>) -> Result<Vec<Upload>, Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signer::Passphrase;
+    use crate::signer::{KeyService, Passphrase};
     use crate::store::SqliteStore;
     use crate::tuf::KeyAlgorithm;
 

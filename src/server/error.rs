@@ -244,6 +244,17 @@ impl ApiError {
                 error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
                 error
             }
+            RepoError::Signer(SignerError::SignerUnavailable { .. }) => {
+                // Logged: the operator needs to know the signer is away.
+                tracing::error!(error = %error_chain(error), "signer unavailable");
+                let mut error = Self::client(
+                    Code::Unavailable,
+                    "the signing service is unavailable: retry shortly",
+                    "signer_unavailable",
+                );
+                error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
+                error
+            }
             RepoError::Store(_)
             | RepoError::Signer(_)
             | RepoError::Generate(_)
@@ -680,6 +691,13 @@ mod tests {
                 RepoError::Signer(SignerError::Store(StoreError::Unavailable(
                     "connection refused".into(),
                 ))),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+            ),
+            (
+                RepoError::Signer(SignerError::SignerUnavailable {
+                    reason: "connection refused".into(),
+                }),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
             ),

@@ -139,15 +139,25 @@ async fn handle<S: Store>(
     }
 }
 
+/// notary-server's health: one entry per failing check, named as notary
+/// names them ("DB operational", "Trust operational").
 async fn health<S: Store>(state: &AppState<S>) -> Response {
-    match state.repo.store().ping().await {
-        Ok(()) => (StatusCode::OK, "{}").into_response(),
-        Err(error) => {
-            // The cause (paths, OS errors) is for the log, not for callers.
-            tracing::error!(error = %error, "health check failed");
-            let body = serde_json::json!({"DB operational": "storage unavailable"}).to_string();
-            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-        }
+    let (db, trust) = tokio::join!(state.repo.store().ping(), state.repo.signer_health());
+    let mut failing = serde_json::Map::new();
+    if let Err(error) = db {
+        // The cause (paths, OS errors) is for the log, not for callers.
+        tracing::error!(error = %error, "health check failed");
+        failing.insert("DB operational".into(), "storage unavailable".into());
+    }
+    if let Err(error) = trust {
+        tracing::error!(error = %error, "signer health check failed");
+        failing.insert("Trust operational".into(), "signer unavailable".into());
+    }
+    if failing.is_empty() {
+        (StatusCode::OK, "{}").into_response()
+    } else {
+        let body = serde_json::Value::Object(failing).to_string();
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 

@@ -9,8 +9,12 @@
 //! notary-signer keeps its keys in memory; decrypted PKCS#8 bytes are
 //! zeroized. Keys of a deleted repository are retired and never sign again.
 
+mod boundary;
 mod lru;
+mod proto;
+pub mod remote;
 pub mod sealed;
+pub mod service;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,6 +29,7 @@ use crate::store::{self, KekParams, NewKey, Store, StoredKey};
 use crate::striped::StripedLocks;
 use crate::tuf::{self, KeyAlgorithm, KeyType, PublicKey, Signature, SigningKey};
 
+pub use boundary::{KeySigner, SignerFuture};
 use lru::Lru;
 pub use sealed::{Kek, Passphrase};
 
@@ -73,6 +78,18 @@ pub enum Error {
 
     #[error("could not seal key: {operation} failed")]
     Sealing { operation: &'static str },
+
+    /// The remote signer cannot be reached or did not answer in time.
+    #[error("the signer is unavailable: {reason}")]
+    SignerUnavailable { reason: String },
+
+    /// The remote signer answered with an error.
+    #[error("the signer failed: {reason}")]
+    SignerFailed { reason: String },
+
+    /// The remote signer's address or TLS files are unusable.
+    #[error("cannot set up the signer connection: {reason}")]
+    SignerSetup { reason: String },
 }
 
 /// An unsealed key and the GUN it serves (to forget it when the GUN is
@@ -468,6 +485,61 @@ fn public_key_of(stored: &StoredKey) -> Result<PublicKey, Error> {
     Ok(public)
 }
 
+/// The local signer: keys sealed in the repository's own store.
+impl<S: Store> KeySigner for KeyService<S> {
+    fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    fn create_key<'a>(&'a self, gun: &'a str, role: &'a str) -> SignerFuture<'a, PublicKey> {
+        Box::pin(KeyService::create_key(self, gun, role))
+    }
+
+    fn public_key<'a>(&'a self, key_id: &'a str) -> SignerFuture<'a, PublicKey> {
+        Box::pin(KeyService::public_key(self, key_id))
+    }
+
+    fn held_among<'a>(
+        &'a self,
+        gun: &'a str,
+        role: &'a str,
+        candidates: &'a [String],
+    ) -> SignerFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let held = self.held_key_ids(gun, role).await?;
+            Ok(candidates
+                .iter()
+                .filter(|id| held.contains(id))
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn sign<'a>(&'a self, key_id: &'a str, message: &'a [u8]) -> SignerFuture<'a, Signature> {
+        Box::pin(KeyService::sign(self, key_id, message))
+    }
+
+    fn retired<'a>(
+        &'a self,
+        gun: &'a str,
+        key_id: &'a str,
+    ) -> SignerFuture<'a, Option<OffsetDateTime>> {
+        Box::pin(KeyService::retired(self, gun, key_id))
+    }
+
+    fn unrecorded_uses(&self) -> Vec<String> {
+        KeyService::unrecorded_uses(self)
+    }
+
+    fn uses_recorded(&self, key_ids: &[String]) {
+        KeyService::uses_recorded(self, key_ids);
+    }
+
+    fn forget(&self, gun: &str) {
+        KeyService::forget(self, gun);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine;
@@ -513,6 +585,59 @@ mod tests {
             created_at: None,
             last_used: None,
         }
+    }
+
+    /// Keys written for notary-signer's table read back as the same key
+    /// (the Go signer reads the same layout).
+    #[test]
+    fn keys_round_trip_through_notary_signers_private_key_layout() {
+        for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
+            let key = SigningKey::generate(algorithm).unwrap();
+            let stored = key.to_notary_private().unwrap();
+            if algorithm == KeyAlgorithm::Ed25519 {
+                assert_eq!(stored.len(), 96);
+                assert_eq!(&stored[..32], key.public_key().public_bytes());
+                assert_eq!(&stored[64..], key.public_key().public_bytes());
+            }
+            let back = SigningKey::from_notary_private(algorithm, &stored).unwrap();
+            assert_eq!(back.public_key().id(), key.public_key().id());
+            let signature = back.sign(b"message").unwrap();
+            verify_signature(
+                key.public_key(),
+                &signature.method,
+                b"message",
+                &signature.sig,
+            )
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_boundary_reports_only_keys_held_for_the_gun_and_role() {
+        let (_dir, db) = temp_db();
+        let local = service(&db, "pass", KeyAlgorithm::Ed25519).await;
+        let signer: &dyn KeySigner = &local;
+        let timestamp = signer.create_key(GUN, "timestamp").await.unwrap();
+        let snapshot = signer.create_key(GUN, "snapshot").await.unwrap();
+        let candidates = vec![
+            "0".repeat(64),
+            snapshot.id().to_string(),
+            timestamp.id().to_string(),
+        ];
+        let held = signer
+            .held_among(GUN, "timestamp", &candidates)
+            .await
+            .unwrap();
+        assert_eq!(held, vec![timestamp.id().to_string()]);
+        let other = signer
+            .held_among("example.com/other", "timestamp", &candidates)
+            .await
+            .unwrap();
+        assert!(other.is_empty(), "{other:?}");
+        let signature = signer.sign(timestamp.id(), b"message").await.unwrap();
+        verify_signature(&timestamp, &signature.method, b"message", &signature.sig).unwrap();
+        let public = signer.public_key(timestamp.id()).await.unwrap();
+        assert_eq!(public.id(), timestamp.id());
     }
 
     #[tokio::test]
