@@ -9,19 +9,17 @@
 mod common;
 #[path = "support/dockercli.rs"]
 mod dockercli;
-#[path = "support/postgres.rs"]
-mod postgres;
 #[path = "support/registry.rs"]
 mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::postgres::{PASSWORD, PgServer};
 use common::{
     Curl, Notarium, NotaryClient, Process, ReferenceServer, free_port, make_test_tls, require,
     run_ok, wait_for_port,
 };
-use postgres::{PASSWORD, PgServer};
 use serde_json::{Value, json};
 
 const GUN: &str = "notarium.test/remote/app";
