@@ -179,6 +179,75 @@ fn signer_key_ids(db_url: &str) -> Vec<String> {
         })
 }
 
+/// Makes a delegation key with openssl, adds `targets/releases` with it
+/// and publishes `rel-1` into that role.
+fn delegation_flow(dir: &Path, owner: &NotaryClient) {
+    run_ok(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(["ecparam", "-name", "prime256v1", "-genkey", "-noout"])
+            .args(["-out", "releases.key"]),
+    );
+    run_ok(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(["req", "-new", "-x509", "-key", "releases.key"])
+            .args([
+                "-subj",
+                "/CN=releases",
+                "-days",
+                "30",
+                "-out",
+                "releases.crt",
+            ]),
+    );
+    owner.ok(&[
+        "key",
+        "import",
+        text(&dir.join("releases.key")),
+        "--role",
+        "targets/releases",
+    ]);
+    assert_published(&owner.ok(&[
+        "delegation",
+        "add",
+        "-p",
+        GUN,
+        "targets/releases",
+        text(&dir.join("releases.crt")),
+        "--all-paths",
+    ]));
+    let release = write(dir, "rel.txt", "release target");
+    assert_published(&owner.ok(&[
+        "add",
+        GUN,
+        "rel-1",
+        text(&release),
+        "--roles",
+        "targets/releases",
+        "-p",
+    ]));
+}
+
+/// Publishes, retrying while the Go notary-server's gRPC connection to a
+/// restarted signer is still in its reconnect backoff (bounded).
+fn publish_retrying(owner: &NotaryClient) {
+    let mut attempts = Vec::new();
+    for _ in 0..20 {
+        let output = owner.run(&["publish", GUN]);
+        if output.status.success() {
+            return;
+        }
+        attempts.push(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("never published: {attempts:?}");
+}
+
 #[test]
 fn notarium_server_with_the_go_notary_signer() {
     notarium_server_flows(Kind::Go, Kind::Notarium);
@@ -244,51 +313,7 @@ fn notarium_server_flows(first: Kind, then: Kind) {
     assert!(signer_key_ids(&db_url).contains(&snap_key));
 
     // A delegation, with the snapshot signed remotely.
-    run_ok(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["ecparam", "-name", "prime256v1", "-genkey", "-noout"])
-            .args(["-out", "releases.key"]),
-    );
-    run_ok(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["req", "-new", "-x509", "-key", "releases.key"])
-            .args([
-                "-subj",
-                "/CN=releases",
-                "-days",
-                "30",
-                "-out",
-                "releases.crt",
-            ]),
-    );
-    owner.ok(&[
-        "key",
-        "import",
-        text(&dir.join("releases.key")),
-        "--role",
-        "targets/releases",
-    ]);
-    assert_published(&owner.ok(&[
-        "delegation",
-        "add",
-        "-p",
-        GUN,
-        "targets/releases",
-        text(&dir.join("releases.crt")),
-        "--all-paths",
-    ]));
-    let release = write(dir, "rel.txt", "release target");
-    assert_published(&owner.ok(&[
-        "add",
-        GUN,
-        "rel-1",
-        text(&release),
-        "--roles",
-        "targets/releases",
-        "-p",
-    ]));
+    delegation_flow(dir, &owner);
     assert_published(&owner.ok(&["witness", GUN, "targets/releases", "-p"]));
     let listed = owner.ok(&["list", GUN]);
     assert!(
@@ -427,10 +452,11 @@ fn signers_refuse_clients_without_a_trusted_certificate() {
     }
 }
 
-/// The real Go notary-server in front of `notarium signer`: notary CLI
-/// flows pass with the server-managed timestamp and snapshot keys made and
-/// used by notarium's signer; then the Go notary-signer takes the same
-/// database over and signs with those keys.
+/// The real Go notary-server in front of `notarium signer`: init, publish,
+/// a server-managed snapshot, a delegation, witness and delete pass with
+/// the server's keys made and used by notarium's signer, which is stopped
+/// and started mid-run; the Go notary-signer also takes the same database
+/// over and signs with those keys.
 #[test]
 fn go_notary_server_with_notarium_signer() {
     let db_url = signer_database(PgServer::shared());
@@ -473,25 +499,49 @@ fn go_notary_server_with_notarium_signer() {
     let reader = NotaryClient::new(dir.join("reader"), &server.url, &server.ca);
     assert!(reader.ok(&["list", GUN]).contains("one"));
 
+    // A delegation and witness, the snapshot and timestamp signed by
+    // notarium's signer.
+    delegation_flow(dir, &owner);
+    assert_published(&owner.ok(&["witness", GUN, "targets/releases", "-p"]));
+    let listed = reader.ok(&["list", GUN]);
+    assert!(
+        listed.contains("rel-1") && listed.contains("one"),
+        "{listed}"
+    );
+
+    // The signer goes away mid-run: the Go server cannot sign, so a
+    // publish fails and cached metadata is still served.
+    signer.stop();
+    assert_eq!(status(&curl, &tuf("timestamp.json")), 200);
+    let second = write(dir, "two.txt", "second target");
+    owner.ok(&["add", GUN, "two", text(&second)]);
+    let output = owner.run(&["publish", GUN]);
+    assert!(
+        !output.status.success(),
+        "published without a signer: {output:?}"
+    );
+    // Started again: the pending change publishes, with the same keys.
+    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+    publish_retrying(&owner);
+    let listed = reader.ok(&["list", GUN]);
+    assert!(listed.contains("two"), "{listed}");
+    assert_eq!(signer_key_ids(&db_url), held, "the restart made new keys");
+
     // The Go signer takes over the database notarium's signer wrote. The
     // Go server's gRPC connection to the stopped signer reconnects with a
     // backoff, so the first attempts may fail while it does.
     signer.start(Kind::Go, SIGNER_PASSPHRASE);
-    let second = write(dir, "two.txt", "second target");
-    owner.ok(&["add", GUN, "two", text(&second)]);
-    let mut attempts = Vec::new();
-    for _ in 0..20 {
-        let output = owner.run(&["publish", GUN]);
-        if output.status.success() {
-            break;
-        }
-        attempts.push(String::from_utf8_lossy(&output.stderr).into_owned());
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    assert!(attempts.len() < 20, "never published: {attempts:?}");
+    let third = write(dir, "three.txt", "third target");
+    owner.ok(&["add", GUN, "three", text(&third)]);
+    publish_retrying(&owner);
     let listed = reader.ok(&["list", GUN]);
-    assert!(listed.contains("two"), "{listed}");
+    assert!(listed.contains("three"), "{listed}");
     assert_eq!(signer_key_ids(&db_url), held, "the Go signer made new keys");
+
+    // Back to notarium's signer for the delete.
+    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+    owner.ok(&["delete", GUN, "--remote"]);
+    assert_eq!(status(&curl, &tuf("timestamp.json")), 404);
 }
 
 /// docker with content trust through notarium and the Go notary-signer
