@@ -453,7 +453,8 @@ fn signers_refuse_clients_without_a_trusted_certificate() {
 }
 
 /// The real Go notary-server in front of `notarium signer`: init, publish,
-/// a server-managed snapshot, a delegation, witness and delete pass with
+/// a server-managed snapshot, a delegation, witness, a timestamp key
+/// rotation and delete pass with
 /// the server's keys made and used by notarium's signer, which is stopped
 /// and started mid-run; the Go notary-signer also takes the same database
 /// over and signs with those keys.
@@ -538,8 +539,33 @@ fn go_notary_server_with_notarium_signer() {
     assert!(listed.contains("three"), "{listed}");
     assert_eq!(signer_key_ids(&db_url), held, "the Go signer made new keys");
 
-    // Back to notarium's signer for the delete.
+    // Back to notarium's signer: a timestamp key rotation makes a new key
+    // there, and the next timestamp is signed with it.
     signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+    // The same reconnect backoff applies to the key creation.
+    let rotated = (0..20).any(|_| {
+        let output = owner.run(&["key", "rotate", GUN, "timestamp", "-r"]);
+        if !output.status.success() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        output.status.success()
+    });
+    assert!(rotated, "the timestamp key never rotated");
+    let fourth = write(dir, "four.txt", "fourth target");
+    owner.ok(&["add", GUN, "four", text(&fourth)]);
+    publish_retrying(&owner);
+    let now_held = signer_key_ids(&db_url);
+    assert_eq!(
+        now_held.len(),
+        held.len() + 1,
+        "{now_held:?} after {held:?}"
+    );
+    let timestamp: Value = serde_json::from_slice(&curl.get(&tuf("timestamp.json")).1).unwrap();
+    let ts_key = timestamp["signatures"][0]["keyid"].as_str().unwrap();
+    assert_eq!(now_held.last().map(String::as_str), Some(ts_key));
+    let listed = NotaryClient::new(dir.join("reader2"), &server.url, &server.ca).ok(&["list", GUN]);
+    assert!(listed.contains("four"), "{listed}");
+
     owner.ok(&["delete", GUN, "--remote"]);
     assert_eq!(status(&curl, &tuf("timestamp.json")), 404);
 }
