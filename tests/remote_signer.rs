@@ -454,10 +454,10 @@ fn signers_refuse_clients_without_a_trusted_certificate() {
 
 /// The real Go notary-server in front of `notarium signer`: init, publish,
 /// a server-managed snapshot, a delegation, witness, a timestamp key
-/// rotation and delete pass with
-/// the server's keys made and used by notarium's signer, which is stopped
-/// and started mid-run; the Go notary-signer also takes the same database
-/// over and signs with those keys.
+/// rotation and delete pass with the server's keys made and used by
+/// notarium's signer, which is stopped and started mid-run; the Go
+/// notary-signer also takes the same database over and signs with those
+/// keys.
 #[test]
 fn go_notary_server_with_notarium_signer() {
     let db_url = signer_database(PgServer::shared());
