@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use common::postgres::{PASSWORD, PgServer};
 use common::{
     Curl, Notarium, NotaryClient, Process, ReferenceServer, free_port, make_test_tls, require,
-    run_ok, wait_for_port,
+    wait_for_port,
 };
 use serde_json::{Value, json};
 
@@ -182,25 +182,7 @@ fn signer_key_ids(db_url: &str) -> Vec<String> {
 /// Makes a delegation key with openssl, adds `targets/releases` with it
 /// and publishes `rel-1` into that role.
 fn delegation_flow(dir: &Path, owner: &NotaryClient) {
-    run_ok(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["ecparam", "-name", "prime256v1", "-genkey", "-noout"])
-            .args(["-out", "releases.key"]),
-    );
-    run_ok(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["req", "-new", "-x509", "-key", "releases.key"])
-            .args([
-                "-subj",
-                "/CN=releases",
-                "-days",
-                "30",
-                "-out",
-                "releases.crt",
-            ]),
-    );
+    common::make_delegation_key(dir, "releases");
     owner.ok(&[
         "key",
         "import",

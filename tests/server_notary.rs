@@ -202,34 +202,6 @@ fn error_code(body: &[u8]) -> String {
         .to_string()
 }
 
-/// An ECDSA P-256 key and a self-signed certificate for it, made with
-/// openssl. Returns (key.pem, cert.pem).
-fn make_delegation_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    common::require("openssl", "openssl");
-    let key = dir.join(format!("{name}.key"));
-    let cert = dir.join(format!("{name}.crt"));
-    common::run_ok(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&key),
-    );
-    common::run_ok(
-        Command::new("openssl")
-            .args(["req", "-new", "-x509", "-key"])
-            .arg(&key)
-            .args(["-subj", &format!("/CN={name}"), "-days", "3650", "-out"])
-            .arg(&cert),
-    );
-    (key, cert)
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -511,8 +483,8 @@ fn delegations_with_certificate_keys() {
     let f_release = write_file(dir, "release", release);
     let f_qa = write_file(dir, "qa", qa);
     let f_stray = write_file(dir, "stray", stray);
-    let (rel_key, rel_cert) = make_delegation_key(dir, "releases");
-    let (qa_key, qa_cert) = make_delegation_key(dir, "qa");
+    let (rel_key, rel_cert) = common::make_delegation_key(dir, "releases");
+    let (qa_key, qa_cert) = common::make_delegation_key(dir, "qa");
 
     owner.ok(&["init", gun, "-p"]);
     // Delegates may not hold the snapshot key: hand it to the server.

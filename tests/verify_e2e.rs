@@ -28,33 +28,6 @@ fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// An ECDSA P-256 key and a self-signed certificate for it (openssl).
-fn make_delegation_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    common::require("openssl", "openssl");
-    let key = dir.join(format!("{name}.key"));
-    let cert = dir.join(format!("{name}.crt"));
-    common::run_ok(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&key),
-    );
-    common::run_ok(
-        Command::new("openssl")
-            .args(["req", "-new", "-x509", "-key"])
-            .arg(&key)
-            .args(["-subj", &format!("/CN={name}"), "-days", "3650", "-out"])
-            .arg(&cert),
-    );
-    (key, cert)
-}
-
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -109,8 +82,8 @@ fn build_repository(owner: &NotaryClient, dir: &Path) -> Vec<&'static str> {
     let f_v1 = write_file(dir, "v1", b"release one\n");
     let f_v2 = write_file(dir, "v2", b"release two\n");
     let f_alice = write_file(dir, "alice", b"alice's build\n");
-    let (rel_key, rel_cert) = make_delegation_key(dir, "releases");
-    let (alice_key, alice_cert) = make_delegation_key(dir, "alice");
+    let (rel_key, rel_cert) = common::make_delegation_key(dir, "releases");
+    let (alice_key, alice_cert) = common::make_delegation_key(dir, "alice");
 
     owner.ok(&["init", GUN, "-p"]);
     owner.ok(&["key", "rotate", GUN, "snapshot", "-r"]);

@@ -649,3 +649,31 @@ pub fn make_client_bundle(dir: &Path, user: &str) -> (PathBuf, PathBuf, PathBuf)
         dir.join("key.pem"),
     )
 }
+
+/// An ECDSA P-256 key and a self-signed certificate for it, made with
+/// openssl as `<dir>/<name>.key` and `<dir>/<name>.crt` (CN = `name`).
+pub fn make_delegation_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    require("openssl", "openssl");
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+            ])
+            .arg(&key),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-x509", "-key"])
+            .arg(&key)
+            .args(["-subj", &format!("/CN={name}"), "-days", "3650", "-out"])
+            .arg(&cert),
+    );
+    (key, cert)
+}
