@@ -255,6 +255,24 @@ impl ApiError {
                 error.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
                 error
             }
+            // A remote signer that failed or answered wrongly: a server
+            // fault, but the user must learn it is the signer (not the
+            // network, not their data), and the notary client prints a
+            // message only from a 400 (any other status reads "unable to
+            // reach trust server"). So: 400 with an ErrValidation detail the
+            // client prints, the full chain in the log. No Retry-After: a
+            // retry does not mend a signer that signs wrongly or fails.
+            RepoError::Signer(
+                SignerError::SignerFailed { .. }
+                | SignerError::SignerRefusedAlgorithm { .. }
+                | SignerError::SignerKeyMismatch { .. }
+                | SignerError::SignerWrongMethod { .. }
+                | SignerError::SignerBadSignature { .. }
+                | SignerError::SignerLostKey { .. },
+            ) => {
+                tracing::error!(error = %error_chain(error), "the signer failed");
+                refused(Code::InvalidUpdate, Rejection::Validation, "signer_failed")
+            }
             RepoError::Store(_)
             | RepoError::Signer(_)
             | RepoError::Generate(_)
@@ -701,6 +719,41 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
             ),
+            // A remote signer's failures: 400 so the client prints why.
+            (
+                RepoError::Signer(SignerError::SignerFailed {
+                    code: tonic::Code::Internal,
+                    reason: "Signing failed".into(),
+                }),
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::Signer(SignerError::SignerBadSignature { key_id: "k".into() }),
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            (
+                RepoError::Signer(SignerError::SignerLostKey { key_id: "k".into() }),
+                StatusCode::BAD_REQUEST,
+                "INVALID_UPDATE",
+            ),
+            // The local signer's faults stay server errors.
+            (
+                RepoError::Signer(SignerError::KeyMismatch { key_id: "k".into() }),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UPDATING",
+            ),
+            (
+                RepoError::Signer(SignerError::UnknownKey { key_id: "k".into() }),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UPDATING",
+            ),
+            (
+                RepoError::Signer(SignerError::Store(StoreError::NotFound)),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UPDATING",
+            ),
         ];
         for (error, status, code) in cases {
             let api = ApiError::from_repo(&error, true);
@@ -771,6 +824,82 @@ mod tests {
         // Server faults carry no detail at all.
         let fault = ApiError::from_repo(&RepoError::ValidationAborted, true);
         assert!(fault.detail.is_none());
+    }
+
+    #[test]
+    fn a_remote_signers_failures_are_told_to_the_client_without_retry() {
+        let key_id = "ab".repeat(32);
+        let cases = [
+            (
+                SignerError::SignerFailed {
+                    code: tonic::Code::Internal,
+                    reason: "Signing failed for KeyID on hash {secret}".into(),
+                },
+                "reported an error (internal error)",
+            ),
+            (
+                SignerError::SignerRefusedAlgorithm {
+                    algorithm: "ed25519".into(),
+                    reason: "unsupported".into(),
+                },
+                "refuses to create ed25519 keys",
+            ),
+            (
+                SignerError::SignerKeyMismatch {
+                    key_id: key_id.clone(),
+                    actual: "cd".repeat(32),
+                },
+                "described key abababa with a public key whose ID is cdcdcdc",
+            ),
+            (
+                SignerError::SignerWrongMethod {
+                    key_id: key_id.clone(),
+                    method: "eddsa".into(),
+                    keytype: "ecdsa".into(),
+                },
+                "method \"eddsa\", which does not fit key abababa (a ecdsa key)",
+            ),
+            (
+                SignerError::SignerBadSignature {
+                    key_id: key_id.clone(),
+                },
+                "signature that does not verify with key abababa",
+            ),
+            (
+                SignerError::SignerLostKey {
+                    key_id: key_id.clone(),
+                },
+                "no longer holds key abababa",
+            ),
+        ];
+        for (signer, expected) in cases {
+            let error = RepoError::Signer(signer);
+            for writing in [true, false] {
+                let api = ApiError::from_repo(&error, writing);
+                assert_eq!(api.code, Code::InvalidUpdate, "{error:?}");
+                assert_eq!(api.reason, "signer_failed");
+                assert!(api.retry_after.is_none(), "{error:?}");
+                let body: Value = serde_json::from_slice(&api.body()).unwrap();
+                // The name the notary client needs to print the message.
+                assert_eq!(body["errors"][0]["detail"]["Name"], "ErrValidation");
+                let message = printed(&body);
+                assert!(
+                    message.starts_with("the signing service ")
+                        && message.contains(expected)
+                        && message.contains("nothing was stored"),
+                    "{message}"
+                );
+                // The signer's own words stay in the log.
+                assert!(!message.contains("secret"), "{message}");
+            }
+        }
+        let response = ApiError::from_repo(
+            &RepoError::Signer(SignerError::SignerBadSignature { key_id }),
+            true,
+        )
+        .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

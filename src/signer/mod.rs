@@ -11,7 +11,7 @@
 
 mod boundary;
 mod lru;
-mod proto;
+pub mod proto;
 pub mod remote;
 pub mod sealed;
 pub mod service;
@@ -84,8 +84,34 @@ pub enum Error {
     SignerUnavailable { reason: String },
 
     /// The remote signer answered with an error.
-    #[error("the signer failed: {reason}")]
-    SignerFailed { reason: String },
+    #[error("the signer failed ({}): {reason}", .code.description())]
+    SignerFailed { code: tonic::Code, reason: String },
+
+    /// The remote signer would not make a key of the configured algorithm.
+    #[error("the signer refused to create a {algorithm} key: {reason}")]
+    SignerRefusedAlgorithm { algorithm: String, reason: String },
+
+    /// The remote signer described a key by public bytes that do not hash to
+    /// the key's ID: it is not the key the ID names.
+    #[error("the signer's public key for key {key_id} has key ID {actual}")]
+    SignerKeyMismatch { key_id: String, actual: String },
+
+    /// The remote signer signed with a method that does not fit the key.
+    #[error("the signer signed with key {key_id} ({keytype}) using method {method:?}")]
+    SignerWrongMethod {
+        key_id: String,
+        method: String,
+        keytype: String,
+    },
+
+    /// A signature from the remote signer that does not verify with the
+    /// key's public key.
+    #[error("the signer's signature with key {key_id} does not verify")]
+    SignerBadSignature { key_id: String },
+
+    /// The remote signer no longer holds a key it described earlier.
+    #[error("the signer no longer holds key {key_id}")]
+    SignerLostKey { key_id: String },
 
     /// The remote signer's address or TLS files are unusable.
     #[error("cannot set up the signer connection: {reason}")]

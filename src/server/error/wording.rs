@@ -5,6 +5,7 @@
 use crate::policy::names::NameError;
 use crate::policy::{DelegationKeyProblem, IndexKind, LookupFailure, Violation};
 use crate::repo::{Cap, Error as RepoError, ParamProblem, Refusal, UploadProblem};
+use crate::signer::Error as SignerError;
 use crate::tuf::Error as TufError;
 use crate::tuf::certs::{CertificateProblem, RejectedRootKey, short_id};
 
@@ -93,13 +94,58 @@ pub(super) fn repo_message(error: &RepoError) -> Option<String> {
         }
         RepoError::InvalidParameters { problem } => parameters(problem),
         RepoError::Policy(violation) => violation_message(violation),
+        RepoError::Signer(signer) => return signer_failure(signer),
         RepoError::NotFound { .. }
         | RepoError::Store(_)
-        | RepoError::Signer(_)
         | RepoError::Generate(_)
         | RepoError::ValidationAborted => return None,
     };
     Some(message)
+}
+
+/// What a user is told when the remote signing service fails or gives an
+/// answer that does not check out; `None` for the signer layer's other
+/// errors (the local signer's store faults are logged, not shown). Only
+/// public facts: key IDs, key types, the gRPC code; the signer's own words
+/// may carry its internals and go to the server's log instead.
+pub(super) fn signer_failure(error: &SignerError) -> Option<String> {
+    const AFTER: &str = "nothing was stored. The server's operator finds the details in the \
+                         server's log";
+    let what = match error {
+        SignerError::SignerFailed { code, .. } => format!(
+            "the signing service reported an error ({})",
+            code.description().to_lowercase()
+        ),
+        SignerError::SignerRefusedAlgorithm { algorithm, .. } => format!(
+            "the signing service refuses to create {algorithm} keys; the server's \
+             trust_service.key_algorithm must name an algorithm the signer supports"
+        ),
+        SignerError::SignerKeyMismatch { key_id, actual } => format!(
+            "the signing service described key {} with a public key whose ID is {}, not that \
+             key",
+            short_id(key_id),
+            short_id(actual)
+        ),
+        SignerError::SignerWrongMethod {
+            key_id,
+            method,
+            keytype,
+        } => format!(
+            "the signing service signed with method {method:?}, which does not fit key {} \
+             (a {keytype} key)",
+            short_id(key_id)
+        ),
+        SignerError::SignerBadSignature { key_id } => format!(
+            "the signing service returned a signature that does not verify with key {}",
+            short_id(key_id)
+        ),
+        SignerError::SignerLostKey { key_id } => format!(
+            "the signing service no longer holds key {} (was it deleted from the signer?)",
+            short_id(key_id)
+        ),
+        _ => return None,
+    };
+    Some(format!("{what}; {AFTER}"))
 }
 
 /// An update outside the configured GUN prefixes, in notary-server's words
