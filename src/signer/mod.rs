@@ -11,7 +11,7 @@
 
 mod boundary;
 mod lru;
-mod proto;
+pub mod proto;
 pub mod remote;
 pub mod sealed;
 pub mod service;
