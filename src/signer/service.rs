@@ -571,3 +571,89 @@ impl Signer for Arc<Keys> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::import::SourceBackend;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn config(dir: &Path, storage: &str) -> PathBuf {
+        let path = dir.join("signer.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"server":{{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt",
+                "tls_key_file":"s.key"}},"storage":{storage}}}"#
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn mysql_and_postgres_configs_load_and_others_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config(
+            dir.path(),
+            r#"{"backend":"mysql","db_url":"u:secret@tcp(db:3306)/signer?parseTime=True",
+               "default_alias":"alpha"}"#,
+        );
+        let loaded = SignerConfig::load(&path, &no_env).unwrap();
+        assert_eq!(loaded.db.backend, SourceBackend::Mysql);
+        assert_eq!(loaded.db.url, "mysql://u:secret@db:3306/signer");
+        assert_eq!(loaded.tls_cert_file, dir.path().join("s.crt"));
+        assert!(!format!("{loaded:?}").contains("secret"));
+
+        let path = config(
+            dir.path(),
+            r#"{"backend":"postgres","db_url":"postgres://u@db/signer","default_alias":"a"}"#,
+        );
+        let loaded = SignerConfig::load(&path, &no_env).unwrap();
+        assert_eq!(loaded.db.backend, SourceBackend::Postgres);
+
+        for backend in ["memory", "sqlite3", "rethinkdb"] {
+            let path = config(
+                dir.path(),
+                &format!(r#"{{"backend":"{backend}","db_url":"x","default_alias":"a"}}"#),
+            );
+            let error = SignerConfig::load(&path, &no_env).unwrap_err();
+            assert!(
+                matches!(&error, StartError::UnsupportedBackend { backend: b, .. } if b == backend),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains("\"postgres\"") && message.contains("\"mysql\""),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_ids_that_name_no_row_are_not_found_without_a_query() {
+        assert_eq!(
+            no_such_key("").map(|s| s.code()),
+            Some(tonic::Code::NotFound)
+        );
+        let long = "a".repeat(MAX_KEY_ID_LEN + 1);
+        assert_eq!(
+            no_such_key(&long).map(|s| s.code()),
+            Some(tonic::Code::NotFound)
+        );
+        assert!(no_such_key(&"a".repeat(64)).is_none());
+    }
+
+    #[test]
+    fn only_connection_failures_count_as_an_outage() {
+        assert!(is_outage(&sqlx::Error::PoolTimedOut));
+        assert!(is_outage(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        ))));
+        assert!(!is_outage(&sqlx::Error::ColumnNotFound("public".into())));
+        assert!(!is_outage(&sqlx::Error::Decode("bad".into())));
+    }
+}
