@@ -287,7 +287,7 @@ fn mariadb_signer_database_is_taken_over_both_ways() {
     assert_published(&owner.ok(&["add", GUN, "one", text(&one), "-p"]), GUN);
     let ts_key = signing_key(&curl, GUN, "timestamp");
     let held = db.key_ids();
-    assert_eq!(held, [ts_key.clone()], "the Go signer's keys");
+    assert_eq!(held, std::slice::from_ref(&ts_key), "the Go signer's keys");
 
     // notarium's signer on the Go signer's database signs with its key.
     signer.start(Kind::Notarium);
@@ -499,7 +499,7 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
     // rule), and no second row is written.
     let again = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
     assert_eq!(again.key_info.unwrap().key_id.unwrap().id, key_id);
-    assert_eq!(db.key_ids(), [key_id.clone()]);
+    assert_eq!(db.key_ids(), std::slice::from_ref(&key_id));
     let info = keys
         .get_key_info(KeyId { id: key_id.clone() })
         .await
@@ -521,7 +521,7 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
     verify(signature, &content);
     assert_eq!(
         db.strings("SELECT key_id FROM private_keys WHERE last_used IS NOT NULL"),
-        [key_id.clone()]
+        std::slice::from_ref(&key_id)
     );
     // Used now: the next request makes a new key.
     let fresh = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
@@ -604,7 +604,7 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert_eq!(
         db.strings("SELECT key_id FROM private_keys WHERE deleted_at IS NOT NULL"),
-        [key_id.clone()]
+        std::slice::from_ref(&key_id)
     );
     // Deleting an unknown key succeeds, as in notary-signer.
     keys.delete_key(KeyId { id: unknown }).await.unwrap();
