@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 pub use config::{
     ConfigError, SignerSource, SourceBackend, SourceDb, passphrase_variable, read_server_config,
-    read_signer_config,
+    read_signer_config, redact,
 };
 pub use mysql::{MySqlServerReader, MySqlSignerReader};
 pub use postgres::{PgServerReader, PgSignerReader};

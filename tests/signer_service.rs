@@ -1,0 +1,663 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `notarium signer` on its own terms: notary-signer's database on
+//! MySQL/MariaDB taken over in both directions with the real Go
+//! notary-signer (behind a notarium server, driven by the notary CLI); gRPC
+//! health that follows the signer's database (PostgreSQL stopped and
+//! started); and the gRPC boundary itself, called directly with a tonic
+//! client: oversized and malformed requests, unknown keys, bad algorithms,
+//! soft delete and the columns written, on PostgreSQL and on MariaDB.
+
+mod common;
+#[path = "support/mariadb.rs"]
+mod mariadb;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::postgres::{PASSWORD, PgServer};
+use common::{Curl, Notarium, Process, free_port, make_test_tls, require};
+use mariadb::MariaDb;
+use notarium::signer::proto::key_management_client::KeyManagementClient;
+use notarium::signer::proto::signer_client::SignerClient;
+use notarium::signer::proto::{CreateKeyRequest, KeyId, SignatureRequest};
+use notarium::signer::service::MAX_REQUEST_BYTES;
+use notarium::tuf::sig::verify_signature;
+use notarium::tuf::{KeyType, Method, PublicKey};
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const SIGNER_PASSPHRASE: &str = "signer service alias passphrase";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `work` to completion on a runtime of its own, in a thread of its
+/// own, so the test's SQL can run from inside the async gRPC checks.
+fn block_on<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(|| runtime().block_on(work)).join().unwrap())
+}
+
+/// notary-signer's table in a fresh database: what its configuration
+/// names (`backend`, Go DSN) and the URL the test's own queries use.
+struct SignerDb {
+    backend: &'static str,
+    dsn: String,
+    url: String,
+}
+
+impl SignerDb {
+    fn postgres(pg: &PgServer) -> Self {
+        let url = format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{}?sslmode=disable",
+            pg.port,
+            pg.database()
+        );
+        let db = Self {
+            backend: "postgres",
+            dsn: url.clone(),
+            url,
+        };
+        db.execute(include_str!("data/notary-signer-postgres.sql"));
+        db
+    }
+
+    /// notary's signer schema for MySQL (the state after its signer
+    /// migrations), as the import tests apply it.
+    fn mariadb(server: &MariaDb) -> Self {
+        let name = server.database();
+        let db = Self {
+            backend: "mysql",
+            dsn: server.dsn(&name),
+            url: server.url(&name),
+        };
+        db.execute(include_str!("data/notary-signer-mysql.sql"));
+        db
+    }
+
+    fn execute(&self, text: &str) {
+        use sqlx::Connection;
+        let text = sqlx::AssertSqlSafe(text.to_string());
+        block_on(async {
+            if self.backend == "mysql" {
+                let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
+            } else {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
+            }
+        });
+    }
+
+    /// One text column of a query's rows.
+    fn strings(&self, query: &str) -> Vec<String> {
+        use sqlx::Connection;
+        let query = sqlx::AssertSqlSafe(query.to_string());
+        block_on(async {
+            if self.backend == "mysql" {
+                let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, String>(query)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            } else {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, String>(query)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        })
+    }
+
+    /// Key IDs of live rows, oldest first.
+    fn key_ids(&self) -> Vec<String> {
+        self.strings("SELECT key_id FROM private_keys WHERE deleted_at IS NULL ORDER BY id")
+    }
+}
+
+/// Which signer program serves the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Go,
+    Notarium,
+}
+
+/// A signer with mutual TLS (clients need a certificate from `ca.crt`),
+/// new keys under the alias "alpha", on a fixed port across restarts.
+struct SignerProcess {
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    process: Option<Process>,
+}
+
+impl SignerProcess {
+    fn new(dir: &Path, db: &SignerDb, kind: Kind) -> Self {
+        let port = free_port();
+        let config = dir.join("signer.json");
+        std::fs::write(
+            &config,
+            json!({
+                "server": {"grpc_addr": format!("127.0.0.1:{port}"),
+                           "tls_cert_file": "server.crt", "tls_key_file": "server.key",
+                           "client_ca_file": "ca.crt"},
+                "storage": {"backend": db.backend, "db_url": db.dsn, "default_alias": "alpha"},
+                "logging": {"level": "info"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let mut signer = Self {
+            dir: dir.to_path_buf(),
+            config,
+            port,
+            process: None,
+        };
+        signer.start(kind);
+        signer
+    }
+
+    fn command(&self, kind: Kind) -> Command {
+        match kind {
+            Kind::Go => {
+                let mut command = Command::new(require("notary-signer", "notary"));
+                command
+                    .arg("-config")
+                    .arg(&self.config)
+                    .arg("-logf")
+                    .arg("logfmt");
+                command
+            }
+            Kind::Notarium => {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_notarium"));
+                command.arg("signer").arg("--config").arg(&self.config);
+                command
+            }
+        }
+    }
+
+    fn start(&mut self, kind: Kind) {
+        self.process = None;
+        let log = self.dir.join(format!("signer-{kind:?}.log"));
+        let mut child = self
+            .command(kind)
+            .env("NOTARY_SIGNER_ALPHA", SIGNER_PASSPHRASE)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        common::wait_for_port(
+            format!("127.0.0.1:{}", self.port).parse().unwrap(),
+            &mut child,
+            &log,
+        );
+        self.process = Some(Process { child, log });
+    }
+
+    /// A gRPC channel to it with the test CA's client certificate.
+    async fn channel(&self) -> Channel {
+        let read = |name: &str| std::fs::read(self.dir.join(name)).unwrap();
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("ca.crt")))
+            .identity(Identity::from_pem(read("server.crt"), read("server.key")))
+            .domain_name("localhost");
+        Endpoint::from_shared(format!("https://127.0.0.1:{}", self.port))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .timeout(Duration::from_secs(20))
+            .connect()
+            .await
+            .unwrap()
+    }
+}
+
+fn assert_published(out: &str, gun: &str) {
+    assert!(
+        out.contains(&format!(
+            "Successfully published changes for repository {gun}"
+        )),
+        "not published: {out:?}"
+    );
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The key ID of a role file's (only) signature.
+fn signing_key(curl: &Curl, gun: &str, role: &str) -> String {
+    let (code, body) = curl.get(&format!("/v2/{gun}/_trust/tuf/{role}.json"));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let file: Value = serde_json::from_slice(&body).unwrap();
+    file["signatures"][0]["keyid"].as_str().unwrap().to_string()
+}
+
+/// A notarium server in front of `signer`, with the test's client
+/// certificate.
+fn server_in_front(dir: &Path, signer: &SignerProcess) -> Notarium {
+    Notarium::start(
+        &dir.join("notarium"),
+        json!({
+            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
+                              "port": signer.port.to_string(), "key_algorithm": "ecdsa",
+                              "tls_ca_file": dir.join("ca.crt"),
+                              "tls_client_cert": dir.join("server.crt"),
+                              "tls_client_key": dir.join("server.key")},
+        }),
+    )
+}
+
+/// The Go notary-signer on MariaDB makes and uses the timestamp key;
+/// `notarium signer` on the same database signs with it, and makes a new
+/// one on rotation, with the columns notary-signer writes; the Go signer
+/// then signs with that new key.
+#[test]
+fn mariadb_signer_database_is_taken_over_both_ways() {
+    const GUN: &str = "notarium.test/signer-service/mariadb";
+    let db = SignerDb::mariadb(MariaDb::shared());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_test_tls(dir);
+    let mut signer = SignerProcess::new(dir, &db, Kind::Go);
+    let server = server_in_front(dir, &signer);
+    let curl = server.curl();
+    assert_eq!(curl.get("/_notary_server/health").0, 200);
+    let owner = server.notary(dir.join("owner"));
+
+    assert_published(&owner.ok(&["init", GUN, "-p"]), GUN);
+    let one = dir.join("one.txt");
+    std::fs::write(&one, "first target").unwrap();
+    assert_published(&owner.ok(&["add", GUN, "one", text(&one), "-p"]), GUN);
+    let ts_key = signing_key(&curl, GUN, "timestamp");
+    let held = db.key_ids();
+    assert_eq!(held, std::slice::from_ref(&ts_key), "the Go signer's keys");
+
+    // notarium's signer on the Go signer's database signs with its key.
+    signer.start(Kind::Notarium);
+    assert_eq!(curl.get("/_notary_server/health").0, 200);
+    let two = dir.join("two.txt");
+    std::fs::write(&two, "second target").unwrap();
+    assert_published(&owner.ok(&["add", GUN, "two", text(&two), "-p"]), GUN);
+    assert_eq!(signing_key(&curl, GUN, "timestamp"), ts_key);
+    assert_eq!(db.key_ids(), held, "notarium's signer made a key to sign");
+
+    // A timestamp key rotation: notarium's signer makes the key, in the
+    // row layout notary-signer writes, and the next timestamp uses it.
+    owner.ok(&["key", "rotate", GUN, "timestamp", "-r"]);
+    let keys = db.key_ids();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let new_key = keys[1].clone();
+    let row = db.strings(&format!(
+        "SELECT CONCAT_WS(' ', encryption_alg, keywrap_alg, algorithm, passphrase_alias, gun, \
+         role) FROM private_keys WHERE key_id = '{new_key}' AND created_at IS NOT NULL \
+         AND updated_at IS NOT NULL"
+    ));
+    assert_eq!(
+        row,
+        [format!(
+            "A256GCM PBES2-HS256+A128KW ecdsa alpha {GUN} timestamp"
+        )]
+    );
+    let three = dir.join("three.txt");
+    std::fs::write(&three, "third target").unwrap();
+    assert_published(&owner.ok(&["add", GUN, "three", text(&three), "-p"]), GUN);
+    assert_eq!(signing_key(&curl, GUN, "timestamp"), new_key);
+    // Its first signature marked it used, as notary-signer marks keys, so
+    // neither signer hands it out again as a fresh key.
+    let used = db.strings("SELECT key_id FROM private_keys WHERE last_used IS NOT NULL");
+    assert!(used.contains(&new_key), "{used:?}");
+
+    // The Go signer takes the database back and signs with that key.
+    signer.start(Kind::Go);
+    let four = dir.join("four.txt");
+    std::fs::write(&four, "fourth target").unwrap();
+    assert_published(&owner.ok(&["add", GUN, "four", text(&four), "-p"]), GUN);
+    assert_eq!(signing_key(&curl, GUN, "timestamp"), new_key);
+    assert_eq!(db.key_ids(), keys, "the Go signer made a key");
+    let listed = server.notary(dir.join("reader")).ok(&["list", GUN]);
+    for target in ["one", "two", "three", "four"] {
+        assert!(listed.contains(target), "{target} missing: {listed}");
+    }
+}
+
+/// Polls `check` every 250 ms until it holds; fails after `limit` tries.
+fn eventually(what: &str, limit: u32, mut check: impl FnMut() -> bool) {
+    for _ in 0..limit {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("never happened: {what}");
+}
+
+async fn health_of(channel: &Channel) -> Vec<i32> {
+    let mut client = HealthClient::new(channel.clone());
+    let mut statuses = Vec::new();
+    for service in [
+        "grpc.health.v1.Health.KeyManagement",
+        "grpc.health.v1.Health.Signer",
+    ] {
+        let response = client
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap();
+        statuses.push(response.into_inner().status);
+    }
+    statuses
+}
+
+/// The signer's PostgreSQL stops: both health services turn NOT_SERVING,
+/// a server in front reports 503, a call that needs the database is
+/// UNAVAILABLE; the database comes back and so does SERVING.
+#[test]
+fn health_follows_the_signer_database() {
+    const GUN: &str = "notarium.test/signer-service/health";
+    // A server of its own: this test stops it.
+    let pg = PgServer::start();
+    let db = SignerDb::postgres(&pg);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_test_tls(dir);
+    let signer = SignerProcess::new(dir, &db, Kind::Notarium);
+    let server = server_in_front(dir, &signer);
+    let curl = server.curl();
+    let rt = runtime();
+    let channel = rt.block_on(signer.channel());
+    let serving = vec![ServingStatus::Serving as i32; 2];
+    let not_serving = vec![ServingStatus::NotServing as i32; 2];
+    assert_eq!(rt.block_on(health_of(&channel)), serving);
+    assert_eq!(curl.get("/_notary_server/health").0, 200);
+    let owner = server.notary(dir.join("owner"));
+    assert_published(&owner.ok(&["init", GUN, "-p"]), GUN);
+
+    pg.stop();
+    // The periodic check notices within its interval (5 s); 30 s bound.
+    eventually("gRPC health NOT_SERVING", 120, || {
+        rt.block_on(health_of(&channel)) == not_serving
+    });
+    let (code, body) = curl.get("/_notary_server/health");
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("Trust operational"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let status = rt
+        .block_on(
+            KeyManagementClient::new(channel.clone()).create_key(CreateKeyRequest {
+                algorithm: "ecdsa".into(),
+                gun: GUN.into(),
+                role: "snapshot".into(),
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    pg.restart();
+    eventually("gRPC health SERVING again", 120, || {
+        rt.block_on(health_of(&channel)) == serving
+    });
+    assert_eq!(curl.get("/_notary_server/health").0, 200);
+    let one = dir.join("one.txt");
+    std::fs::write(&one, "after the outage").unwrap();
+    assert_published(&owner.ok(&["add", GUN, "one", text(&one), "-p"]), GUN);
+}
+
+/// A codec that sends and receives raw bytes, for requests no generated
+/// client would make.
+mod raw {
+    use bytes::{Buf, BufMut};
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Bytes;
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Raw;
+
+    impl Encoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for Raw {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+            let mut out = vec![0; src.remaining()];
+            src.copy_to_slice(&mut out);
+            Ok(Some(out))
+        }
+    }
+
+    impl Codec for Bytes {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Raw;
+        type Decoder = Raw;
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+        fn decoder(&mut self) -> Raw {
+            Raw
+        }
+    }
+}
+
+/// The gRPC boundary on one backend, called directly.
+async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
+    const GUN: &str = "notarium.test/signer-service/direct";
+    let channel = signer.channel().await;
+    let mut keys = KeyManagementClient::new(channel.clone());
+    let mut signing = SignerClient::new(channel.clone());
+    let create = |algorithm: &str| CreateKeyRequest {
+        algorithm: algorithm.into(),
+        gun: GUN.into(),
+        role: "timestamp".into(),
+    };
+    let sign = |key_id: &str, content: Vec<u8>| SignatureRequest {
+        key_id: Some(KeyId { id: key_id.into() }),
+        content,
+    };
+
+    // A bad algorithm is the caller's mistake.
+    for algorithm in ["rsa", ""] {
+        let status = keys.create_key(create(algorithm)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    assert!(db.key_ids().is_empty());
+
+    let made = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
+    let key_id = made.key_info.unwrap().key_id.unwrap().id;
+    let public = PublicKey::new(KeyType::Ecdsa, made.public_key);
+    assert_eq!(public.id(), key_id);
+    // Never used: asked again, the same key comes back (notary-signer's
+    // rule), and no second row is written.
+    let again = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
+    assert_eq!(again.key_info.unwrap().key_id.unwrap().id, key_id);
+    assert_eq!(db.key_ids(), std::slice::from_ref(&key_id));
+    let info = keys
+        .get_key_info(KeyId { id: key_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.role, "timestamp");
+    assert_eq!(info.public_key, public.public_bytes());
+
+    let verify = |signature: notarium::signer::proto::Signature, content: &[u8]| {
+        let method = Method::parse(&signature.algorithm.unwrap().algorithm);
+        verify_signature(&public, &method, content, &signature.content).unwrap();
+    };
+    let content = b"{\"signed\":\"bytes\"}".to_vec();
+    let signature = signing
+        .sign(sign(&key_id, content.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    verify(signature, &content);
+    assert_eq!(
+        db.strings("SELECT key_id FROM private_keys WHERE last_used IS NOT NULL"),
+        std::slice::from_ref(&key_id)
+    );
+    // Used now: the next request makes a new key.
+    let fresh = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
+    assert_ne!(fresh.key_info.unwrap().key_id.unwrap().id, key_id);
+
+    // More than the bound: refused by size, and the signer goes on.
+    let status = signing
+        .sign(sign(&key_id, vec![b'x'; MAX_REQUEST_BYTES + 1]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    // The largest content that fits the bound with its envelope signs.
+    let large = vec![b'y'; MAX_REQUEST_BYTES - 1024];
+    let signature = signing
+        .sign(sign(&key_id, large.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    verify(signature, &large);
+
+    // Bytes that are not a SignatureRequest: an error status, and the
+    // signer goes on.
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary(
+            tonic::Request::new(vec![0x0a, 0x05, 0x01]),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/proto.Signer/Sign"),
+            raw::Bytes,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(status.code(), Code::Ok | Code::Unavailable),
+        "{status:?}"
+    );
+    let signature = signing
+        .sign(sign(&key_id, content.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    verify(signature, &content);
+
+    // Unknown, empty, missing and absurd key IDs are NotFound.
+    let unknown = "0".repeat(64);
+    let long = "a".repeat(10_000);
+    for id in [unknown.as_str(), "", long.as_str(), &key_id.to_uppercase()] {
+        let status = signing.sign(sign(id, content.clone())).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "sign {id:.20}: {status:?}");
+        let status = keys
+            .get_key_info(KeyId { id: id.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "info {id:.20}: {status:?}");
+    }
+    let status = signing
+        .sign(SignatureRequest {
+            key_id: None,
+            content: content.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // Delete is gorm's soft delete: the row stays, marked, and the key is
+    // gone for every call.
+    keys.delete_key(KeyId { id: key_id.clone() }).await.unwrap();
+    let status = keys
+        .get_key_info(KeyId { id: key_id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = signing
+        .sign(sign(&key_id, content.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(
+        db.strings("SELECT key_id FROM private_keys WHERE deleted_at IS NOT NULL"),
+        std::slice::from_ref(&key_id)
+    );
+    // Deleting an unknown key succeeds, as in notary-signer.
+    keys.delete_key(KeyId { id: unknown }).await.unwrap();
+}
+
+#[test]
+fn grpc_boundary_on_postgres() {
+    let db = SignerDb::postgres(PgServer::shared());
+    let tmp = tempfile::tempdir().unwrap();
+    make_test_tls(tmp.path());
+    let signer = SignerProcess::new(tmp.path(), &db, Kind::Notarium);
+    runtime().block_on(boundary_checks(&signer, &db));
+}
+
+#[test]
+fn grpc_boundary_on_mariadb() {
+    let db = SignerDb::mariadb(MariaDb::shared());
+    let tmp = tempfile::tempdir().unwrap();
+    make_test_tls(tmp.path());
+    let signer = SignerProcess::new(tmp.path(), &db, Kind::Notarium);
+    runtime().block_on(boundary_checks(&signer, &db));
+}
+
+/// Backends notary-signer has but whose keys cannot be taken over are
+/// refused at start, naming what is supported.
+#[test]
+fn unsupported_backends_are_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_test_tls(dir);
+    for (backend, db_url) in [("memory", ""), ("sqlite3", "/tmp/signer.db")] {
+        let config = dir.join(format!("{backend}.json"));
+        std::fs::write(
+            &config,
+            json!({
+                "server": {"grpc_addr": format!("127.0.0.1:{}", free_port()),
+                           "tls_cert_file": "server.crt", "tls_key_file": "server.key"},
+                "storage": {"backend": backend, "db_url": db_url, "default_alias": "alpha"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_notarium"))
+            .arg("signer")
+            .arg("--config")
+            .arg(&config)
+            .env("NOTARY_SIGNER_ALPHA", SIGNER_PASSPHRASE)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{backend}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for word in [backend, "postgres", "mysql"] {
+            assert!(stderr.contains(word), "{backend}: {stderr}");
+        }
+    }
+}
