@@ -5,7 +5,7 @@
 //! passphrase of an alias from `NOTARY_SIGNER_<ALIAS>`), so a database can
 //! move between the Go signer and this one in either direction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -114,6 +114,9 @@ struct Keys {
     alias: String,
     passphrase_of: PassphraseOf,
     opened: Mutex<HashMap<String, Arc<SigningKey>>>,
+    /// Keys whose `last_used` this process has set (once per key is enough:
+    /// what matters to notary-signer is that it is no longer NULL).
+    marked: Mutex<HashSet<String>>,
 }
 
 /// Serves until `shutdown` completes. Fails at start if the default alias
@@ -152,6 +155,7 @@ pub async fn serve(
         alias: config.default_alias.clone(),
         passphrase_of,
         opened: Mutex::default(),
+        marked: Mutex::default(),
     });
     let (reporter, health) = tonic_health::server::health_reporter();
     for service in [HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER] {
@@ -254,6 +258,31 @@ impl Keys {
             opened.insert(key_id.to_string(), Arc::clone(&key));
         }
         Ok(key)
+    }
+}
+
+impl Keys {
+    /// Sets `last_used` of a key that has signed, as notary-signer does: its
+    /// CreateKey hands out an existing key of the same GUN, role and
+    /// algorithm whose `last_used` is NULL, so a key left unmarked here
+    /// would come back from a later rotation by notary-signer on this
+    /// database. A failure is logged, not returned: the signature is good.
+    async fn mark_used(&self, key_id: &str) {
+        if self.marked.lock().is_ok_and(|m| m.contains(key_id)) {
+            return;
+        }
+        let result = sqlx::query("UPDATE private_keys SET last_used = now() WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => {
+                if let Ok(mut marked) = self.marked.lock() {
+                    marked.insert(key_id.to_string());
+                }
+            }
+            Err(error) => tracing::error!(key_id, %error, "cannot mark a key as used"),
+        }
     }
 }
 
@@ -383,6 +412,7 @@ impl Signer for Arc<Keys> {
                 .map_err(|_| Status::internal("signing failed"))
         })
         .await?;
+        self.mark_used(&key_id).await;
         let keytype = match key.algorithm() {
             KeyAlgorithm::EcdsaP256 => KeyType::Ecdsa,
             KeyAlgorithm::Ed25519 => KeyType::Ed25519,
