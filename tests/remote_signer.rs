@@ -1,10 +1,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! notarium as the server with the real Go notary-signer (Debian's `notary`)
-//! behind it: `trust_service: {type: "remote"}` over mutual TLS, the signer
-//! keeping its keys in notary's own `private_keys` table on PostgreSQL. The
-//! notary CLI runs init, publish, a server-managed snapshot, a delegation,
-//! witness and delete; the signer is stopped mid-run (503 on what needs a
-//! signature, cached reads still served) and started again.
+//! The split deployment, server × signer: {the Go notary-server, notarium}
+//! in front of {the Go notary-signer, `notarium signer`} (the Go programs
+//! are Debian's `notary`), over mutual TLS, the signer keeping its keys in
+//! notary's own `private_keys` table on PostgreSQL. One flow runs for each
+//! of the four combinations (`go_server_go_signer`, …), in parallel threads
+//! sharing this binary's PostgreSQL:
+//! 1. the notary CLI: init, publish, a server-managed snapshot, a
+//!    delegation, witness, a timestamp key rotation (the new key made in the
+//!    signer's table and used), a fresh reader;
+//! 2. the docker CLI: a signed push, `docker trust signer add` of a second
+//!    user who pushes a signed tag, a verified pull by a third user, the
+//!    server's snapshot and timestamp signed by the signer's keys;
+//! 3. the signer stopped mid-run: publishing fails, cached reads go on
+//!    (notarium also answers health and new keys with 503), and once it is
+//!    started again the pending change publishes with the same keys;
+//! 4. the other signer program takes the same database over, signs with the
+//!    first one's keys and makes a timestamp key the first one then uses
+//!    (with `notarium signer` first: a wrong and a missing passphrase);
+//! 5. delete --remote.
+//!
+//! The Go server's gRPC connection to a restarted signer reconnects with a
+//! backoff, so what follows a restart is retried a bounded number of times
+//! there; notarium must succeed at once. Separately, both signers refuse
+//! clients without a certificate from their CA.
 
 mod common;
 #[path = "support/dockercli.rs"]
@@ -13,13 +31,14 @@ mod dockercli;
 mod registry;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use common::postgres::{PASSWORD, PgServer};
 use common::{
     Curl, Notarium, NotaryClient, Process, ReferenceServer, free_port, make_test_tls, require,
     wait_for_port,
 };
+use dockercli::DockerCli;
 use serde_json::{Value, json};
 
 const GUN: &str = "notarium.test/remote/app";
@@ -39,11 +58,20 @@ fn sql(url: &str, text: &str) {
         });
 }
 
-/// Which signer program serves the database.
+/// Which implementation plays a part: the Go program or notarium.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Go,
     Notarium,
+}
+
+impl Kind {
+    fn other(self) -> Self {
+        match self {
+            Kind::Go => Kind::Notarium,
+            Kind::Notarium => Kind::Go,
+        }
+    }
 }
 
 /// A signer with mutual TLS (clients need a certificate from `ca.crt`),
@@ -54,6 +82,9 @@ struct SignerProcess {
     config: PathBuf,
     port: u16,
     process: Option<Process>,
+    /// The log of the running process and where its output begins (the
+    /// log file of a kind is appended to across restarts).
+    log: Option<(PathBuf, u64)>,
 }
 
 impl SignerProcess {
@@ -77,6 +108,7 @@ impl SignerProcess {
             config,
             port,
             process: None,
+            log: None,
         };
         signer.start(kind, SIGNER_PASSPHRASE);
         signer
@@ -101,21 +133,23 @@ impl SignerProcess {
         }
     }
 
+    /// Stops the running signer, if any, and starts `kind` on the same
+    /// port and database.
     fn start(&mut self, kind: Kind, passphrase: &str) {
         self.process = None;
         let log = self.dir.join(format!("signer-{kind:?}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let offset = file.metadata().unwrap().len();
         let mut child = self
             .command(kind)
             .env("NOTARY_SIGNER_ALPHA", passphrase)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stderr(file)
             .spawn()
             .unwrap();
         wait_for_port(
@@ -123,11 +157,111 @@ impl SignerProcess {
             &mut child,
             &log,
         );
+        self.log = Some((log.clone(), offset));
         self.process = Some(Process { child, log });
     }
 
     fn stop(&mut self) {
         self.process = None;
+    }
+
+    /// What the signer last started has logged.
+    fn log(&self) -> String {
+        let Some((path, offset)) = &self.log else {
+            return String::new();
+        };
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let start = usize::try_from(*offset).unwrap().min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..]).into_owned()
+    }
+}
+
+/// The server in front of the signer: the Go notary-server (memory
+/// storage) or `notarium serve` (this run's storage backend), both with
+/// notary-server's remote `trust_service` section.
+struct Server {
+    kind: Kind,
+    url: String,
+    ca: PathBuf,
+    /// The notarium process (None for the Go server).
+    notarium: Option<Notarium>,
+    _go: Option<ReferenceServer>,
+}
+
+impl Server {
+    fn start(kind: Kind, dir: &Path, signer_port: u16, tls: &(PathBuf, PathBuf, PathBuf)) -> Self {
+        let (ca, cert, key) = tls;
+        let trust = json!({
+            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
+                              "port": signer_port.to_string(), "key_algorithm": "ecdsa",
+                              "tls_ca_file": ca, "tls_client_cert": cert,
+                              "tls_client_key": key},
+        });
+        match kind {
+            Kind::Go => {
+                let server_dir = dir.join("go-server");
+                std::fs::create_dir_all(&server_dir).unwrap();
+                let server = ReferenceServer::start_with(&server_dir, trust);
+                Self {
+                    kind,
+                    url: server.url.clone(),
+                    ca: server.ca.clone(),
+                    notarium: None,
+                    _go: Some(server),
+                }
+            }
+            Kind::Notarium => {
+                let server = Notarium::start(&dir.join("notarium"), trust);
+                Self {
+                    kind,
+                    url: server.url.clone(),
+                    ca: server.ca.clone(),
+                    notarium: Some(server),
+                    _go: None,
+                }
+            }
+        }
+    }
+
+    fn curl(&self) -> Curl {
+        Curl {
+            base: self.url.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+
+    fn notary(&self, trust_dir: PathBuf) -> NotaryClient {
+        NotaryClient::new(trust_dir, &self.url, &self.ca)
+    }
+
+    fn docker(&self, dir: &Path) -> DockerCli {
+        DockerCli::with_trust_server(dir, &self.url, &self.ca)
+    }
+
+    /// Runs `attempt`, which needs the signer just (re)started, until it
+    /// succeeds; returns its stdout. notarium connects to the signer for
+    /// the call, so it gets one attempt. The Go server's gRPC connection
+    /// is in its reconnect backoff for a while, so it gets a bounded number.
+    fn after_signer_start(&self, what: &str, mut attempt: impl FnMut() -> Output) -> String {
+        let attempts = match self.kind {
+            Kind::Notarium => 1,
+            Kind::Go => 60,
+        };
+        let mut failures = Vec::new();
+        for n in 0..attempts {
+            if n > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            let output = attempt();
+            if output.status.success() {
+                return common::stdout(&output);
+            }
+            failures.push(common::all_output(&output));
+        }
+        panic!(
+            "{:?} server: {what} failed {attempts} times: {failures:#?}",
+            self.kind
+        );
     }
 }
 
@@ -164,6 +298,7 @@ fn text(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// The key IDs in the signer's table, oldest first.
 fn signer_key_ids(db_url: &str) -> Vec<String> {
     use sqlx::Connection;
     tokio::runtime::Builder::new_current_thread()
@@ -177,6 +312,55 @@ fn signer_key_ids(db_url: &str) -> Vec<String> {
                 .await
                 .unwrap()
         })
+}
+
+/// The key IDs in the signer's table whose `last_used` is NULL: keys that
+/// notary-signer's CreateKey may hand out again.
+fn unused_key_ids(db_url: &str) -> Vec<String> {
+    use sqlx::Connection;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
+            sqlx::query_scalar::<_, String>(
+                "SELECT key_id FROM private_keys WHERE last_used IS NULL ORDER BY id",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+        })
+}
+
+/// The key ID that signed `role`.json of `gun` (the server's roles have
+/// one signature).
+fn signed_by(curl: &Curl, gun: &str, role: &str) -> String {
+    let (code, body) = curl.get(&format!("/v2/{gun}/_trust/tuf/{role}.json"));
+    assert_eq!(
+        code,
+        200,
+        "{gun} {role}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let file: Value = serde_json::from_slice(&body).unwrap();
+    let signatures = file["signatures"].as_array().unwrap();
+    assert_eq!(signatures.len(), 1, "{gun} {role}: {file}");
+    signatures[0]["keyid"].as_str().unwrap().to_string()
+}
+
+/// The server's snapshot and timestamp of `gun` are signed by keys in the
+/// signer's table; returns (snapshot key, timestamp key).
+fn assert_signed_by_signer(curl: &Curl, gun: &str, db_url: &str) -> (String, String) {
+    let held = signer_key_ids(db_url);
+    let keys = (
+        signed_by(curl, gun, "snapshot"),
+        signed_by(curl, gun, "timestamp"),
+    );
+    for key in [&keys.0, &keys.1] {
+        assert!(held.contains(key), "{gun}: {key} is not in {held:?}");
+    }
+    keys
 }
 
 /// Makes a delegation key with openssl, adds `targets/releases` with it
@@ -211,164 +395,211 @@ fn delegation_flow(dir: &Path, owner: &NotaryClient) {
     ]));
 }
 
-/// Publishes, retrying while the Go notary-server's gRPC connection to a
-/// restarted signer is still in its reconnect backoff (bounded).
-fn publish_retrying(owner: &NotaryClient) {
-    let mut attempts = Vec::new();
-    for _ in 0..20 {
-        let output = owner.run(&["publish", GUN]);
-        if output.status.success() {
-            return;
-        }
-        attempts.push(format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    panic!("never published: {attempts:?}");
+/// Rotates the timestamp key to one the signer makes and publishes `name`;
+/// the new timestamp is signed by the new key, the newest row of the
+/// signer's table. Returns it.
+fn rotate_timestamp(
+    server: &Server,
+    curl: &Curl,
+    owner: &NotaryClient,
+    dir: &Path,
+    db_url: &str,
+    name: &str,
+) -> String {
+    let before = signer_key_ids(db_url);
+    let old = signed_by(curl, GUN, "timestamp");
+    // The signer recorded that the current key has signed, so that no
+    // signer's CreateKey on this table offers it as a new key.
+    assert!(
+        !unused_key_ids(db_url).contains(&old),
+        "{old} has signed but its last_used is NULL"
+    );
+    server.after_signer_start("key rotate timestamp", || {
+        owner.run(&["key", "rotate", GUN, "timestamp", "-r"])
+    });
+    let payload = write(dir, &format!("{name}.txt"), name);
+    assert_published(&owner.ok(&["add", GUN, name, text(&payload), "-p"]));
+    let held = signer_key_ids(db_url);
+    assert_eq!(held.len(), before.len() + 1, "{held:?} after {before:?}");
+    let new = signed_by(curl, GUN, "timestamp");
+    assert_ne!(new, old, "the timestamp key did not change");
+    assert_eq!(held.last(), Some(&new), "{held:?}");
+    new
 }
 
 #[test]
-fn notarium_server_with_the_go_notary_signer() {
-    notarium_server_flows(Kind::Go, Kind::Notarium);
+fn go_server_go_signer() {
+    flow(Kind::Go, Kind::Go);
 }
 
 #[test]
-fn notarium_server_with_notarium_signer() {
-    notarium_server_flows(Kind::Notarium, Kind::Go);
+fn go_server_notarium_signer() {
+    flow(Kind::Go, Kind::Notarium);
 }
 
-/// The CLI flows through notarium with the `first` signer, which is
-/// stopped and started mid-run; then `second` serves the same database.
-fn notarium_server_flows(first: Kind, then: Kind) {
+#[test]
+fn notarium_server_go_signer() {
+    flow(Kind::Notarium, Kind::Go);
+}
+
+#[test]
+fn notarium_server_notarium_signer() {
+    flow(Kind::Notarium, Kind::Notarium);
+}
+
+/// The notary and docker CLI flows through a `server` in front of a
+/// `first` signer, which is stopped and started mid-run, then replaced by
+/// the other signer program on the same database and back.
+fn flow(server_kind: Kind, first: Kind) {
     let db_url = signer_database(PgServer::shared());
-
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    // One certificate serves as the signer's server certificate and as
-    // notarium's client certificate (it carries both usages).
-    let (ca, cert, key) = make_test_tls(dir);
+    // One certificate serves as the signer's server certificate and as the
+    // server's client certificate (it carries both usages).
+    let tls = make_test_tls(dir);
     let mut signer = SignerProcess::new(dir, &db_url, first);
-
-    let server = Notarium::start(
-        &dir.join("notarium"),
-        json!({
-            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
-                              "port": signer.port.to_string(), "key_algorithm": "ecdsa",
-                              "tls_ca_file": ca, "tls_client_cert": cert,
-                              "tls_client_key": key},
-        }),
-    );
+    let server = Server::start(server_kind, dir, signer.port, &tls);
     let curl = server.curl();
-    assert_eq!(status(&curl, "/_notary_server/health"), 200);
-    let owner: NotaryClient = server.notary(dir.join("owner"));
     let tuf = |role: &str| format!("/v2/{GUN}/_trust/tuf/{role}");
+    let owner = server.notary(dir.join("owner"));
+    if let Some(notarium) = &server.notarium {
+        assert_eq!(status(&curl, "/_notary_server/health"), 200);
+        // notarium holds no private key of its own: no local key
+        // passphrase was even made.
+        assert!(!notarium.dir.join("keys/passphrase").exists());
+    }
 
-    // init + publish: the timestamp key is made and used by the Go signer.
+    // 1. The notary CLI. init + publish: the timestamp key is the signer's.
     assert_published(&owner.ok(&["init", GUN, "-p"]));
-    let timestamp: Value = serde_json::from_slice(&curl.get(&tuf("timestamp.json")).1).unwrap();
-    let ts_key = timestamp["signatures"][0]["keyid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ts_key = signed_by(&curl, GUN, "timestamp");
     assert!(
         signer_key_ids(&db_url).contains(&ts_key),
-        "the timestamp key {ts_key} is not in notary-signer's table"
+        "the timestamp key {ts_key} is not in the signer's table"
     );
-    // notarium holds no private key of its own: no local key passphrase
-    // was even made.
-    assert!(!dir.join("notarium/keys/passphrase").exists());
-
     let payload = write(dir, "one.txt", "first target");
     assert_published(&owner.ok(&["add", GUN, "one", text(&payload), "-p"]));
-
     // The server-managed snapshot: its key too comes from the signer.
     owner.ok(&["key", "rotate", GUN, "snapshot", "-r"]);
     assert_published(&owner.ok(&["publish", GUN]));
-    let snapshot: Value = serde_json::from_slice(&curl.get(&tuf("snapshot.json")).1).unwrap();
-    let snap_key = snapshot["signatures"][0]["keyid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(signer_key_ids(&db_url).contains(&snap_key));
-
-    // A delegation, with the snapshot signed remotely.
+    let (snap_key, _) = assert_signed_by_signer(&curl, GUN, &db_url);
+    // A delegation and witness, the snapshot signed remotely.
     delegation_flow(dir, &owner);
     assert_published(&owner.ok(&["witness", GUN, "targets/releases", "-p"]));
-    let listed = owner.ok(&["list", GUN]);
-    assert!(
-        listed.contains("rel-1") && listed.contains("one"),
-        "{listed}"
-    );
+    let ts_key = rotate_timestamp(&server, &curl, &owner, dir, &db_url, "rotated");
+    let listed = server.notary(dir.join("reader")).ok(&["list", GUN]);
+    for target in ["one", "rel-1", "rotated"] {
+        assert!(listed.contains(target), "{target}: {listed}");
+    }
 
-    // The signer goes away: health says so, cached reads go on, what needs
-    // a new signature or key is 503 with Retry-After.
+    // 2. The docker CLI.
+    docker_flow(&server, dir, &db_url);
+
+    // 3. The signer goes away: nothing new is signed, cached reads go on.
     signer.stop();
-    assert_eq!(status(&curl, "/_notary_server/health"), 503);
-    assert_eq!(status(&curl, &tuf("timestamp.json")), 200);
-    assert_eq!(status(&curl, &tuf("targets.json")), 200);
-    // With -i the headers come before the body.
-    let (code, response) = curl.request(
-        &["-i", "-X", "GET"],
-        "/v2/notarium.test/remote/other/_trust/tuf/timestamp.key",
-    );
-    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
-    assert_eq!(code, 503, "{response}");
-    assert!(response.contains("\r\nretry-after: "), "{response}");
-    assert!(
-        response.contains("signing service is unavailable"),
-        "{response}"
-    );
+    for role in ["timestamp.json", "snapshot.json", "targets.json"] {
+        assert_eq!(status(&curl, &tuf(role)), 200, "{role}");
+    }
+    if let Some(notarium) = &server.notarium {
+        assert_eq!(status(&curl, "/_notary_server/health"), 503);
+        // What needs a new key is 503 with Retry-After. With -i the headers
+        // come before the body.
+        let (code, response) = curl.request(
+            &["-i", "-X", "GET"],
+            "/v2/notarium.test/remote/other/_trust/tuf/timestamp.key",
+        );
+        let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+        assert_eq!(code, 503, "{response}");
+        assert!(response.contains("\r\nretry-after: "), "{response}");
+        assert!(
+            response.contains("signing service is unavailable"),
+            "{response}"
+        );
+        assert!(notarium.log().contains("signer unavailable"));
+    }
+    let held = signer_key_ids(&db_url);
     let second = write(dir, "two.txt", "second target");
     let output = owner.run(&["add", GUN, "two", text(&second), "-p"]);
     assert!(
         !output.status.success(),
         "published without a signer: {output:?}"
     );
-    assert!(server.log().contains("signer unavailable"));
-
-    // Back again: the pending change publishes, signed by the same key.
+    // Back again: the pending change publishes, signed by the same keys.
     signer.start(first, SIGNER_PASSPHRASE);
-    assert_eq!(status(&curl, "/_notary_server/health"), 200);
-    assert_published(&owner.ok(&["publish", GUN]));
-    let listed = owner.ok(&["list", GUN]);
-    assert!(listed.contains("two"), "{listed}");
-    let snapshot: Value = serde_json::from_slice(&curl.get(&tuf("snapshot.json")).1).unwrap();
-    assert_eq!(snapshot["signatures"][0]["keyid"], snap_key.as_str());
-
-    // A fresh client verifies everything from the server alone.
-    let reader = server.notary(dir.join("reader"));
-    let listed = reader.ok(&["list", GUN]);
-    assert!(
-        listed.contains("rel-1") && listed.contains("two"),
-        "{listed}"
-    );
-
-    // The same database under the other signer: keys the first made sign
-    // through it.
-    signer.start(then, SIGNER_PASSPHRASE);
-    assert_eq!(status(&curl, "/_notary_server/health"), 200);
-    let third = write(dir, "three.txt", "third target");
-    assert_published(&owner.ok(&["add", GUN, "three", text(&third), "-p"]));
-    let snapshot: Value = serde_json::from_slice(&curl.get(&tuf("snapshot.json")).1).unwrap();
-    assert_eq!(snapshot["signatures"][0]["keyid"], snap_key.as_str());
+    if server.notarium.is_some() {
+        assert_eq!(status(&curl, "/_notary_server/health"), 200);
+    }
+    assert_published(&server.after_signer_start("publish", || owner.run(&["publish", GUN])));
+    assert_eq!(signed_by(&curl, GUN, "snapshot"), snap_key);
+    assert_eq!(signed_by(&curl, GUN, "timestamp"), ts_key);
+    assert_eq!(signer_key_ids(&db_url), held, "the restart made new keys");
     let listed = server.notary(dir.join("reader2")).ok(&["list", GUN]);
-    assert!(listed.contains("three"), "{listed}");
+    assert!(listed.contains("two"), "{listed}");
 
-    // A wrong passphrase for the alias: the keys do not open, nothing is
-    // signed, and the refusal is an error, not a signature.
+    // 4. The other signer program takes the same database over: the first
+    // one's keys sign through it...
+    signer.start(first.other(), SIGNER_PASSPHRASE);
+    let third = write(dir, "three.txt", "third target");
+    owner.ok(&["add", GUN, "three", text(&third)]);
+    assert_published(&server.after_signer_start("publish", || owner.run(&["publish", GUN])));
+    assert_eq!(signed_by(&curl, GUN, "snapshot"), snap_key);
+    assert_eq!(signed_by(&curl, GUN, "timestamp"), ts_key);
+    assert_eq!(signer_key_ids(&db_url), held, "the takeover made new keys");
+    // ... and a key it makes signs through the first one.
+    let ts_key = rotate_timestamp(&server, &curl, &owner, dir, &db_url, "four");
+    signer.start(first, SIGNER_PASSPHRASE);
+    let fifth = write(dir, "five.txt", "fifth target");
+    owner.ok(&["add", GUN, "five", text(&fifth)]);
+    assert_published(&server.after_signer_start("publish", || owner.run(&["publish", GUN])));
+    assert_eq!(signed_by(&curl, GUN, "timestamp"), ts_key);
+    assert_eq!(signed_by(&curl, GUN, "snapshot"), snap_key);
+    let listed = server.notary(dir.join("reader3")).ok(&["list", GUN]);
+    for target in ["one", "rel-1", "two", "three", "four", "five"] {
+        assert!(listed.contains(target), "{target}: {listed}");
+    }
+
+    if first == Kind::Notarium {
+        passphrase_checks(&server, &mut signer, &owner, dir);
+    }
+
+    // 5. delete --remote.
+    owner.ok(&["delete", GUN, "--remote"]);
+    assert_eq!(status(&curl, &tuf("timestamp.json")), 404);
+}
+
+/// `notarium signer` with a wrong passphrase for the alias: the keys do
+/// not open, nothing is signed, and the refusal is an error, not a
+/// signature. Without a passphrase it does not start. Leaves it running
+/// with the right passphrase and the pending change published.
+fn passphrase_checks(
+    server: &Server,
+    signer: &mut SignerProcess,
+    owner: &NotaryClient,
+    dir: &Path,
+) {
     signer.start(Kind::Notarium, "not the alias passphrase");
-    let fourth = write(dir, "four.txt", "fourth target");
-    let output = owner.run(&["add", GUN, "four", text(&fourth), "-p"]);
+    let sixth = write(dir, "six.txt", "sixth target");
+    owner.ok(&["add", GUN, "six", text(&sixth)]);
+    // Until the signer has been asked (the Go server may still be in its
+    // reconnect backoff), every attempt must fail all the same.
+    let mut refused = false;
+    for _ in 0..60 {
+        let output = owner.run(&["publish", GUN]);
+        assert!(
+            !output.status.success(),
+            "signed with a wrong passphrase: {output:?}"
+        );
+        if signer.log().contains("cannot open a stored key") {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     assert!(
-        !output.status.success(),
-        "signed with a wrong passphrase: {output:?}"
+        refused,
+        "the signer was never asked to sign:\n{}",
+        signer.log()
     );
     signer.stop();
-    // Without a passphrase for its default alias, `notarium signer` does
-    // not start.
     let output = signer
         .command(Kind::Notarium)
         .env_remove("NOTARY_SIGNER_ALPHA")
@@ -378,9 +609,71 @@ fn notarium_server_flows(first: Kind, then: Kind) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("NOTARY_SIGNER_ALPHA"), "{stderr}");
     signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
+    assert_published(&server.after_signer_start("publish", || owner.run(&["publish", GUN])));
+}
 
-    owner.ok(&["delete", GUN, "--remote"]);
-    assert_eq!(status(&curl, &tuf("timestamp.json")), 404);
+/// docker with content trust (docker leaves snapshot and timestamp to the
+/// server, so both are the signer's keys): a signed push, a second signer
+/// added with `docker trust signer add` who pushes a signed tag, and a
+/// verified pull by another user.
+fn docker_flow(server: &Server, dir: &Path, db_url: &str) {
+    let registry = registry::Registry::start(&dir.join("registry"));
+    let gun = format!("{}/team/remote", registry.host());
+    let admin = server.docker(&dir.join("docker-admin"));
+    admin.make_image(&format!("{gun}:1.0"), "remote signer image one");
+    let out = admin.ok_trusted(&["push", &format!("{gun}:1.0")]);
+    assert!(
+        out.contains(&format!("Successfully signed {gun}:1.0")),
+        "{out}"
+    );
+    let (snapshot_key, _) = assert_signed_by_signer(&server.curl(), &gun, db_url);
+
+    // bob makes his key in his own docker config; the admin adds it.
+    let bob = server.docker(&dir.join("docker-bob"));
+    let keys = dir.join("docker-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    bob.ok(&["trust", "key", "generate", "bob", "--dir", text(&keys)]);
+    let out = admin.ok(&[
+        "trust",
+        "signer",
+        "add",
+        "--key",
+        text(&keys.join("bob.pub")),
+        "bob",
+        &gun,
+    ]);
+    assert!(
+        out.contains(&format!("Successfully added signer: bob to {gun}")),
+        "{out}"
+    );
+    // bob signs 2.0 into the delegations (targets/releases among them).
+    bob.make_image(&format!("{gun}:2.0"), "remote signer image two");
+    let out = bob.ok_trusted(&["push", &format!("{gun}:2.0")]);
+    assert!(
+        out.contains(&format!("Successfully signed {gun}:2.0")),
+        "{out}"
+    );
+    let (code, body) = server
+        .curl()
+        .get(&format!("/v2/{gun}/_trust/tuf/targets/releases.json"));
+    assert_eq!(code, 200);
+    let releases: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        releases["signed"]["targets"]["2.0"].is_object(),
+        "{releases}"
+    );
+    let (snapshot_again, _) = assert_signed_by_signer(&server.curl(), &gun, db_url);
+    assert_eq!(snapshot_again, snapshot_key);
+
+    // Another user, no image left locally: the pulls are verified.
+    let reader = server.docker(&dir.join("docker-reader"));
+    reader.track(&gun);
+    admin.remove_images();
+    bob.remove_images();
+    for tag in ["1.0", "2.0"] {
+        let out = reader.ok_trusted(&["pull", &format!("{gun}:{tag}")]);
+        assert!(out.contains("Status: Downloaded newer image"), "{out}");
+    }
 }
 
 /// Both signers require a client certificate from their CA: notarium
@@ -432,181 +725,4 @@ fn signers_refuse_clients_without_a_trusted_certificate() {
             "{kind:?}: a refused client made a key"
         );
     }
-}
-
-/// The real Go notary-server in front of `notarium signer`: init, publish,
-/// a server-managed snapshot, a delegation, witness, a timestamp key
-/// rotation and delete pass with the server's keys made and used by
-/// notarium's signer, which is stopped and started mid-run; the Go
-/// notary-signer also takes the same database over and signs with those
-/// keys.
-#[test]
-fn go_notary_server_with_notarium_signer() {
-    let db_url = signer_database(PgServer::shared());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let (ca, cert, key) = make_test_tls(dir);
-    let mut signer = SignerProcess::new(dir, &db_url, Kind::Notarium);
-    let server_dir = dir.join("server");
-    std::fs::create_dir_all(&server_dir).unwrap();
-    let server = ReferenceServer::start_with(
-        &server_dir,
-        json!({
-            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
-                              "port": signer.port.to_string(), "key_algorithm": "ecdsa",
-                              "tls_ca_file": ca, "tls_client_cert": cert,
-                              "tls_client_key": key},
-        }),
-    );
-    let curl = Curl {
-        base: server.url.clone(),
-        ca: server.ca.clone(),
-    };
-    let tuf = |role: &str| format!("/v2/{GUN}/_trust/tuf/{role}");
-    let owner = NotaryClient::new(dir.join("owner"), &server.url, &server.ca);
-
-    assert_published(&owner.ok(&["init", GUN, "-p"]));
-    let payload = write(dir, "one.txt", "first target");
-    assert_published(&owner.ok(&["add", GUN, "one", text(&payload), "-p"]));
-    owner.ok(&["key", "rotate", GUN, "snapshot", "-r"]);
-    assert_published(&owner.ok(&["publish", GUN]));
-    let held = signer_key_ids(&db_url);
-    for role in ["timestamp.json", "snapshot.json"] {
-        let file: Value = serde_json::from_slice(&curl.get(&tuf(role)).1).unwrap();
-        let key_id = file["signatures"][0]["keyid"].as_str().unwrap();
-        assert!(
-            held.iter().any(|k| k == key_id),
-            "{role}: {key_id} not in {held:?}"
-        );
-    }
-    let reader = NotaryClient::new(dir.join("reader"), &server.url, &server.ca);
-    assert!(reader.ok(&["list", GUN]).contains("one"));
-
-    // A delegation and witness, the snapshot and timestamp signed by
-    // notarium's signer.
-    delegation_flow(dir, &owner);
-    assert_published(&owner.ok(&["witness", GUN, "targets/releases", "-p"]));
-    let listed = reader.ok(&["list", GUN]);
-    assert!(
-        listed.contains("rel-1") && listed.contains("one"),
-        "{listed}"
-    );
-
-    // The signer goes away mid-run: the Go server cannot sign, so a
-    // publish fails and cached metadata is still served.
-    signer.stop();
-    assert_eq!(status(&curl, &tuf("timestamp.json")), 200);
-    let second = write(dir, "two.txt", "second target");
-    owner.ok(&["add", GUN, "two", text(&second)]);
-    let output = owner.run(&["publish", GUN]);
-    assert!(
-        !output.status.success(),
-        "published without a signer: {output:?}"
-    );
-    // Started again: the pending change publishes, with the same keys.
-    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
-    publish_retrying(&owner);
-    let listed = reader.ok(&["list", GUN]);
-    assert!(listed.contains("two"), "{listed}");
-    assert_eq!(signer_key_ids(&db_url), held, "the restart made new keys");
-
-    // The Go signer takes over the database notarium's signer wrote. The
-    // Go server's gRPC connection to the stopped signer reconnects with a
-    // backoff, so the first attempts may fail while it does.
-    signer.start(Kind::Go, SIGNER_PASSPHRASE);
-    let third = write(dir, "three.txt", "third target");
-    owner.ok(&["add", GUN, "three", text(&third)]);
-    publish_retrying(&owner);
-    let listed = reader.ok(&["list", GUN]);
-    assert!(listed.contains("three"), "{listed}");
-    assert_eq!(signer_key_ids(&db_url), held, "the Go signer made new keys");
-
-    // Back to notarium's signer: a timestamp key rotation makes a new key
-    // there, and the next timestamp is signed with it.
-    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
-    // The same reconnect backoff applies to the key creation.
-    let rotated = (0..20).any(|_| {
-        let output = owner.run(&["key", "rotate", GUN, "timestamp", "-r"]);
-        if !output.status.success() {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        output.status.success()
-    });
-    assert!(rotated, "the timestamp key never rotated");
-    let fourth = write(dir, "four.txt", "fourth target");
-    owner.ok(&["add", GUN, "four", text(&fourth)]);
-    publish_retrying(&owner);
-    let now_held = signer_key_ids(&db_url);
-    assert_eq!(
-        now_held.len(),
-        held.len() + 1,
-        "{now_held:?} after {held:?}"
-    );
-    let timestamp: Value = serde_json::from_slice(&curl.get(&tuf("timestamp.json")).1).unwrap();
-    let ts_key = timestamp["signatures"][0]["keyid"].as_str().unwrap();
-    assert_eq!(now_held.last().map(String::as_str), Some(ts_key));
-    let listed = NotaryClient::new(dir.join("reader2"), &server.url, &server.ca).ok(&["list", GUN]);
-    assert!(listed.contains("four"), "{listed}");
-
-    owner.ok(&["delete", GUN, "--remote"]);
-    assert_eq!(status(&curl, &tuf("timestamp.json")), 404);
-}
-
-/// docker with content trust through notarium and the Go notary-signer
-/// (docker leaves snapshot and timestamp to the server, so both are the
-/// signer's keys); then `notarium signer` serves the same keys and a
-/// second signed push and a verified pull by another user go through.
-#[test]
-fn docker_content_trust_through_a_remote_signer() {
-    let db_url = signer_database(PgServer::shared());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let (ca, cert, key) = make_test_tls(dir);
-    let mut signer = SignerProcess::new(dir, &db_url, Kind::Go);
-    let server = Notarium::start(
-        &dir.join("notarium"),
-        json!({
-            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
-                              "port": signer.port.to_string(), "key_algorithm": "ecdsa",
-                              "tls_ca_file": ca, "tls_client_cert": cert,
-                              "tls_client_key": key},
-        }),
-    );
-    let registry = registry::Registry::start(&dir.join("registry"));
-    let docker = dockercli::DockerCli::new(&dir.join("docker"), &server);
-    let gun = format!("{}/team/remote", registry.host());
-    docker.make_image(&format!("{gun}:1.0"), "remote signer image one");
-    let out = docker.ok_trusted(&["push", &format!("{gun}:1.0")]);
-    assert!(
-        out.contains(&format!("Successfully signed {gun}:1.0")),
-        "{out}"
-    );
-
-    let curl = server.curl();
-    let held = signer_key_ids(&db_url);
-    for role in ["timestamp.json", "snapshot.json"] {
-        let (code, body) = curl.get(&format!("/v2/{gun}/_trust/tuf/{role}"));
-        assert_eq!(code, 200);
-        let file: Value = serde_json::from_slice(&body).unwrap();
-        let key_id = file["signatures"][0]["keyid"].as_str().unwrap();
-        assert!(
-            held.iter().any(|k| k == key_id),
-            "{role}: {key_id} not in {held:?}"
-        );
-    }
-
-    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
-    docker.make_image(&format!("{gun}:2.0"), "remote signer image two");
-    let out = docker.ok_trusted(&["push", &format!("{gun}:2.0")]);
-    assert!(
-        out.contains(&format!("Successfully signed {gun}:2.0")),
-        "{out}"
-    );
-    assert_eq!(signer_key_ids(&db_url), held, "new server keys were made");
-
-    let reader = dockercli::DockerCli::new(&dir.join("reader"), &server);
-    reader.track(&format!("{gun}:2.0"));
-    docker.remove_images();
-    let out = reader.ok_trusted(&["pull", &format!("{gun}:2.0")]);
-    assert!(out.contains("Status: Downloaded newer image"), "{out}");
 }
