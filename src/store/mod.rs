@@ -9,6 +9,7 @@
 mod expiry;
 pub mod import;
 mod postgres;
+mod shared;
 mod sqlite;
 
 use std::future::Future;

@@ -10,11 +10,16 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
+use super::shared::{
+    AuditColumns, ChangePage, StoredTimes, audit_from_row, audit_limit, change_from_row, conflict,
+    delete_audit, expiry_from_row, file_from_row, files_already_imported, finish,
+    from_unix_seconds, is_unique_violation, kek_from_row, key_exists, key_from_row,
+    located_from_row, publish_audit, role_version_from_row,
+};
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
-    PoolStats, Result, RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which,
-    sha256_hex,
+    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedRepository,
+    KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result, Store, StoredFile,
+    StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// The embedded migrations. Migrations applied by a newer notarium are
@@ -298,10 +303,17 @@ async fn lock(tx: &mut Transaction<'static, Postgres>, space: i32, name: &str) -
     Ok(())
 }
 
-/// A TIMESTAMPTZ column selected as microseconds since the epoch.
-fn micros(row: &PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
-    let micros: i64 = row.try_get(column)?;
-    at(micros)
+/// TIMESTAMPTZ columns are selected as microseconds since the epoch (see
+/// `KEY_COLUMNS`), so no date-time crate feature of sqlx is needed.
+impl StoredTimes for Postgres {
+    fn time(row: &PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+        at(row.try_get(column)?)
+    }
+
+    fn optional_time(row: &PgRow, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        let micros: Option<i64> = row.try_get(column)?;
+        micros.map(at).transpose()
+    }
 }
 
 fn at(micros: i64) -> Result<OffsetDateTime, sqlx::Error> {
@@ -309,102 +321,26 @@ fn at(micros: i64) -> Result<OffsetDateTime, sqlx::Error> {
         .map_err(|err| sqlx::Error::Decode(Box::new(err)))
 }
 
-fn file_from_row(row: &PgRow) -> Result<StoredFile, sqlx::Error> {
-    Ok(StoredFile {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        data: row.try_get("data")?,
-        created_at: micros(row, "created_at")?,
-    })
-}
-
-fn change_from_row(row: &PgRow) -> Result<Change, sqlx::Error> {
-    let category: &str = row.try_get("category")?;
-    let category = ChangeCategory::parse(category).ok_or_else(|| {
-        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
-    })?;
-    Ok(Change {
-        id: row.try_get("id")?,
-        created_at: micros(row, "created_at")?,
-        gun: row.try_get("gun")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        category,
-    })
-}
-
-fn key_from_row(row: &PgRow) -> Result<StoredKey, sqlx::Error> {
-    Ok(StoredKey {
-        key_id: row.try_get("key_id")?,
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        algorithm: row.try_get("algorithm")?,
-        public: row.try_get("public")?,
-        sealed_private: row.try_get("sealed_private")?,
-        created_at: micros(row, "created_at")?,
-        last_used: row
-            .try_get::<Option<i64>, _>("last_used")?
-            .map(at)
-            .transpose()?,
-        retired_at: row
-            .try_get::<Option<i64>, _>("retired_at")?
-            .map(at)
-            .transpose()?,
-    })
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
-    serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
-}
-
-fn audit_from_row(row: &PgRow) -> Result<AuditEntry, sqlx::Error> {
-    let action: &str = row.try_get("action")?;
-    let action = AuditAction::parse(action)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
-    let roles: Vec<(String, i64)> = decode_json(row.try_get("roles")?)?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        created_at: micros(row, "created_at")?,
-        gun: row.try_get("gun")?,
-        action,
-        subject: row.try_get("subject")?,
-        roles: roles
-            .into_iter()
-            .map(|(role, version)| RoleVersion { role, version })
-            .collect(),
-        key_ids: decode_json(row.try_get("key_ids")?)?,
-    })
-}
-
 async fn insert_audit<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     entry: &NewAuditEntry,
 ) -> Result<()> {
-    let roles: Vec<(&str, i64)> = entry
-        .roles
-        .iter()
-        .map(|r| (r.role.as_str(), r.version))
-        .collect();
-    let encode = |value: serde_json::Result<String>| {
-        value.map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
-    };
+    let columns = AuditColumns::of(entry)?;
     sqlx::query(
         "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&entry.gun)
     .bind(entry.action.as_str())
     .bind(&entry.subject)
-    .bind(encode(serde_json::to_string(&roles))?)
-    .bind(encode(serde_json::to_string(&entry.key_ids))?)
+    .bind(columns.roles)
+    .bind(columns.key_ids)
     .execute(executor)
     .await?;
     Ok(())
 }
 
 // Times leave the database as microseconds since the epoch (see
-// `micros`), so no date-time crate feature of sqlx is needed.
+// `StoredTimes for Postgres`), so no date-time crate feature of sqlx is needed.
 const KEY_COLUMNS: &str = "key_id, gun, role, algorithm, public, sealed_private, \
      (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
      (extract(epoch FROM last_used) * 1000000)::BIGINT AS last_used, \
@@ -415,10 +351,6 @@ const FILE_COLUMNS: &str = "gun, role, version, sha256, data, \
 
 const CHANGE_COLUMNS: &str = "id, gun, version, sha256, category, \
      (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at";
-
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
 
 /// Appends a changefeed record. Identity values are handed out at insert,
 /// not at commit, so two concurrent transactions could commit IDs out of
@@ -464,11 +396,7 @@ async fn insert_files(
     // Timestamps last, as the conflict to report is the first in this order.
     let mut files: Vec<&NewFile> = files.iter().collect();
     files.sort_by_key(|file| file.role == TIMESTAMP_ROLE);
-    let conflict = |file: &NewFile| Error::Conflict {
-        gun: gun.to_string(),
-        role: file.role.clone(),
-        version: file.version,
-    };
+    let conflict = |file: &NewFile| conflict(gun, file);
     // The statement does not see its own rows: a role given twice must
     // still grow from one file to the next, as if inserted one by one.
     for (i, file) in files.iter().enumerate() {
@@ -531,18 +459,17 @@ async fn repository_expiry(
     .bind(gun)
     .fetch_all(&mut **tx)
     .await?;
-    let server_keys: std::collections::HashSet<String> =
+    Ok(ExpiryChanges::of_stored(&rows, server_keys(tx, gun).await?))
+}
+
+/// The IDs of the server keys of `gun`, retired or not.
+async fn server_keys(tx: &mut Transaction<'static, Postgres>, gun: &str) -> Result<Vec<String>> {
+    Ok(
         sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = $1")
             .bind(gun)
             .fetch_all(&mut **tx)
-            .await?
-            .into_iter()
-            .collect();
-    Ok(ExpiryChanges::of_repository(
-        rows.iter()
-            .map(|(role, version, data)| (role.as_str(), *version, data.as_slice())),
-        &server_keys,
-    ))
+            .await?,
+    )
 }
 
 /// Writes the expiry rows a write of `gun` implies, inside its transaction
@@ -597,34 +524,6 @@ async fn apply_expiry(
     Ok(())
 }
 
-fn expiry_from_row(row: &PgRow) -> Result<RoleExpiry, sqlx::Error> {
-    let expires: i64 = row.try_get("expires")?;
-    Ok(RoleExpiry {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        expires: OffsetDateTime::from_unix_timestamp(expires)
-            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-    })
-}
-
-/// Commits `tx` if `outcome` is Ok, else rolls it back now (releasing its
-/// locks before the caller's next request) and returns the error.
-async fn finish<T>(tx: Transaction<'static, Postgres>, outcome: Result<T>) -> Result<T> {
-    match outcome {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(err) => {
-            // A failed rollback is moot: the connection discards the
-            // transaction when it goes back to the pool.
-            let _ = tx.rollback().await;
-            Err(err)
-        }
-    }
-}
-
 /// Microseconds since the epoch, the form times are bound in.
 fn to_micros(at: OffsetDateTime) -> Result<i64> {
     i64::try_from(at.unix_timestamp_nanos() / 1000)
@@ -664,10 +563,8 @@ impl PostgresStore {
                 None => {}
             }
         }
-        let files_present = held > 0;
-        if files_present && (present != held || present != repository.files.len() as i64) {
-            return Err(conflict("metadata".into()));
-        }
+        let files_present = files_already_imported(held, present, repository.files.len())
+            .ok_or_else(|| conflict("metadata".into()))?;
         let mut wrote = false;
         if !files_present {
             for file in &repository.files {
@@ -771,21 +668,7 @@ impl PostgresStore {
         // After the keys: an imported snapshot signed by an imported server
         // key is server-signed.
         if !files_present {
-            let mut server_keys: std::collections::HashSet<String> =
-                sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = $1")
-                    .bind(gun)
-                    .fetch_all(&mut **tx)
-                    .await?
-                    .into_iter()
-                    .collect();
-            server_keys.extend(repository.keys.iter().map(|k| k.key.key_id.clone()));
-            let changes = ExpiryChanges::of_repository(
-                repository
-                    .files
-                    .iter()
-                    .map(|f| (f.role.as_str(), f.version, f.data.as_slice())),
-                &server_keys,
-            );
+            let changes = ExpiryChanges::of_import(repository, server_keys(tx, gun).await?);
             apply_expiry(tx, gun, &changes).await?;
         }
         Ok(if wrote {
@@ -804,15 +687,7 @@ impl PostgresStore {
     ) -> Result<()> {
         lock(tx, LOCK_GUN, gun).await?;
         let timestamps = insert_files(tx, gun, files).await?;
-        let changes = ExpiryChanges::of(files.iter().map(|f| {
-            (
-                f.role.as_str(),
-                f.version,
-                f.data.as_slice(),
-                f.client_signed,
-            )
-        }));
-        apply_expiry(tx, gun, &changes).await?;
+        apply_expiry(tx, gun, &ExpiryChanges::of_publish(files)).await?;
         if !used_keys.is_empty() {
             sqlx::query(
                 "UPDATE server_keys SET last_used = clock_timestamp() \
@@ -823,20 +698,7 @@ impl PostgresStore {
             .await?;
         }
         if let Some(subject) = subject {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Publish,
-                subject: subject.to_string(),
-                roles: files
-                    .iter()
-                    .map(|f| RoleVersion {
-                        role: f.role.clone(),
-                        version: f.version,
-                    })
-                    .collect(),
-                key_ids: Vec::new(),
-            };
-            insert_audit(&mut **tx, &entry).await?;
+            insert_audit(&mut **tx, &publish_audit(gun, subject, files)).await?;
         }
         for (version, sha256) in timestamps {
             insert_change(tx, gun, version, &sha256, ChangeCategory::Update).await?;
@@ -859,12 +721,7 @@ impl PostgresStore {
         .await?;
         let roles = rows
             .iter()
-            .map(|row| {
-                Ok(RoleVersion {
-                    role: row.try_get("role")?,
-                    version: row.try_get("version")?,
-                })
-            })
+            .map(role_version_from_row)
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let retired_keys: Vec<String> = sqlx::query_scalar(
             "UPDATE server_keys SET retired_at = clock_timestamp() \
@@ -890,14 +747,7 @@ impl PostgresStore {
         if deleted.any() {
             insert_change(tx, gun, 0, "", ChangeCategory::Deletion).await?;
         }
-        if deleted.any() || !deleted.retired_keys.is_empty() {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Delete,
-                subject: subject.to_string(),
-                roles: deleted.roles.clone(),
-                key_ids: deleted.retired_keys.clone(),
-            };
+        if let Some(entry) = delete_audit(gun, subject, &deleted) {
             insert_audit(&mut **tx, &entry).await?;
         }
         Ok(deleted)
@@ -961,16 +811,6 @@ async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> R
     Ok(())
 }
 
-fn key_exists(err: sqlx::Error, key: &NewKey) -> Error {
-    if is_unique_violation(&err) {
-        Error::KeyExists {
-            key_id: key.key_id.clone(),
-        }
-    } else {
-        err.into()
-    }
-}
-
 impl Store for PostgresStore {
     // Replicas share the database.
     fn shared(&self) -> bool {
@@ -1007,10 +847,7 @@ impl Store for PostgresStore {
                 query.fetch_one(pool)
             })
             .await?;
-        Ok(Located {
-            version: row.try_get("version")?,
-            sha256: row.try_get("sha256")?,
-        })
+        Ok(located_from_row(&row)?)
     }
 
     async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
@@ -1075,7 +912,7 @@ impl Store for PostgresStore {
             .await?;
         let versions = rows
             .iter()
-            .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
+            .map(|row| role_version_from_row(row).map(|r| (r.role, r.version)))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(versions)
     }
@@ -1109,7 +946,7 @@ impl Store for PostgresStore {
     }
 
     async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
-        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let limit = audit_limit(limit);
         let rows = self
             .read(|pool| {
                 sqlx::query(
@@ -1132,21 +969,12 @@ impl Store for PostgresStore {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>> {
-        // As Notary's `GetChanges`: a negative ID means "from the newest",
-        // which only makes sense backwards.
-        let backwards = change_id < 0 || records < 0;
-        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
-        if limit == 0 {
+        let Some(page) = ChangePage::new(change_id, records) else {
             return Ok(Vec::new());
-        }
+        };
         // NULL parameters switch a condition off, so one statement serves
         // every case (and is prepared once per connection).
-        let (after, before) = match (backwards, change_id > 0) {
-            (false, _) => (Some(change_id), None),
-            (true, true) => (None, Some(change_id)),
-            (true, false) => (None, None),
-        };
-        let sql = if backwards {
+        let sql = if page.backwards {
             format!(
                 "SELECT {CHANGE_COLUMNS} FROM changefeed \
              WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
@@ -1163,20 +991,17 @@ impl Store for PostgresStore {
             .read(|pool| {
                 sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(gun)
-                    .bind(after)
-                    .bind(before)
-                    .bind(limit)
+                    .bind(page.after)
+                    .bind(page.before)
+                    .bind(page.limit)
                     .fetch_all(pool)
             })
             .await?;
-        let mut changes = rows
+        let changes = rows
             .iter()
             .map(change_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        if backwards {
-            changes.reverse();
-        }
-        Ok(changes)
+        Ok(page.in_order(changes))
     }
 
     async fn expiry_counts(&self, cutoffs: &[OffsetDateTime]) -> Result<ExpiryCounts> {
@@ -1196,10 +1021,7 @@ impl Store for PostgresStore {
         let soonest: Option<i64> = self
             .read(|pool| sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry").fetch_one(pool))
             .await?;
-        let soonest = soonest
-            .map(OffsetDateTime::from_unix_timestamp)
-            .transpose()
-            .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?;
+        let soonest = soonest.map(from_unix_seconds).transpose()?;
         Ok(ExpiryCounts { before, soonest })
     }
 
@@ -1290,16 +1112,7 @@ impl Store for PostgresStore {
                     .fetch_optional(pool)
             })
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let iterations: i64 = row.try_get("iterations")?;
-        Ok(Some(KekParams {
-            salt: row.try_get("salt")?,
-            iterations: u32::try_from(iterations)
-                .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?,
-            check_value: row.try_get("check_value")?,
-        }))
+        Ok(row.as_ref().map(kek_from_row).transpose()?)
     }
 
     async fn put_kek_params(&self, params: KekParams, replace: bool) -> Result<KekParams> {

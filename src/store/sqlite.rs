@@ -14,11 +14,16 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
+use super::shared::{
+    AuditColumns, ChangePage, StoredTimes, audit_from_row, audit_limit, change_from_row, conflict,
+    delete_audit, expiry_from_row, file_from_row, files_already_imported, finish,
+    from_unix_seconds, is_unique_violation, kek_from_row, key_exists, key_from_row,
+    located_from_row, publish_audit, role_version_from_row,
+};
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
-    PoolStats, Result, RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which,
-    sha256_hex,
+    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedRepository,
+    KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result, Store, StoredFile,
+    StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// How long a writer waits for another process's write lock before failing.
@@ -237,6 +242,18 @@ fn parse_time(text: &str) -> Result<OffsetDateTime, sqlx::Error> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|err| sqlx::Error::Decode(Box::new(err)))
 }
 
+/// Times are stored as RFC 3339 text (what the schema's defaults stamp).
+impl StoredTimes for Sqlite {
+    fn time(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+        parse_time(row.try_get(column)?)
+    }
+
+    fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        let text: Option<&str> = row.try_get(column)?;
+        text.map(parse_time).transpose()
+    }
+}
+
 /// The stored text form of a time: what the schema's default stamps.
 fn format_stored_time(at: OffsetDateTime) -> Result<String> {
     at.to_offset(time::UtcOffset::UTC)
@@ -260,18 +277,17 @@ async fn repository_expiry(
     .bind(gun)
     .fetch_all(&mut **tx)
     .await?;
-    let server_keys: std::collections::HashSet<String> =
+    Ok(ExpiryChanges::of_stored(&rows, server_keys(tx, gun).await?))
+}
+
+/// The IDs of the server keys of `gun`, retired or not.
+async fn server_keys(tx: &mut Transaction<'static, Sqlite>, gun: &str) -> Result<Vec<String>> {
+    Ok(
         sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = ?")
             .bind(gun)
             .fetch_all(&mut **tx)
-            .await?
-            .into_iter()
-            .collect();
-    Ok(ExpiryChanges::of_repository(
-        rows.iter()
-            .map(|(role, version, data)| (role.as_str(), *version, data.as_slice())),
-        &server_keys,
-    ))
+            .await?,
+    )
 }
 
 /// Writes the expiry rows a write of `gun` implies, inside its transaction.
@@ -307,17 +323,6 @@ async fn apply_expiry(
     Ok(())
 }
 
-fn expiry_from_row(row: &SqliteRow) -> Result<RoleExpiry, sqlx::Error> {
-    let expires: i64 = row.try_get("expires")?;
-    Ok(RoleExpiry {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        expires: OffsetDateTime::from_unix_timestamp(expires)
-            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-    })
-}
-
 /// The writes of one import, inside its transaction.
 async fn import_in(
     tx: &mut Transaction<'static, Sqlite>,
@@ -348,10 +353,8 @@ async fn import_in(
             None => {}
         }
     }
-    let files_present = held > 0;
-    if files_present && (present != held || present != repository.files.len() as i64) {
-        return Err(conflict("metadata".into()));
-    }
+    let files_present = files_already_imported(held, present, repository.files.len())
+        .ok_or_else(|| conflict("metadata".into()))?;
     let mut wrote = false;
     if !files_present {
         for file in &repository.files {
@@ -442,21 +445,7 @@ async fn import_in(
     // After the keys: an imported snapshot signed by an imported server key
     // is server-signed.
     if !files_present {
-        let mut server_keys: std::collections::HashSet<String> =
-            sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = ?")
-                .bind(gun)
-                .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .collect();
-        server_keys.extend(repository.keys.iter().map(|k| k.key.key_id.clone()));
-        let changes = ExpiryChanges::of_repository(
-            repository
-                .files
-                .iter()
-                .map(|f| (f.role.as_str(), f.version, f.data.as_slice())),
-            &server_keys,
-        );
+        let changes = ExpiryChanges::of_import(repository, server_keys(tx, gun).await?);
         apply_expiry(tx, gun, &changes).await?;
     }
     Ok(if wrote {
@@ -466,92 +455,19 @@ async fn import_in(
     })
 }
 
-fn file_from_row(row: &SqliteRow) -> Result<StoredFile, sqlx::Error> {
-    Ok(StoredFile {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        data: row.try_get("data")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-    })
-}
-
-fn change_from_row(row: &SqliteRow) -> Result<Change, sqlx::Error> {
-    let category: &str = row.try_get("category")?;
-    let category = ChangeCategory::parse(category).ok_or_else(|| {
-        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
-    })?;
-    Ok(Change {
-        id: row.try_get("id")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-        gun: row.try_get("gun")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        category,
-    })
-}
-
-fn key_from_row(row: &SqliteRow) -> Result<StoredKey, sqlx::Error> {
-    let last_used: Option<&str> = row.try_get("last_used")?;
-    let retired_at: Option<&str> = row.try_get("retired_at")?;
-    Ok(StoredKey {
-        key_id: row.try_get("key_id")?,
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        algorithm: row.try_get("algorithm")?,
-        public: row.try_get("public")?,
-        sealed_private: row.try_get("sealed_private")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-        last_used: last_used.map(parse_time).transpose()?,
-        retired_at: retired_at.map(parse_time).transpose()?,
-    })
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
-    serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
-}
-
-fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
-    let action: &str = row.try_get("action")?;
-    let action = AuditAction::parse(action)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
-    let roles: Vec<(String, i64)> = decode_json(row.try_get("roles")?)?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-        gun: row.try_get("gun")?,
-        action,
-        subject: row.try_get("subject")?,
-        roles: roles
-            .into_iter()
-            .map(|(role, version)| RoleVersion { role, version })
-            .collect(),
-        key_ids: decode_json(row.try_get("key_ids")?)?,
-    })
-}
-
 async fn insert_audit<'e, E: sqlx::SqliteExecutor<'e>>(
     executor: E,
     entry: &NewAuditEntry,
 ) -> Result<()> {
-    // Pairs rather than objects: compact, and the order is the record's.
-    let roles: Vec<(&str, i64)> = entry
-        .roles
-        .iter()
-        .map(|r| (r.role.as_str(), r.version))
-        .collect();
-    let encode = |value: serde_json::Result<String>| {
-        value.map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
-    };
+    let columns = AuditColumns::of(entry)?;
     sqlx::query(
         "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES (?, ?, ?, ?, ?)",
     )
     .bind(&entry.gun)
     .bind(entry.action.as_str())
     .bind(&entry.subject)
-    .bind(encode(serde_json::to_string(&roles))?)
-    .bind(encode(serde_json::to_string(&entry.key_ids))?)
+    .bind(columns.roles)
+    .bind(columns.key_ids)
     .execute(executor)
     .await?;
     Ok(())
@@ -573,20 +489,8 @@ async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(executor: E, key: &NewKey) 
     .bind(&key.sealed_private)
     .execute(executor)
     .await
-    .map_err(|err| {
-        if is_unique_violation(&err) {
-            Error::KeyExists {
-                key_id: key.key_id.clone(),
-            }
-        } else {
-            err.into()
-        }
-    })?;
+    .map_err(|err| key_exists(err, key))?;
     Ok(())
-}
-
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 async fn insert_change(
@@ -613,11 +517,6 @@ async fn insert_files(
     files: &[NewFile],
 ) -> Result<()> {
     for file in files {
-        let conflict = || Error::Conflict {
-            gun: gun.to_string(),
-            role: file.role.clone(),
-            version: file.version,
-        };
         // Inside the transaction, unlike Notary (PROTOCOL.md §3.6), so a
         // concurrent publisher cannot slip in between check and insert.
         let newest: Option<i64> =
@@ -627,7 +526,7 @@ async fn insert_files(
                 .fetch_one(&mut **tx)
                 .await?;
         if newest.is_some_and(|newest| newest >= file.version) {
-            return Err(conflict());
+            return Err(conflict(gun, file));
         }
         let sha256 = sha256_hex(&file.data);
         sqlx::query(
@@ -643,7 +542,7 @@ async fn insert_files(
         .map_err(|err| {
             // The UNIQUE (gun, role, version) constraint is the second guard.
             if is_unique_violation(&err) {
-                conflict()
+                conflict(gun, file)
             } else {
                 err.into()
             }
@@ -653,6 +552,82 @@ async fn insert_files(
         }
     }
     Ok(())
+}
+
+/// The writes of one publish, inside its transaction.
+async fn publish_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    gun: &str,
+    files: &[NewFile],
+    subject: Option<&str>,
+    used_keys: &[String],
+) -> Result<()> {
+    insert_files(tx, gun, files).await?;
+    apply_expiry(tx, gun, &ExpiryChanges::of_publish(files)).await?;
+    for key_id in used_keys {
+        sqlx::query(
+            "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE key_id = ? AND last_used IS NULL",
+        )
+        .bind(key_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(subject) = subject {
+        insert_audit(&mut **tx, &publish_audit(gun, subject, files)).await?;
+    }
+    Ok(())
+}
+
+/// The writes of one delete, inside its transaction.
+async fn delete_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    gun: &str,
+    subject: &str,
+) -> Result<Deleted> {
+    let rows = sqlx::query(
+        "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = ? \
+         GROUP BY role ORDER BY role",
+    )
+    .bind(gun)
+    .fetch_all(&mut **tx)
+    .await?;
+    let roles = rows
+        .iter()
+        .map(role_version_from_row)
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let retired_keys: Vec<String> = sqlx::query_scalar(
+        "SELECT key_id FROM server_keys WHERE gun = ? AND retired_at IS NULL ORDER BY key_id",
+    )
+    .bind(gun)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
+        .bind(gun)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM role_expiry WHERE gun = ?")
+        .bind(gun)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE server_keys SET retired_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+         WHERE gun = ? AND retired_at IS NULL",
+    )
+    .bind(gun)
+    .execute(&mut **tx)
+    .await?;
+    let deleted = Deleted {
+        roles,
+        retired_keys,
+    };
+    if deleted.any() {
+        insert_change(tx, gun, 0, "", ChangeCategory::Deletion).await?;
+    }
+    if let Some(entry) = delete_audit(gun, subject, &deleted) {
+        insert_audit(&mut **tx, &entry).await?;
+    }
+    Ok(deleted)
 }
 
 impl Store for SqliteStore {
@@ -683,10 +658,7 @@ impl Store for SqliteStore {
             .bind(sha256.to_ascii_lowercase()),
         };
         let row = query.fetch_one(&self.pool).await?;
-        Ok(Located {
-            version: row.try_get("version")?,
-            sha256: row.try_get("sha256")?,
-        })
+        Ok(located_from_row(&row)?)
     }
 
     async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
@@ -739,7 +711,7 @@ impl Store for SqliteStore {
         .await?;
         let versions = rows
             .iter()
-            .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
+            .map(|row| role_version_from_row(row).map(|r| (r.role, r.version)))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(versions)
     }
@@ -753,134 +725,24 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        let mut written = insert_files(&mut tx, gun, &files).await;
-        if written.is_ok() {
-            let changes = ExpiryChanges::of(files.iter().map(|f| {
-                (
-                    f.role.as_str(),
-                    f.version,
-                    f.data.as_slice(),
-                    f.client_signed,
-                )
-            }));
-            written = apply_expiry(&mut tx, gun, &changes).await;
-        }
-        for key_id in used_keys {
-            if written.is_err() {
-                break;
-            }
-            written = sqlx::query(
-                "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                 WHERE key_id = ? AND last_used IS NULL",
-            )
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await
-            .map(drop)
-            .map_err(Error::from);
-        }
-        if let (Ok(()), Some(subject)) = (&written, subject) {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Publish,
-                subject: subject.to_string(),
-                roles: files
-                    .iter()
-                    .map(|f| RoleVersion {
-                        role: f.role.clone(),
-                        version: f.version,
-                    })
-                    .collect(),
-                key_ids: Vec::new(),
-            };
-            written = insert_audit(&mut *tx, &entry).await;
-        }
-        match written {
-            Ok(()) => Ok(tx.commit().await?),
-            Err(err) => {
-                // Roll back now rather than on drop, so the write lock is
-                // released before the next writer asks for it. A failed
-                // rollback is moot: the connection discards the transaction.
-                let _ = tx.rollback().await;
-                Err(err)
-            }
-        }
+        let outcome = publish_in(&mut tx, gun, &files, subject, used_keys).await;
+        // Rolled back at once on failure, so the write lock is released
+        // before the next writer asks for it.
+        finish(tx, outcome).await
     }
 
     async fn delete(&self, gun: &str, subject: &str) -> Result<Deleted> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = ? \
-             GROUP BY role ORDER BY role",
-        )
-        .bind(gun)
-        .fetch_all(&mut *tx)
-        .await?;
-        let roles = rows
-            .iter()
-            .map(|row| {
-                Ok(RoleVersion {
-                    role: row.try_get("role")?,
-                    version: row.try_get("version")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let retired_keys: Vec<String> = sqlx::query_scalar(
-            "SELECT key_id FROM server_keys WHERE gun = ? AND retired_at IS NULL ORDER BY key_id",
-        )
-        .bind(gun)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
-            .bind(gun)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM role_expiry WHERE gun = ?")
-            .bind(gun)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE server_keys SET retired_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE gun = ? AND retired_at IS NULL",
-        )
-        .bind(gun)
-        .execute(&mut *tx)
-        .await?;
-        let deleted = Deleted {
-            roles,
-            retired_keys,
-        };
-        if deleted.any() {
-            insert_change(&mut tx, gun, 0, "", ChangeCategory::Deletion).await?;
-        }
-        if deleted.any() || !deleted.retired_keys.is_empty() {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Delete,
-                subject: subject.to_string(),
-                roles: deleted.roles.clone(),
-                key_ids: deleted.retired_keys.clone(),
-            };
-            insert_audit(&mut *tx, &entry).await?;
-        }
-        tx.commit().await?;
-        Ok(deleted)
+        let outcome = delete_in(&mut tx, gun, subject).await;
+        finish(tx, outcome).await
     }
 
     async fn import_repository(&self, repository: ImportedRepository) -> Result<ImportOutcome> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        match import_in(&mut tx, &repository).await {
-            Ok(outcome) => {
-                tx.commit().await?;
-                Ok(outcome)
-            }
-            Err(err) => {
-                let _ = tx.rollback().await;
-                Err(err)
-            }
-        }
+        let outcome = import_in(&mut tx, &repository).await;
+        finish(tx, outcome).await
     }
 
     async fn record_audit(&self, entry: NewAuditEntry) -> Result<()> {
@@ -888,14 +750,13 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
-        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
         let rows = sqlx::query(
             "SELECT id, created_at, gun, action, subject, roles, key_ids FROM audit_log \
              WHERE gun = ? AND id < ? ORDER BY id DESC LIMIT ?",
         )
         .bind(gun)
         .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(audit_limit(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
@@ -916,16 +777,7 @@ impl Store for SqliteStore {
             sqlx::query("SELECT salt, iterations, check_value FROM key_encryption WHERE id = 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let iterations: i64 = row.try_get("iterations")?;
-        Ok(Some(KekParams {
-            salt: row.try_get("salt")?,
-            iterations: u32::try_from(iterations)
-                .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?,
-            check_value: row.try_get("check_value")?,
-        }))
+        Ok(row.as_ref().map(kek_from_row).transpose()?)
     }
 
     async fn put_kek_params(&self, params: KekParams, replace: bool) -> Result<KekParams> {
@@ -952,31 +804,26 @@ impl Store for SqliteStore {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>> {
-        // As Notary's `GetChanges`: a negative ID means "from the newest",
-        // which only makes sense backwards.
-        let backwards = change_id < 0 || records < 0;
-        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
-        if limit == 0 {
+        let Some(page) = ChangePage::new(change_id, records) else {
             return Ok(Vec::new());
-        }
-        // Backwards from "the newest" has no ID bound.
-        let id_bound = match (backwards, change_id > 0) {
-            (false, _) => Some("id > ?"),
-            (true, true) => Some("id < ?"),
-            (true, false) => None,
         };
         let mut clauses = Vec::with_capacity(2);
         if gun.is_some() {
             clauses.push("gun = ?");
         }
-        clauses.extend(id_bound);
+        if page.after.is_some() {
+            clauses.push("id > ?");
+        }
+        if page.before.is_some() {
+            clauses.push("id < ?");
+        }
         let mut sql =
             String::from("SELECT id, created_at, gun, version, sha256, category FROM changefeed");
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.join(" AND "));
         }
-        sql.push_str(if backwards {
+        sql.push_str(if page.backwards {
             " ORDER BY id DESC LIMIT ?"
         } else {
             " ORDER BY id ASC LIMIT ?"
@@ -986,18 +833,15 @@ impl Store for SqliteStore {
         if let Some(gun) = gun {
             query = query.bind(gun);
         }
-        if id_bound.is_some() {
-            query = query.bind(change_id);
+        if let Some(id) = page.after.or(page.before) {
+            query = query.bind(id);
         }
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
-        let mut changes = rows
+        let rows = query.bind(page.limit).fetch_all(&self.pool).await?;
+        let changes = rows
             .iter()
             .map(change_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        if backwards {
-            changes.reverse();
-        }
-        Ok(changes)
+        Ok(page.in_order(changes))
     }
 
     async fn set_immutable(&self, gun: &str, immutable: bool) -> Result<bool> {
@@ -1044,10 +888,7 @@ impl Store for SqliteStore {
         let soonest: Option<i64> = sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry")
             .fetch_one(&self.pool)
             .await?;
-        let soonest = soonest
-            .map(OffsetDateTime::from_unix_timestamp)
-            .transpose()
-            .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?;
+        let soonest = soonest.map(from_unix_seconds).transpose()?;
         Ok(ExpiryCounts { before, soonest })
     }
 

@@ -1,0 +1,359 @@
+//! What both backends do alike: turning rows into the store's types, the
+//! checks and records around a write, changefeed paging bounds, and how
+//! driver errors are classified. Each backend keeps only its SQL, its
+//! transactions and locking, its pool, and how it stores a time
+//! ([`StoredTimes`]).
+
+use sqlx::{ColumnIndex, Database, Decode, Row, Transaction, Type};
+use time::OffsetDateTime;
+
+use super::expiry::RoleExpiry;
+use super::{
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, Located,
+    MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result, RoleVersion, StoredFile, StoredKey,
+};
+
+/// How a backend stores times: SQLite as RFC 3339 text, PostgreSQL as
+/// TIMESTAMPTZ selected as microseconds since the epoch.
+pub(super) trait StoredTimes: Database {
+    fn time(row: &Self::Row, column: &str) -> Result<OffsetDateTime, sqlx::Error>;
+    /// A nullable time column; NULL is `None`.
+    fn optional_time(row: &Self::Row, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error>;
+}
+
+/// The column reads the shared decoders need, for a row of either backend.
+/// One blanket impl, so the driver's trait bounds are spelled out once
+/// rather than on every decoder.
+pub(super) trait StoredRow {
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error>;
+    fn optional_time(&self, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error>;
+}
+
+impl<R> StoredRow for R
+where
+    R: Row,
+    R::Database: StoredTimes,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+        R::Database::time(self, column)
+    }
+
+    fn optional_time(&self, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        R::Database::optional_time(self, column)
+    }
+}
+
+/// A value the database holds but this build cannot read back.
+fn decode_error(err: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(err))
+}
+
+/// A value this build cannot write (it never happens with sane input, but
+/// must not panic on a request path).
+fn encode_error(err: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Backend(sqlx::Error::Encode(Box::new(err)))
+}
+
+/// Unix seconds, the form `role_expiry.expires` holds, as a time.
+pub(super) fn from_unix_seconds(seconds: i64) -> Result<OffsetDateTime, sqlx::Error> {
+    OffsetDateTime::from_unix_timestamp(seconds).map_err(decode_error)
+}
+
+pub(super) fn file_from_row(row: &impl StoredRow) -> Result<StoredFile, sqlx::Error> {
+    Ok(StoredFile {
+        gun: row.text("gun")?,
+        role: row.text("role")?,
+        version: row.int("version")?,
+        sha256: row.text("sha256")?,
+        data: row.bytes("data")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(super) fn located_from_row(row: &impl StoredRow) -> Result<Located, sqlx::Error> {
+    Ok(Located {
+        version: row.int("version")?,
+        sha256: row.text("sha256")?,
+    })
+}
+
+/// A `role, MAX(version) AS version` row.
+pub(super) fn role_version_from_row(row: &impl StoredRow) -> Result<RoleVersion, sqlx::Error> {
+    Ok(RoleVersion {
+        role: row.text("role")?,
+        version: row.int("version")?,
+    })
+}
+
+pub(super) fn change_from_row(row: &impl StoredRow) -> Result<Change, sqlx::Error> {
+    let category = row.text("category")?;
+    let category = ChangeCategory::parse(&category).ok_or_else(|| {
+        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
+    })?;
+    Ok(Change {
+        id: row.int("id")?,
+        created_at: row.time("created_at")?,
+        gun: row.text("gun")?,
+        version: row.int("version")?,
+        sha256: row.text("sha256")?,
+        category,
+    })
+}
+
+pub(super) fn key_from_row(row: &impl StoredRow) -> Result<StoredKey, sqlx::Error> {
+    Ok(StoredKey {
+        key_id: row.text("key_id")?,
+        gun: row.text("gun")?,
+        role: row.text("role")?,
+        algorithm: row.text("algorithm")?,
+        public: row.bytes("public")?,
+        sealed_private: row.text("sealed_private")?,
+        created_at: row.time("created_at")?,
+        last_used: row.optional_time("last_used")?,
+        retired_at: row.optional_time("retired_at")?,
+    })
+}
+
+pub(super) fn kek_from_row(row: &impl StoredRow) -> Result<KekParams, sqlx::Error> {
+    Ok(KekParams {
+        salt: row.bytes("salt")?,
+        iterations: u32::try_from(row.int("iterations")?).map_err(decode_error)?,
+        check_value: row.text("check_value")?,
+    })
+}
+
+pub(super) fn expiry_from_row(row: &impl StoredRow) -> Result<RoleExpiry, sqlx::Error> {
+    Ok(RoleExpiry {
+        gun: row.text("gun")?,
+        role: row.text("role")?,
+        version: row.int("version")?,
+        expires: from_unix_seconds(row.int("expires")?)?,
+    })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(decode_error)
+}
+
+pub(super) fn audit_from_row(row: &impl StoredRow) -> Result<AuditEntry, sqlx::Error> {
+    let action = row.text("action")?;
+    let action = AuditAction::parse(&action)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
+    let roles: Vec<(String, i64)> = decode_json(&row.text("roles")?)?;
+    Ok(AuditEntry {
+        id: row.int("id")?,
+        created_at: row.time("created_at")?,
+        gun: row.text("gun")?,
+        action,
+        subject: row.text("subject")?,
+        roles: roles
+            .into_iter()
+            .map(|(role, version)| RoleVersion { role, version })
+            .collect(),
+        key_ids: decode_json(&row.text("key_ids")?)?,
+    })
+}
+
+/// An audit record's `roles` and `key_ids` columns, as stored: JSON text.
+pub(super) struct AuditColumns {
+    pub roles: String,
+    pub key_ids: String,
+}
+
+impl AuditColumns {
+    pub fn of(entry: &NewAuditEntry) -> Result<Self> {
+        // Pairs rather than objects: compact, and the order is the record's.
+        let roles: Vec<(&str, i64)> = entry
+            .roles
+            .iter()
+            .map(|r| (r.role.as_str(), r.version))
+            .collect();
+        Ok(Self {
+            roles: serde_json::to_string(&roles).map_err(encode_error)?,
+            key_ids: serde_json::to_string(&entry.key_ids).map_err(encode_error)?,
+        })
+    }
+}
+
+/// The audit record of a publish by `subject`: every file written.
+pub(super) fn publish_audit(gun: &str, subject: &str, files: &[NewFile]) -> NewAuditEntry {
+    NewAuditEntry {
+        gun: gun.to_string(),
+        action: AuditAction::Publish,
+        subject: subject.to_string(),
+        roles: files
+            .iter()
+            .map(|f| RoleVersion {
+                role: f.role.clone(),
+                version: f.version,
+            })
+            .collect(),
+        key_ids: Vec::new(),
+    }
+}
+
+/// The audit record of a delete by `subject`, if it removed or retired
+/// anything.
+pub(super) fn delete_audit(gun: &str, subject: &str, deleted: &Deleted) -> Option<NewAuditEntry> {
+    (deleted.any() || !deleted.retired_keys.is_empty()).then(|| NewAuditEntry {
+        gun: gun.to_string(),
+        action: AuditAction::Delete,
+        subject: subject.to_string(),
+        roles: deleted.roles.clone(),
+        key_ids: deleted.retired_keys.clone(),
+    })
+}
+
+/// The audit page size asked for, within 1..=[`MAX_AUDIT_PAGE`].
+pub(super) fn audit_limit(limit: i64) -> i64 {
+    limit.clamp(1, MAX_AUDIT_PAGE)
+}
+
+/// The refusal of `file` for `gun`: a version equal to or below one stored.
+pub(super) fn conflict(gun: &str, file: &NewFile) -> Error {
+    Error::Conflict {
+        gun: gun.to_string(),
+        role: file.role.clone(),
+        version: file.version,
+    }
+}
+
+pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The error of an insert of `key`: the primary key taken is
+/// [`Error::KeyExists`].
+pub(super) fn key_exists(err: sqlx::Error, key: &NewKey) -> Error {
+    if is_unique_violation(&err) {
+        Error::KeyExists {
+            key_id: key.key_id.clone(),
+        }
+    } else {
+        err.into()
+    }
+}
+
+/// Commits `tx` if `outcome` is Ok, else rolls it back now (releasing its
+/// locks before the next writer asks for them) and returns the error.
+pub(super) async fn finish<DB: Database, T>(
+    tx: Transaction<'static, DB>,
+    outcome: Result<T>,
+) -> Result<T> {
+    match outcome {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            // A failed rollback is moot: the connection discards the
+            // transaction when it goes back to the pool.
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+/// The bounds of one changefeed page (PROTOCOL.md §1.6), as Notary's
+/// `GetChanges`: a negative ID means "from the newest", which only makes
+/// sense backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ChangePage {
+    /// Newest first in the query; [`ChangePage::in_order`] turns it round.
+    pub backwards: bool,
+    pub limit: i64,
+    /// Only IDs above this (forward).
+    pub after: Option<i64>,
+    /// Only IDs below this (backwards from a cursor; none from the newest).
+    pub before: Option<i64>,
+}
+
+impl ChangePage {
+    /// `None` for an empty page (`records == 0`).
+    pub fn new(change_id: i64, records: i64) -> Option<Self> {
+        let backwards = change_id < 0 || records < 0;
+        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return None;
+        }
+        let (after, before) = match (backwards, change_id > 0) {
+            (false, _) => (Some(change_id), None),
+            (true, true) => (None, Some(change_id)),
+            (true, false) => (None, None),
+        };
+        Some(Self {
+            backwards,
+            limit,
+            after,
+            before,
+        })
+    }
+
+    /// The page's rows, as selected, oldest first.
+    pub fn in_order(self, mut changes: Vec<Change>) -> Vec<Change> {
+        if self.backwards {
+            changes.reverse();
+        }
+        changes
+    }
+}
+
+/// Whether an import finds the metadata it brings already stored (a
+/// re-run), given `held` rows of the GUN, `present` of them identical to
+/// imported ones, and `brought` imported files. `Some(false)`: nothing is
+/// stored yet. `None`: other metadata is stored, a conflict.
+pub(super) fn files_already_imported(held: i64, present: i64, brought: usize) -> Option<bool> {
+    if held == 0 {
+        return Some(false);
+    }
+    let brought = i64::try_from(brought).unwrap_or(i64::MAX);
+    (present == held && present == brought).then_some(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_pages_follow_notary() {
+        let page = |id, records| {
+            ChangePage::new(id, records).map(|p| (p.backwards, p.after, p.before, p.limit))
+        };
+        assert_eq!(page(0, 0), None);
+        assert_eq!(page(5, 0), None);
+        assert_eq!(page(0, 3), Some((false, Some(0), None, 3)));
+        assert_eq!(page(7, 3), Some((false, Some(7), None, 3)));
+        assert_eq!(page(-1, 3), Some((true, None, None, 3)));
+        assert_eq!(page(0, -3), Some((true, None, None, 3)));
+        assert_eq!(page(7, -3), Some((true, None, Some(7), 3)));
+        assert_eq!(page(0, i64::MIN), Some((true, None, None, i64::MAX)));
+    }
+
+    #[test]
+    fn an_import_is_a_rerun_only_if_everything_matches() {
+        assert_eq!(files_already_imported(0, 0, 3), Some(false));
+        assert_eq!(files_already_imported(3, 3, 3), Some(true));
+        assert_eq!(files_already_imported(4, 3, 3), None);
+        assert_eq!(files_already_imported(3, 3, 4), None);
+        assert_eq!(files_already_imported(3, 2, 3), None);
+    }
+}
