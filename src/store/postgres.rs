@@ -11,15 +11,15 @@ use time::OffsetDateTime;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::shared::{
-    AuditColumns, ChangePage, StoredTimes, audit_from_row, audit_limit, change_from_row, conflict,
-    delete_audit, expiry_from_row, file_from_row, files_already_imported, finish,
-    from_unix_seconds, is_unique_violation, kek_from_row, key_exists, key_from_row,
+    AuditColumns, ChangePage, ImportWrites, StoredTimes, audit_from_row, audit_limit,
+    change_from_row, conflict, delete_audit, expiry_from_row, file_from_row, finish,
+    from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
     located_from_row, publish_audit, role_version_from_row,
 };
 use super::{
-    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedRepository,
-    KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result, Store, StoredFile,
-    StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
+    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile, ImportedKey,
+    ImportedRepository, KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result,
+    Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// The embedded migrations. Migrations applied by a newer notarium are
@@ -294,7 +294,7 @@ fn millis(duration: Duration) -> String {
 
 /// Waits for the transaction-scoped advisory lock `(space, hash(name))`;
 /// released at commit or rollback.
-async fn lock(tx: &mut Transaction<'static, Postgres>, space: i32, name: &str) -> Result<()> {
+async fn lock(tx: &mut Transaction<'_, Postgres>, space: i32, name: &str) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(space)
         .bind(name)
@@ -360,7 +360,7 @@ const CHANGE_COLUMNS: &str = "id, gun, version, sha256, category, \
 /// and so before its ID), one round trip for both. Call it last before the
 /// commit, so the lock is held briefly.
 async fn insert_change(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     gun: &str,
     version: i64,
     sha256: &str,
@@ -389,7 +389,7 @@ async fn insert_change(
 /// those inserted, and any other is the conflict. Returns the timestamps'
 /// (version, sha256), for the changefeed.
 async fn insert_files(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     gun: &str,
     files: &[NewFile],
 ) -> Result<Vec<(i64, String)>> {
@@ -448,10 +448,7 @@ async fn insert_files(
 
 /// The expiry rows of `gun` from its stored files: the current version of
 /// each role except the timestamp (server-signed whatever it says).
-async fn repository_expiry(
-    tx: &mut Transaction<'static, Postgres>,
-    gun: &str,
-) -> Result<ExpiryChanges> {
+async fn repository_expiry(tx: &mut Transaction<'_, Postgres>, gun: &str) -> Result<ExpiryChanges> {
     let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
         "SELECT DISTINCT ON (role) role, version, data FROM tuf_files \
          WHERE gun = $1 AND role <> 'timestamp' ORDER BY role, version DESC",
@@ -463,7 +460,7 @@ async fn repository_expiry(
 }
 
 /// The IDs of the server keys of `gun`, retired or not.
-async fn server_keys(tx: &mut Transaction<'static, Postgres>, gun: &str) -> Result<Vec<String>> {
+async fn server_keys(tx: &mut Transaction<'_, Postgres>, gun: &str) -> Result<Vec<String>> {
     Ok(
         sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = $1")
             .bind(gun)
@@ -475,7 +472,7 @@ async fn server_keys(tx: &mut Transaction<'static, Postgres>, gun: &str) -> Resu
 /// Writes the expiry rows a write of `gun` implies, inside its transaction
 /// (which holds the GUN's lock).
 async fn apply_expiry(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     gun: &str,
     changes: &ExpiryChanges,
 ) -> Result<()> {
@@ -530,156 +527,136 @@ fn to_micros(at: OffsetDateTime) -> Result<i64> {
         .map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
 }
 
-impl PostgresStore {
-    /// The writes of one import, under the GUN's lock (and the changefeed's,
-    /// which keeps ID order commit order, as `insert_change` explains).
-    async fn import_in(
-        tx: &mut Transaction<'static, Postgres>,
-        repository: &ImportedRepository,
-    ) -> Result<ImportOutcome> {
-        let gun = repository.gun.as_str();
-        let conflict = |what: String| Error::ImportConflict {
-            gun: gun.to_string(),
-            what,
-        };
-        lock(tx, LOCK_GUN, gun).await?;
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = $1")
-            .bind(gun)
-            .fetch_one(&mut **tx)
-            .await?;
-        let mut present = 0_i64;
-        for file in &repository.files {
-            let same: Option<String> = sqlx::query_scalar(
-                "SELECT sha256 FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3",
-            )
-            .bind(gun)
-            .bind(&file.role)
-            .bind(file.version)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match same {
-                Some(sha256) if sha256 == file.sha256 => present += 1,
-                Some(_) => return Err(conflict("metadata".into())),
-                None => {}
-            }
-        }
-        let files_present = files_already_imported(held, present, repository.files.len())
-            .ok_or_else(|| conflict("metadata".into()))?;
-        let mut wrote = false;
-        if !files_present {
-            for file in &repository.files {
-                sqlx::query(
-                    "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
-                )
+/// An import's statements. The import holds the GUN's lock (taken before
+/// [`import`]) and, for its changefeed records, the changefeed's, which keeps
+/// ID order commit order (see `insert_change`).
+impl ImportWrites for Transaction<'_, Postgres> {
+    async fn count_files(&mut self, gun: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = $1")
                 .bind(gun)
-                .bind(&file.role)
-                .bind(file.version)
-                .bind(&file.sha256)
-                .bind(&file.data)
-                .bind(to_micros(file.created_at)?)
-                .execute(&mut **tx)
-                .await?;
-                wrote = true;
-            }
-        }
-        if !repository.changes.is_empty() {
-            lock(tx, LOCK_CHANGEFEED, "").await?;
-        }
-        for change in &repository.changes {
-            let stored = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {CHANGE_COLUMNS} FROM changefeed WHERE id = $1"
-            )))
-            .bind(change.id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match stored {
-                Some(row) => {
-                    let stored = change_from_row(&row)?;
-                    if (&stored.gun, stored.version, &stored.sha256, stored.category)
-                        != (&change.gun, change.version, &change.sha256, change.category)
-                    {
-                        return Err(conflict(format!("changefeed ID {}", change.id)));
-                    }
-                }
-                None => {
-                    sqlx::query(
-                        "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
-                         OVERRIDING SYSTEM VALUE VALUES \
-                         ($1, TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', $3, $4, $5, $6)",
-                    )
-                    .bind(change.id)
-                    .bind(to_micros(change.created_at)?)
-                    .bind(&change.gun)
-                    .bind(change.version)
-                    .bind(&change.sha256)
-                    .bind(change.category.as_str())
-                    .execute(&mut **tx)
-                    .await?;
-                    wrote = true;
-                }
-            }
-        }
-        if wrote && !repository.changes.is_empty() {
-            // Explicit IDs do not move the identity sequence: move it past
-            // them, so later records continue after the imported ones.
-            sqlx::query(
-                "SELECT setval(pg_get_serial_sequence('changefeed', 'id'), \
-                 GREATEST((SELECT MAX(id) FROM changefeed), \
-                 (SELECT last_value FROM changefeed_id_seq)))",
-            )
-            .execute(&mut **tx)
-            .await?;
-        }
-        for imported in &repository.keys {
-            let key = &imported.key;
-            let stored: Option<(String, Vec<u8>)> =
-                sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = $1")
-                    .bind(&key.key_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            match stored {
-                Some((held_gun, public)) => {
-                    if held_gun != key.gun || public != key.public {
-                        return Err(conflict(format!("key {}", key.key_id)));
-                    }
-                }
-                None => {
-                    insert_key(&mut **tx, key).await?;
-                    // The times it had in notary-signer, not the import's.
-                    let created_at = imported.created_at.map(to_micros).transpose()?;
-                    let last_used = imported.last_used.map(to_micros).transpose()?;
-                    sqlx::query(
-                        "UPDATE server_keys SET \
-                         created_at = COALESCE(TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', \
-                         created_at), \
-                         last_used = TIMESTAMPTZ 'epoch' + $3 * INTERVAL '1 microsecond' \
-                         WHERE key_id = $1",
-                    )
-                    .bind(&key.key_id)
-                    .bind(created_at)
-                    .bind(last_used)
-                    .execute(&mut **tx)
-                    .await?;
-                    wrote = true;
-                }
-            }
-        }
-        // After the keys: an imported snapshot signed by an imported server
-        // key is server-signed.
-        if !files_present {
-            let changes = ExpiryChanges::of_import(repository, server_keys(tx, gun).await?);
-            apply_expiry(tx, gun, &changes).await?;
-        }
-        Ok(if wrote {
-            ImportOutcome::Imported
-        } else {
-            ImportOutcome::AlreadyPresent
-        })
+                .fetch_one(&mut **self)
+                .await?,
+        )
     }
 
+    async fn file_checksum(
+        &mut self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT sha256 FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(version)
+        .fetch_optional(&mut **self)
+        .await?)
+    }
+
+    async fn insert_file(&mut self, gun: &str, file: &ImportedFile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
+        )
+        .bind(gun)
+        .bind(&file.role)
+        .bind(file.version)
+        .bind(&file.sha256)
+        .bind(&file.data)
+        .bind(to_micros(file.created_at)?)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_changefeed(&mut self) -> Result<()> {
+        lock(self, LOCK_CHANGEFEED, "").await
+    }
+
+    async fn stored_change(&mut self, id: i64) -> Result<Option<Change>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHANGE_COLUMNS} FROM changefeed WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut **self)
+        .await?;
+        Ok(row.as_ref().map(change_from_row).transpose()?)
+    }
+
+    async fn insert_change(&mut self, change: &Change) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
+             OVERRIDING SYSTEM VALUE VALUES \
+             ($1, TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', $3, $4, $5, $6)",
+        )
+        .bind(change.id)
+        .bind(to_micros(change.created_at)?)
+        .bind(&change.gun)
+        .bind(change.version)
+        .bind(&change.sha256)
+        .bind(change.category.as_str())
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    // Explicit IDs do not move the identity sequence: move it past them.
+    async fn continue_changefeed(&mut self) -> Result<()> {
+        sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('changefeed', 'id'), \
+             GREATEST((SELECT MAX(id) FROM changefeed), \
+             (SELECT last_value FROM changefeed_id_seq)))",
+        )
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn stored_key(&mut self, key_id: &str) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(
+            sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(&mut **self)
+                .await?,
+        )
+    }
+
+    async fn insert_key(&mut self, imported: &ImportedKey) -> Result<()> {
+        let key = &imported.key;
+        insert_key(&mut **self, key).await?;
+        // The times it had in notary-signer, not the import's.
+        let created_at = imported.created_at.map(to_micros).transpose()?;
+        let last_used = imported.last_used.map(to_micros).transpose()?;
+        sqlx::query(
+            "UPDATE server_keys SET \
+             created_at = COALESCE(TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', \
+             created_at), \
+             last_used = TIMESTAMPTZ 'epoch' + $3 * INTERVAL '1 microsecond' \
+             WHERE key_id = $1",
+        )
+        .bind(&key.key_id)
+        .bind(created_at)
+        .bind(last_used)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn server_keys(&mut self, gun: &str) -> Result<Vec<String>> {
+        server_keys(self, gun).await
+    }
+
+    async fn apply_expiry(&mut self, gun: &str, changes: &ExpiryChanges) -> Result<()> {
+        apply_expiry(self, gun, changes).await
+    }
+}
+
+impl PostgresStore {
     async fn publish_in(
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         gun: &str,
         files: &[NewFile],
         subject: Option<&str>,
@@ -707,7 +684,7 @@ impl PostgresStore {
     }
 
     async fn delete_in(
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         gun: &str,
         subject: &str,
     ) -> Result<Deleted> {
@@ -754,7 +731,7 @@ impl PostgresStore {
     }
 
     async fn put_key_once_in(
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         key: &NewKey,
         skip: &[String],
     ) -> Result<StoredKey> {
@@ -937,7 +914,11 @@ impl Store for PostgresStore {
 
     async fn import_repository(&self, repository: ImportedRepository) -> Result<ImportOutcome> {
         let mut tx = self.begin().await?;
-        let outcome = Self::import_in(&mut tx, &repository).await;
+        let outcome = async {
+            lock(&mut tx, LOCK_GUN, &repository.gun).await?;
+            import(&mut tx, &repository).await
+        }
+        .await;
         finish(tx, outcome).await
     }
 

@@ -7,10 +7,11 @@
 use sqlx::{ColumnIndex, Database, Decode, Row, Transaction, Type};
 use time::OffsetDateTime;
 
-use super::expiry::RoleExpiry;
+use super::expiry::{ExpiryChanges, RoleExpiry};
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, KekParams, Located,
-    MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey, Result, RoleVersion, StoredFile, StoredKey,
+    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile,
+    ImportedKey, ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile,
+    NewKey, Result, RoleVersion, StoredFile, StoredKey,
 };
 
 /// How a backend stores times: SQLite as RFC 3339 text, PostgreSQL as
@@ -317,11 +318,122 @@ impl ChangePage {
     }
 }
 
+/// The statements of one import, in a backend's SQL, inside the
+/// transaction the backend opened (and locked as it needs); [`import`]
+/// decides what is checked and written, and in which order.
+pub(super) trait ImportWrites {
+    /// How many metadata rows `gun` holds.
+    async fn count_files(&mut self, gun: &str) -> Result<i64>;
+    /// The checksum of the stored (gun, role, version), if any.
+    async fn file_checksum(
+        &mut self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<String>>;
+    /// Inserts `file` with its own checksum and creation time.
+    async fn insert_file(&mut self, gun: &str, file: &ImportedFile) -> Result<()>;
+    /// Called before changefeed records are read or written.
+    async fn lock_changefeed(&mut self) -> Result<()>;
+    async fn stored_change(&mut self, id: i64) -> Result<Option<Change>>;
+    /// Inserts `change` with its own ID and time.
+    async fn insert_change(&mut self, change: &Change) -> Result<()>;
+    /// Called after records were inserted with explicit IDs: later records
+    /// must continue after the highest.
+    async fn continue_changefeed(&mut self) -> Result<()>;
+    /// The GUN and public key bytes of the stored key `key_id`, if any.
+    async fn stored_key(&mut self, key_id: &str) -> Result<Option<(String, Vec<u8>)>>;
+    /// Inserts the key with the times it had where it came from.
+    async fn insert_key(&mut self, key: &ImportedKey) -> Result<()>;
+    /// The IDs of the server keys of `gun`, retired or not.
+    async fn server_keys(&mut self, gun: &str) -> Result<Vec<String>>;
+    async fn apply_expiry(&mut self, gun: &str, changes: &ExpiryChanges) -> Result<()>;
+}
+
+/// The writes of one import (`Store::import_repository`): its files unless
+/// the GUN already holds exactly these, then its changefeed records and
+/// keys, each unless already stored identically. Anything stored that
+/// differs is [`Error::ImportConflict`].
+pub(super) async fn import(
+    tx: &mut impl ImportWrites,
+    repository: &ImportedRepository,
+) -> Result<ImportOutcome> {
+    let gun = repository.gun.as_str();
+    let conflict = |what: String| Error::ImportConflict {
+        gun: gun.to_string(),
+        what,
+    };
+    let held = tx.count_files(gun).await?;
+    let mut present = 0_i64;
+    for file in &repository.files {
+        match tx.file_checksum(gun, &file.role, file.version).await? {
+            Some(sha256) if sha256 == file.sha256 => present += 1,
+            Some(_) => return Err(conflict("metadata".into())),
+            None => {}
+        }
+    }
+    let files_present = files_already_imported(held, present, repository.files.len())
+        .ok_or_else(|| conflict("metadata".into()))?;
+    let mut wrote = false;
+    if !files_present {
+        for file in &repository.files {
+            tx.insert_file(gun, file).await?;
+            wrote = true;
+        }
+    }
+    if !repository.changes.is_empty() {
+        tx.lock_changefeed().await?;
+    }
+    for change in &repository.changes {
+        match tx.stored_change(change.id).await? {
+            Some(stored) => {
+                if (&stored.gun, stored.version, &stored.sha256, stored.category)
+                    != (&change.gun, change.version, &change.sha256, change.category)
+                {
+                    return Err(conflict(format!("changefeed ID {}", change.id)));
+                }
+            }
+            None => {
+                tx.insert_change(change).await?;
+                wrote = true;
+            }
+        }
+    }
+    if wrote && !repository.changes.is_empty() {
+        tx.continue_changefeed().await?;
+    }
+    for imported in &repository.keys {
+        let key = &imported.key;
+        match tx.stored_key(&key.key_id).await? {
+            Some((held_gun, public)) => {
+                if held_gun != key.gun || public != key.public {
+                    return Err(conflict(format!("key {}", key.key_id)));
+                }
+            }
+            None => {
+                tx.insert_key(imported).await?;
+                wrote = true;
+            }
+        }
+    }
+    // After the keys: an imported snapshot signed by an imported server key
+    // is server-signed.
+    if !files_present {
+        let changes = ExpiryChanges::of_import(repository, tx.server_keys(gun).await?);
+        tx.apply_expiry(gun, &changes).await?;
+    }
+    Ok(if wrote {
+        ImportOutcome::Imported
+    } else {
+        ImportOutcome::AlreadyPresent
+    })
+}
+
 /// Whether an import finds the metadata it brings already stored (a
 /// re-run), given `held` rows of the GUN, `present` of them identical to
 /// imported ones, and `brought` imported files. `Some(false)`: nothing is
 /// stored yet. `None`: other metadata is stored, a conflict.
-pub(super) fn files_already_imported(held: i64, present: i64, brought: usize) -> Option<bool> {
+fn files_already_imported(held: i64, present: i64, brought: usize) -> Option<bool> {
     if held == 0 {
         return Some(false);
     }

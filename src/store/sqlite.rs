@@ -15,15 +15,15 @@ use tokio::sync::Mutex;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::shared::{
-    AuditColumns, ChangePage, StoredTimes, audit_from_row, audit_limit, change_from_row, conflict,
-    delete_audit, expiry_from_row, file_from_row, files_already_imported, finish,
-    from_unix_seconds, is_unique_violation, kek_from_row, key_exists, key_from_row,
+    AuditColumns, ChangePage, ImportWrites, StoredTimes, audit_from_row, audit_limit,
+    change_from_row, conflict, delete_audit, expiry_from_row, file_from_row, finish,
+    from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
     located_from_row, publish_audit, role_version_from_row,
 };
 use super::{
-    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedRepository,
-    KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result, Store, StoredFile,
-    StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
+    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile, ImportedKey,
+    ImportedRepository, KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result,
+    Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// How long a writer waits for another process's write lock before failing.
@@ -265,10 +265,7 @@ fn format_stored_time(at: OffsetDateTime) -> Result<String> {
 
 /// The expiry rows of `gun` from its stored files: the current version of
 /// each role except the timestamp (server-signed whatever it says).
-async fn repository_expiry(
-    tx: &mut Transaction<'static, Sqlite>,
-    gun: &str,
-) -> Result<ExpiryChanges> {
+async fn repository_expiry(tx: &mut Transaction<'_, Sqlite>, gun: &str) -> Result<ExpiryChanges> {
     let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
         "SELECT f.role, f.version, f.data FROM tuf_files f \
          WHERE f.gun = ? AND f.role != 'timestamp' AND f.version = \
@@ -281,7 +278,7 @@ async fn repository_expiry(
 }
 
 /// The IDs of the server keys of `gun`, retired or not.
-async fn server_keys(tx: &mut Transaction<'static, Sqlite>, gun: &str) -> Result<Vec<String>> {
+async fn server_keys(tx: &mut Transaction<'_, Sqlite>, gun: &str) -> Result<Vec<String>> {
     Ok(
         sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = ?")
             .bind(gun)
@@ -292,7 +289,7 @@ async fn server_keys(tx: &mut Transaction<'static, Sqlite>, gun: &str) -> Result
 
 /// Writes the expiry rows a write of `gun` implies, inside its transaction.
 async fn apply_expiry(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     gun: &str,
     changes: &ExpiryChanges,
 ) -> Result<()> {
@@ -323,136 +320,121 @@ async fn apply_expiry(
     Ok(())
 }
 
-/// The writes of one import, inside its transaction.
-async fn import_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    repository: &ImportedRepository,
-) -> Result<ImportOutcome> {
-    let gun = repository.gun.as_str();
-    let conflict = |what: String| Error::ImportConflict {
-        gun: gun.to_string(),
-        what,
-    };
-    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = ?")
-        .bind(gun)
-        .fetch_one(&mut **tx)
-        .await?;
-    let mut present = 0_i64;
-    for file in &repository.files {
-        let same: Option<String> = sqlx::query_scalar(
+/// An import's statements; imported times are stored in the schema's text
+/// form.
+impl ImportWrites for Transaction<'_, Sqlite> {
+    async fn count_files(&mut self, gun: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = ?")
+                .bind(gun)
+                .fetch_one(&mut **self)
+                .await?,
+        )
+    }
+
+    async fn file_checksum(
+        &mut self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
             "SELECT sha256 FROM tuf_files WHERE gun = ? AND role = ? AND version = ?",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(version)
+        .fetch_optional(&mut **self)
+        .await?)
+    }
+
+    async fn insert_file(&mut self, gun: &str, file: &ImportedFile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(gun)
         .bind(&file.role)
         .bind(file.version)
-        .fetch_optional(&mut **tx)
+        .bind(&file.sha256)
+        .bind(&file.data)
+        .bind(format_stored_time(file.created_at)?)
+        .execute(&mut **self)
         .await?;
-        match same {
-            Some(sha256) if sha256 == file.sha256 => present += 1,
-            Some(_) => return Err(conflict("metadata".into())),
-            None => {}
-        }
+        Ok(())
     }
-    let files_present = files_already_imported(held, present, repository.files.len())
-        .ok_or_else(|| conflict("metadata".into()))?;
-    let mut wrote = false;
-    if !files_present {
-        for file in &repository.files {
-            sqlx::query(
-                "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(gun)
-            .bind(&file.role)
-            .bind(file.version)
-            .bind(&file.sha256)
-            .bind(&file.data)
-            .bind(format_stored_time(file.created_at)?)
-            .execute(&mut **tx)
-            .await?;
-            wrote = true;
-        }
+
+    // The transaction holds SQLite's one write lock already.
+    async fn lock_changefeed(&mut self) -> Result<()> {
+        Ok(())
     }
-    for change in &repository.changes {
-        let stored = sqlx::query(
+
+    async fn stored_change(&mut self, id: i64) -> Result<Option<Change>> {
+        let row = sqlx::query(
             "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id = ?",
         )
-        .bind(change.id)
-        .fetch_optional(&mut **tx)
+        .bind(id)
+        .fetch_optional(&mut **self)
         .await?;
-        match stored {
-            Some(row) => {
-                let stored = change_from_row(&row)?;
-                if (&stored.gun, stored.version, &stored.sha256, stored.category)
-                    != (&change.gun, change.version, &change.sha256, change.category)
-                {
-                    return Err(conflict(format!("changefeed ID {}", change.id)));
-                }
-            }
-            None => {
-                // An explicit ID also moves AUTOINCREMENT's counter past it,
-                // so later records continue after the imported ones.
-                sqlx::query(
-                    "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(change.id)
-                .bind(format_stored_time(change.created_at)?)
-                .bind(&change.gun)
-                .bind(change.version)
-                .bind(&change.sha256)
-                .bind(change.category.as_str())
-                .execute(&mut **tx)
-                .await?;
-                wrote = true;
-            }
-        }
+        Ok(row.as_ref().map(change_from_row).transpose()?)
     }
-    for imported in &repository.keys {
-        let key = &imported.key;
-        let stored: Option<(String, String)> =
+
+    async fn insert_change(&mut self, change: &Change) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(change.id)
+        .bind(format_stored_time(change.created_at)?)
+        .bind(&change.gun)
+        .bind(change.version)
+        .bind(&change.sha256)
+        .bind(change.category.as_str())
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    // An explicit ID also moves AUTOINCREMENT's counter past it, so later
+    // records continue after the imported ones.
+    async fn continue_changefeed(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn stored_key(&mut self, key_id: &str) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(
             sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = ?")
-                .bind(&key.key_id)
-                .fetch_optional(&mut **tx)
-                .await
-                .map(|row: Option<(String, Vec<u8>)>| {
-                    row.map(|(gun, public)| (gun, hex::encode(public)))
-                })?;
-        match stored {
-            Some((held_gun, public)) => {
-                if held_gun != key.gun || public != hex::encode(&key.public) {
-                    return Err(conflict(format!("key {}", key.key_id)));
-                }
-            }
-            None => {
-                insert_key(&mut **tx, key).await?;
-                // The times it had in notary-signer, not the import's.
-                let created_at = imported.created_at.map(format_stored_time).transpose()?;
-                let last_used = imported.last_used.map(format_stored_time).transpose()?;
-                sqlx::query(
-                    "UPDATE server_keys SET created_at = COALESCE(?, created_at), last_used = ? \
-                     WHERE key_id = ?",
-                )
-                .bind(created_at)
-                .bind(last_used)
-                .bind(&key.key_id)
-                .execute(&mut **tx)
-                .await?;
-                wrote = true;
-            }
-        }
+                .bind(key_id)
+                .fetch_optional(&mut **self)
+                .await?,
+        )
     }
-    // After the keys: an imported snapshot signed by an imported server key
-    // is server-signed.
-    if !files_present {
-        let changes = ExpiryChanges::of_import(repository, server_keys(tx, gun).await?);
-        apply_expiry(tx, gun, &changes).await?;
+
+    async fn insert_key(&mut self, imported: &ImportedKey) -> Result<()> {
+        let key = &imported.key;
+        insert_key(&mut **self, key).await?;
+        // The times it had in notary-signer, not the import's.
+        let created_at = imported.created_at.map(format_stored_time).transpose()?;
+        let last_used = imported.last_used.map(format_stored_time).transpose()?;
+        sqlx::query(
+            "UPDATE server_keys SET created_at = COALESCE(?, created_at), last_used = ? \
+             WHERE key_id = ?",
+        )
+        .bind(created_at)
+        .bind(last_used)
+        .bind(&key.key_id)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
     }
-    Ok(if wrote {
-        ImportOutcome::Imported
-    } else {
-        ImportOutcome::AlreadyPresent
-    })
+
+    async fn server_keys(&mut self, gun: &str) -> Result<Vec<String>> {
+        server_keys(self, gun).await
+    }
+
+    async fn apply_expiry(&mut self, gun: &str, changes: &ExpiryChanges) -> Result<()> {
+        apply_expiry(self, gun, changes).await
+    }
 }
 
 async fn insert_audit<'e, E: sqlx::SqliteExecutor<'e>>(
@@ -494,7 +476,7 @@ async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(executor: E, key: &NewKey) 
 }
 
 async fn insert_change(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     gun: &str,
     version: i64,
     sha256: &str,
@@ -512,7 +494,7 @@ async fn insert_change(
 
 /// The checks and inserts of one publish, inside its transaction.
 async fn insert_files(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     gun: &str,
     files: &[NewFile],
 ) -> Result<()> {
@@ -556,7 +538,7 @@ async fn insert_files(
 
 /// The writes of one publish, inside its transaction.
 async fn publish_in(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     gun: &str,
     files: &[NewFile],
     subject: Option<&str>,
@@ -580,11 +562,7 @@ async fn publish_in(
 }
 
 /// The writes of one delete, inside its transaction.
-async fn delete_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    gun: &str,
-    subject: &str,
-) -> Result<Deleted> {
+async fn delete_in(tx: &mut Transaction<'_, Sqlite>, gun: &str, subject: &str) -> Result<Deleted> {
     let rows = sqlx::query(
         "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = ? \
          GROUP BY role ORDER BY role",
@@ -741,7 +719,7 @@ impl Store for SqliteStore {
     async fn import_repository(&self, repository: ImportedRepository) -> Result<ImportOutcome> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        let outcome = import_in(&mut tx, &repository).await;
+        let outcome = import(&mut tx, &repository).await;
         finish(tx, outcome).await
     }
 
