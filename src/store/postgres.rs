@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::shared::{
-    AuditColumns, ChangePage, ImportWrites, StoredTimes, audit_from_row, audit_limit,
-    change_from_row, conflict, delete_audit, expiry_from_row, file_from_row, finish,
+    AuditColumns, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
+    change_from_row, conflict, decode_all, expiry_from_row, file_from_row, finish,
     from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
-    located_from_row, publish_audit, role_version_from_row,
+    located_from_row, pool_stats, publish_audit, record_delete, role_version_from_row,
 };
 use super::{
     AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile, ImportedKey,
@@ -352,36 +352,6 @@ const FILE_COLUMNS: &str = "gun, role, version, sha256, data, \
 const CHANGE_COLUMNS: &str = "id, gun, version, sha256, category, \
      (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at";
 
-/// Appends a changefeed record. Identity values are handed out at insert,
-/// not at commit, so two concurrent transactions could commit IDs out of
-/// order and a reader paging past the higher one would never see the lower.
-/// Holding one lock from here to commit makes ID order commit order; the
-/// lock is taken in the same statement (in a CTE, evaluated before the row
-/// and so before its ID), one round trip for both. Call it last before the
-/// commit, so the lock is held briefly.
-async fn insert_change(
-    tx: &mut Transaction<'_, Postgres>,
-    gun: &str,
-    version: i64,
-    sha256: &str,
-    category: ChangeCategory,
-) -> Result<()> {
-    sqlx::query(
-        "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($5, hashtext($6))) \
-         INSERT INTO changefeed (gun, version, sha256, category) \
-         SELECT $1, $2, $3, $4 FROM locked",
-    )
-    .bind(gun)
-    .bind(version)
-    .bind(sha256)
-    .bind(category.as_str())
-    .bind(LOCK_CHANGEFEED)
-    .bind("")
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// The checks and inserts of one publish (its roles distinct), inside its
 /// transaction, which holds the GUN's lock: the version check and the insert
 /// see one state. One statement for all files: each is inserted only if it
@@ -527,6 +497,42 @@ fn to_micros(at: OffsetDateTime) -> Result<i64> {
         .map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
 }
 
+impl Records for Transaction<'_, Postgres> {
+    /// Appends a changefeed record. Identity values are handed out at insert,
+    /// not at commit, so two concurrent transactions could commit IDs out of
+    /// order and a reader paging past the higher one would never see the lower.
+    /// Holding one lock from here to commit makes ID order commit order; the
+    /// lock is taken in the same statement (in a CTE, evaluated before the row
+    /// and so before its ID), one round trip for both. Call it last before the
+    /// commit, so the lock is held briefly.
+    async fn insert_change(
+        &mut self,
+        gun: &str,
+        version: i64,
+        sha256: &str,
+        category: ChangeCategory,
+    ) -> Result<()> {
+        sqlx::query(
+            "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($5, hashtext($6))) \
+             INSERT INTO changefeed (gun, version, sha256, category) \
+             SELECT $1, $2, $3, $4 FROM locked",
+        )
+        .bind(gun)
+        .bind(version)
+        .bind(sha256)
+        .bind(category.as_str())
+        .bind(LOCK_CHANGEFEED)
+        .bind("")
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_audit(&mut self, entry: &NewAuditEntry) -> Result<()> {
+        insert_audit(&mut **self, entry).await
+    }
+}
+
 /// An import's statements. The import holds the GUN's lock (taken before
 /// [`import`]) and, for its changefeed records, the changefeed's, which keeps
 /// ID order commit order (see `insert_change`).
@@ -586,7 +592,7 @@ impl ImportWrites for Transaction<'_, Postgres> {
         Ok(row.as_ref().map(change_from_row).transpose()?)
     }
 
-    async fn insert_change(&mut self, change: &Change) -> Result<()> {
+    async fn insert_imported_change(&mut self, change: &Change) -> Result<()> {
         sqlx::query(
             "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
              OVERRIDING SYSTEM VALUE VALUES \
@@ -678,7 +684,8 @@ impl PostgresStore {
             insert_audit(&mut **tx, &publish_audit(gun, subject, files)).await?;
         }
         for (version, sha256) in timestamps {
-            insert_change(tx, gun, version, &sha256, ChangeCategory::Update).await?;
+            tx.insert_change(gun, version, &sha256, ChangeCategory::Update)
+                .await?;
         }
         Ok(())
     }
@@ -696,10 +703,7 @@ impl PostgresStore {
         .bind(gun)
         .fetch_all(&mut **tx)
         .await?;
-        let roles = rows
-            .iter()
-            .map(role_version_from_row)
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let roles = decode_all(&rows, role_version_from_row)?;
         let retired_keys: Vec<String> = sqlx::query_scalar(
             "UPDATE server_keys SET retired_at = clock_timestamp() \
              WHERE gun = $1 AND retired_at IS NULL RETURNING key_id",
@@ -721,12 +725,7 @@ impl PostgresStore {
             roles,
             retired_keys,
         };
-        if deleted.any() {
-            insert_change(tx, gun, 0, "", ChangeCategory::Deletion).await?;
-        }
-        if let Some(entry) = delete_audit(gun, subject, &deleted) {
-            insert_audit(&mut **tx, &entry).await?;
-        }
+        record_delete(tx, gun, subject, &deleted).await?;
         Ok(deleted)
     }
 
@@ -887,11 +886,8 @@ impl Store for PostgresStore {
                 .fetch_all(pool)
             })
             .await?;
-        let versions = rows
-            .iter()
-            .map(|row| role_version_from_row(row).map(|r| (r.role, r.version)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(versions)
+        let versions = decode_all(&rows, role_version_from_row)?;
+        Ok(versions.into_iter().map(|r| (r.role, r.version)).collect())
     }
 
     async fn publish_as(
@@ -941,7 +937,7 @@ impl Store for PostgresStore {
                 .fetch_all(pool)
             })
             .await?;
-        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, audit_from_row)
     }
 
     async fn changes(
@@ -978,11 +974,7 @@ impl Store for PostgresStore {
                     .fetch_all(pool)
             })
             .await?;
-        let changes = rows
-            .iter()
-            .map(change_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(page.in_order(changes))
+        Ok(page.in_order(decode_all(&rows, change_from_row)?))
     }
 
     async fn expiry_counts(&self, cutoffs: &[OffsetDateTime]) -> Result<ExpiryCounts> {
@@ -1017,10 +1009,7 @@ impl Store for PostgresStore {
                 .fetch_all(pool)
             })
             .await?;
-        Ok(rows
-            .iter()
-            .map(expiry_from_row)
-            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+        decode_all(&rows, expiry_from_row)
     }
 
     async fn ping(&self) -> Result<()> {
@@ -1030,11 +1019,7 @@ impl Store for PostgresStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        PoolStats {
-            open: self.pool.size(),
-            idle: self.pool.num_idle(),
-            max: self.pool.options().get_max_connections(),
-        }
+        pool_stats(&self.pool)
     }
 
     async fn put_key(&self, key: NewKey) -> Result<()> {
@@ -1073,7 +1058,7 @@ impl Store for PostgresStore {
                     .fetch_all(pool)
             })
             .await?;
-        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, key_from_row)
     }
 
     async fn newest_key(&self) -> Result<Option<StoredKey>> {

@@ -11,7 +11,7 @@ use super::expiry::{ExpiryChanges, RoleExpiry};
 use super::{
     AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile,
     ImportedKey, ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile,
-    NewKey, Result, RoleVersion, StoredFile, StoredKey,
+    NewKey, PoolStats, Result, RoleVersion, StoredFile, StoredKey,
 };
 
 /// How a backend stores times: SQLite as RFC 3339 text, PostgreSQL as
@@ -60,6 +60,23 @@ where
 
     fn optional_time(&self, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
         R::Database::optional_time(self, column)
+    }
+}
+
+/// Decodes every row of a result with `decode`.
+pub(super) fn decode_all<R, T>(
+    rows: &[R],
+    decode: impl Fn(&R) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>> {
+    Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+}
+
+/// How full `pool` is, for metrics.
+pub(super) fn pool_stats<DB: Database>(pool: &sqlx::Pool<DB>) -> PoolStats {
+    PoolStats {
+        open: pool.size(),
+        idle: pool.num_idle(),
+        max: pool.options().get_max_connections(),
     }
 }
 
@@ -212,16 +229,41 @@ pub(super) fn publish_audit(gun: &str, subject: &str, files: &[NewFile]) -> NewA
     }
 }
 
-/// The audit record of a delete by `subject`, if it removed or retired
-/// anything.
-pub(super) fn delete_audit(gun: &str, subject: &str, deleted: &Deleted) -> Option<NewAuditEntry> {
-    (deleted.any() || !deleted.retired_keys.is_empty()).then(|| NewAuditEntry {
-        gun: gun.to_string(),
-        action: AuditAction::Delete,
-        subject: subject.to_string(),
-        roles: deleted.roles.clone(),
-        key_ids: deleted.retired_keys.clone(),
-    })
+/// A backend's changefeed and audit inserts, inside a write transaction.
+pub(super) trait Records {
+    async fn insert_change(
+        &mut self,
+        gun: &str,
+        version: i64,
+        sha256: &str,
+        category: ChangeCategory,
+    ) -> Result<()>;
+    async fn insert_audit(&mut self, entry: &NewAuditEntry) -> Result<()>;
+}
+
+/// Records what a delete by `subject` did: a `deletion` change if metadata
+/// went, and an audit record if anything went or was retired.
+pub(super) async fn record_delete(
+    tx: &mut impl Records,
+    gun: &str,
+    subject: &str,
+    deleted: &Deleted,
+) -> Result<()> {
+    if deleted.any() {
+        tx.insert_change(gun, 0, "", ChangeCategory::Deletion)
+            .await?;
+    }
+    if deleted.any() || !deleted.retired_keys.is_empty() {
+        let entry = NewAuditEntry {
+            gun: gun.to_string(),
+            action: AuditAction::Delete,
+            subject: subject.to_string(),
+            roles: deleted.roles.clone(),
+            key_ids: deleted.retired_keys.clone(),
+        };
+        tx.insert_audit(&entry).await?;
+    }
+    Ok(())
 }
 
 /// The audit page size asked for, within 1..=[`MAX_AUDIT_PAGE`].
@@ -337,7 +379,7 @@ pub(super) trait ImportWrites {
     async fn lock_changefeed(&mut self) -> Result<()>;
     async fn stored_change(&mut self, id: i64) -> Result<Option<Change>>;
     /// Inserts `change` with its own ID and time.
-    async fn insert_change(&mut self, change: &Change) -> Result<()>;
+    async fn insert_imported_change(&mut self, change: &Change) -> Result<()>;
     /// Called after records were inserted with explicit IDs: later records
     /// must continue after the highest.
     async fn continue_changefeed(&mut self) -> Result<()>;
@@ -394,7 +436,7 @@ pub(super) async fn import(
                 }
             }
             None => {
-                tx.insert_change(change).await?;
+                tx.insert_imported_change(change).await?;
                 wrote = true;
             }
         }

@@ -15,10 +15,10 @@ use tokio::sync::Mutex;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::shared::{
-    AuditColumns, ChangePage, ImportWrites, StoredTimes, audit_from_row, audit_limit,
-    change_from_row, conflict, delete_audit, expiry_from_row, file_from_row, finish,
+    AuditColumns, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
+    change_from_row, conflict, decode_all, expiry_from_row, file_from_row, finish,
     from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
-    located_from_row, publish_audit, role_version_from_row,
+    located_from_row, pool_stats, publish_audit, record_delete, role_version_from_row,
 };
 use super::{
     AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile, ImportedKey,
@@ -320,6 +320,29 @@ async fn apply_expiry(
     Ok(())
 }
 
+impl Records for Transaction<'_, Sqlite> {
+    async fn insert_change(
+        &mut self,
+        gun: &str,
+        version: i64,
+        sha256: &str,
+        category: ChangeCategory,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES (?, ?, ?, ?)")
+            .bind(gun)
+            .bind(version)
+            .bind(sha256)
+            .bind(category.as_str())
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_audit(&mut self, entry: &NewAuditEntry) -> Result<()> {
+        insert_audit(&mut **self, entry).await
+    }
+}
+
 /// An import's statements; imported times are stored in the schema's text
 /// form.
 impl ImportWrites for Transaction<'_, Sqlite> {
@@ -379,7 +402,7 @@ impl ImportWrites for Transaction<'_, Sqlite> {
         Ok(row.as_ref().map(change_from_row).transpose()?)
     }
 
-    async fn insert_change(&mut self, change: &Change) -> Result<()> {
+    async fn insert_imported_change(&mut self, change: &Change) -> Result<()> {
         sqlx::query(
             "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -475,23 +498,6 @@ async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(executor: E, key: &NewKey) 
     Ok(())
 }
 
-async fn insert_change(
-    tx: &mut Transaction<'_, Sqlite>,
-    gun: &str,
-    version: i64,
-    sha256: &str,
-    category: ChangeCategory,
-) -> Result<()> {
-    sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES (?, ?, ?, ?)")
-        .bind(gun)
-        .bind(version)
-        .bind(sha256)
-        .bind(category.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// The checks and inserts of one publish, inside its transaction.
 async fn insert_files(
     tx: &mut Transaction<'_, Sqlite>,
@@ -530,7 +536,8 @@ async fn insert_files(
             }
         })?;
         if file.role == TIMESTAMP_ROLE {
-            insert_change(tx, gun, file.version, &sha256, ChangeCategory::Update).await?;
+            tx.insert_change(gun, file.version, &sha256, ChangeCategory::Update)
+                .await?;
         }
     }
     Ok(())
@@ -570,10 +577,7 @@ async fn delete_in(tx: &mut Transaction<'_, Sqlite>, gun: &str, subject: &str) -
     .bind(gun)
     .fetch_all(&mut **tx)
     .await?;
-    let roles = rows
-        .iter()
-        .map(role_version_from_row)
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let roles = decode_all(&rows, role_version_from_row)?;
     let retired_keys: Vec<String> = sqlx::query_scalar(
         "SELECT key_id FROM server_keys WHERE gun = ? AND retired_at IS NULL ORDER BY key_id",
     )
@@ -599,12 +603,7 @@ async fn delete_in(tx: &mut Transaction<'_, Sqlite>, gun: &str, subject: &str) -
         roles,
         retired_keys,
     };
-    if deleted.any() {
-        insert_change(tx, gun, 0, "", ChangeCategory::Deletion).await?;
-    }
-    if let Some(entry) = delete_audit(gun, subject, &deleted) {
-        insert_audit(&mut **tx, &entry).await?;
-    }
+    record_delete(tx, gun, subject, &deleted).await?;
     Ok(deleted)
 }
 
@@ -687,11 +686,8 @@ impl Store for SqliteStore {
         .bind(gun)
         .fetch_all(&self.pool)
         .await?;
-        let versions = rows
-            .iter()
-            .map(|row| role_version_from_row(row).map(|r| (r.role, r.version)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(versions)
+        let versions = decode_all(&rows, role_version_from_row)?;
+        Ok(versions.into_iter().map(|r| (r.role, r.version)).collect())
     }
 
     async fn publish_as(
@@ -737,7 +733,7 @@ impl Store for SqliteStore {
         .bind(audit_limit(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, audit_from_row)
     }
 
     async fn newest_key(&self) -> Result<Option<StoredKey>> {
@@ -815,11 +811,7 @@ impl Store for SqliteStore {
             query = query.bind(id);
         }
         let rows = query.bind(page.limit).fetch_all(&self.pool).await?;
-        let changes = rows
-            .iter()
-            .map(change_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(page.in_order(changes))
+        Ok(page.in_order(decode_all(&rows, change_from_row)?))
     }
 
     async fn set_immutable(&self, gun: &str, immutable: bool) -> Result<bool> {
@@ -878,10 +870,7 @@ impl Store for SqliteStore {
         .bind(before.unix_timestamp())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(expiry_from_row)
-            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+        decode_all(&rows, expiry_from_row)
     }
 
     async fn ping(&self) -> Result<()> {
@@ -892,11 +881,7 @@ impl Store for SqliteStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        PoolStats {
-            open: self.pool.size(),
-            idle: self.pool.num_idle(),
-            max: self.pool.options().get_max_connections(),
-        }
+        pool_stats(&self.pool)
     }
 
     async fn put_key(&self, key: NewKey) -> Result<()> {
@@ -957,7 +942,7 @@ impl Store for SqliteStore {
             .bind(role)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, key_from_row)
     }
 
     async fn mark_key_used(&self, key_id: &str) -> Result<()> {
