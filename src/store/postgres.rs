@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::shared::{
-    AuditColumns, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
+    Bind, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
     change_from_row, conflict, decode_all, expiry_from_row, file_from_row, finish,
     from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
     located_from_row, pool_stats, publish_audit, record_delete, role_version_from_row,
@@ -325,15 +325,10 @@ async fn insert_audit<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     entry: &NewAuditEntry,
 ) -> Result<()> {
-    let columns = AuditColumns::of(entry)?;
     sqlx::query(
         "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(&entry.gun)
-    .bind(entry.action.as_str())
-    .bind(&entry.subject)
-    .bind(columns.roles)
-    .bind(columns.key_ids)
+    .bind_audit(entry)?
     .execute(executor)
     .await?;
     Ok(())
@@ -517,10 +512,7 @@ impl Records for Transaction<'_, Postgres> {
              INSERT INTO changefeed (gun, version, sha256, category) \
              SELECT $1, $2, $3, $4 FROM locked",
         )
-        .bind(gun)
-        .bind(version)
-        .bind(sha256)
-        .bind(category.as_str())
+        .bind_change(gun, version, sha256, category)
         .bind(LOCK_CHANGEFEED)
         .bind("")
         .execute(&mut **self)
@@ -567,11 +559,7 @@ impl ImportWrites for Transaction<'_, Postgres> {
             "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
              VALUES ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
         )
-        .bind(gun)
-        .bind(&file.role)
-        .bind(file.version)
-        .bind(&file.sha256)
-        .bind(&file.data)
+        .bind_file(gun, &file.role, file.version, &file.sha256, &file.data)
         .bind(to_micros(file.created_at)?)
         .execute(&mut **self)
         .await?;
@@ -594,16 +582,13 @@ impl ImportWrites for Transaction<'_, Postgres> {
 
     async fn insert_imported_change(&mut self, change: &Change) -> Result<()> {
         sqlx::query(
-            "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
+            "INSERT INTO changefeed (id, gun, version, sha256, category, created_at) \
              OVERRIDING SYSTEM VALUE VALUES \
-             ($1, TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', $3, $4, $5, $6)",
+             ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
         )
         .bind(change.id)
+        .bind_change(&change.gun, change.version, &change.sha256, change.category)
         .bind(to_micros(change.created_at)?)
-        .bind(&change.gun)
-        .bind(change.version)
-        .bind(&change.sha256)
-        .bind(change.category.as_str())
         .execute(&mut **self)
         .await?;
         Ok(())
@@ -757,12 +742,7 @@ impl PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&key.key_id)
-            .bind(&key.gun)
-            .bind(&key.role)
-            .bind(&key.algorithm)
-            .bind(&key.public)
-            .bind(&key.sealed_private)
+            .bind_key(key)
             .fetch_one(&mut **tx)
             .await
             .map_err(|err| key_exists(err, key))?;
@@ -775,12 +755,7 @@ async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> R
         "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(&key.key_id)
-    .bind(&key.gun)
-    .bind(&key.role)
-    .bind(&key.algorithm)
-    .bind(&key.public)
-    .bind(&key.sealed_private)
+    .bind_key(key)
     .execute(executor)
     .await
     .map_err(|err| key_exists(err, key))?;

@@ -4,7 +4,7 @@
 //! transactions and locking, its pool, and how it stores a time
 //! ([`StoredTimes`]).
 
-use sqlx::{ColumnIndex, Database, Decode, Row, Transaction, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Transaction, Type};
 use time::OffsetDateTime;
 
 use super::expiry::{ExpiryChanges, RoleExpiry};
@@ -191,24 +191,78 @@ pub(super) fn audit_from_row(row: &impl StoredRow) -> Result<AuditEntry, sqlx::E
     })
 }
 
-/// An audit record's `roles` and `key_ids` columns, as stored: JSON text.
-pub(super) struct AuditColumns {
-    pub roles: String,
-    pub key_ids: String,
-}
+/// Binds the shared column lists, in one order for both backends, on a
+/// query of either. Each backend's SQL names the columns in the order
+/// given here. One blanket impl, so the driver's bounds are spelled out once.
+pub(super) trait Bind: Sized {
+    fn text(self, value: &str) -> Self;
+    fn int(self, value: i64) -> Self;
+    fn bytes(self, value: &[u8]) -> Self;
 
-impl AuditColumns {
-    pub fn of(entry: &NewAuditEntry) -> Result<Self> {
+    /// `(gun, role, version, sha256, data)` of `tuf_files`.
+    fn bind_file(self, gun: &str, role: &str, version: i64, sha256: &str, data: &[u8]) -> Self {
+        self.text(gun)
+            .text(role)
+            .int(version)
+            .text(sha256)
+            .bytes(data)
+    }
+
+    /// `(gun, version, sha256, category)` of `changefeed`.
+    fn bind_change(self, gun: &str, version: i64, sha256: &str, category: ChangeCategory) -> Self {
+        self.text(gun)
+            .int(version)
+            .text(sha256)
+            .text(category.as_str())
+    }
+
+    /// `(key_id, gun, role, algorithm, public, sealed_private)` of
+    /// `server_keys`.
+    fn bind_key(self, key: &NewKey) -> Self {
+        self.text(&key.key_id)
+            .text(&key.gun)
+            .text(&key.role)
+            .text(&key.algorithm)
+            .bytes(&key.public)
+            .text(&key.sealed_private)
+    }
+
+    /// `(gun, action, subject, roles, key_ids)` of `audit_log`; the lists
+    /// are stored as JSON text.
+    fn bind_audit(self, entry: &NewAuditEntry) -> Result<Self> {
         // Pairs rather than objects: compact, and the order is the record's.
         let roles: Vec<(&str, i64)> = entry
             .roles
             .iter()
             .map(|r| (r.role.as_str(), r.version))
             .collect();
-        Ok(Self {
-            roles: serde_json::to_string(&roles).map_err(encode_error)?,
-            key_ids: serde_json::to_string(&entry.key_ids).map_err(encode_error)?,
-        })
+        let roles = serde_json::to_string(&roles).map_err(encode_error)?;
+        let key_ids = serde_json::to_string(&entry.key_ids).map_err(encode_error)?;
+        Ok(self
+            .text(&entry.gun)
+            .text(entry.action.as_str())
+            .text(&entry.subject)
+            .text(&roles)
+            .text(&key_ids))
+    }
+}
+
+impl<DB: Database> Bind for sqlx::query::Query<'_, DB, DB::Arguments>
+where
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> &'t [u8]: Encode<'t, DB> + Type<DB>,
+{
+    fn text(self, value: &str) -> Self {
+        self.bind(value)
+    }
+
+    fn int(self, value: i64) -> Self {
+        self.bind(value)
+    }
+
+    fn bytes(self, value: &[u8]) -> Self {
+        self.bind(value)
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
 use super::shared::{
-    AuditColumns, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
+    Bind, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
     change_from_row, conflict, decode_all, expiry_from_row, file_from_row, finish,
     from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
     located_from_row, pool_stats, publish_audit, record_delete, role_version_from_row,
@@ -329,10 +329,7 @@ impl Records for Transaction<'_, Sqlite> {
         category: ChangeCategory,
     ) -> Result<()> {
         sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES (?, ?, ?, ?)")
-            .bind(gun)
-            .bind(version)
-            .bind(sha256)
-            .bind(category.as_str())
+            .bind_change(gun, version, sha256, category)
             .execute(&mut **self)
             .await?;
         Ok(())
@@ -376,11 +373,7 @@ impl ImportWrites for Transaction<'_, Sqlite> {
             "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(gun)
-        .bind(&file.role)
-        .bind(file.version)
-        .bind(&file.sha256)
-        .bind(&file.data)
+        .bind_file(gun, &file.role, file.version, &file.sha256, &file.data)
         .bind(format_stored_time(file.created_at)?)
         .execute(&mut **self)
         .await?;
@@ -404,15 +397,12 @@ impl ImportWrites for Transaction<'_, Sqlite> {
 
     async fn insert_imported_change(&mut self, change: &Change) -> Result<()> {
         sqlx::query(
-            "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
+            "INSERT INTO changefeed (id, gun, version, sha256, category, created_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(change.id)
+        .bind_change(&change.gun, change.version, &change.sha256, change.category)
         .bind(format_stored_time(change.created_at)?)
-        .bind(&change.gun)
-        .bind(change.version)
-        .bind(&change.sha256)
-        .bind(change.category.as_str())
         .execute(&mut **self)
         .await?;
         Ok(())
@@ -464,15 +454,10 @@ async fn insert_audit<'e, E: sqlx::SqliteExecutor<'e>>(
     executor: E,
     entry: &NewAuditEntry,
 ) -> Result<()> {
-    let columns = AuditColumns::of(entry)?;
     sqlx::query(
         "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES (?, ?, ?, ?, ?)",
     )
-    .bind(&entry.gun)
-    .bind(entry.action.as_str())
-    .bind(&entry.subject)
-    .bind(columns.roles)
-    .bind(columns.key_ids)
+    .bind_audit(entry)?
     .execute(executor)
     .await?;
     Ok(())
@@ -486,12 +471,7 @@ async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(executor: E, key: &NewKey) 
         "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
          VALUES (?, ?, ?, ?, ?, ?)",
     )
-    .bind(&key.key_id)
-    .bind(&key.gun)
-    .bind(&key.role)
-    .bind(&key.algorithm)
-    .bind(&key.public)
-    .bind(&key.sealed_private)
+    .bind_key(key)
     .execute(executor)
     .await
     .map_err(|err| key_exists(err, key))?;
@@ -520,11 +500,7 @@ async fn insert_files(
         sqlx::query(
             "INSERT INTO tuf_files (gun, role, version, sha256, data) VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(gun)
-        .bind(&file.role)
-        .bind(file.version)
-        .bind(&sha256)
-        .bind(&file.data)
+        .bind_file(gun, &file.role, file.version, &sha256, &file.data)
         .execute(&mut **tx)
         .await
         .map_err(|err| {
