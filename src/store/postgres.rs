@@ -710,8 +710,7 @@ impl PostgresStore {
             roles,
             retired_keys,
         };
-        record_delete(tx, gun, subject, &deleted).await?;
-        Ok(deleted)
+        record_delete(tx, gun, subject, deleted).await
     }
 
     async fn put_key_once_in(

@@ -1,8 +1,9 @@
-//! What both backends do alike: turning rows into the store's types, the
-//! checks and records around a write, changefeed paging bounds, and how
-//! driver errors are classified. Each backend keeps only its SQL, its
-//! transactions and locking, its pool, and how it stores a time
-//! ([`StoredTimes`]).
+//! What both backends do alike: rows decoded into the store's types
+//! ([`StoredRow`]) and values bound in one column order ([`Bind`]); the
+//! records and checks around a write (audit entries, the deletion change,
+//! version conflicts, the import's algorithm); changefeed paging bounds.
+//! Each backend keeps only its SQL, its transactions and locking, its pool,
+//! and how it stores a time ([`StoredTimes`]).
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Transaction, Type};
 use time::OffsetDateTime;
@@ -295,14 +296,15 @@ pub(super) trait Records {
     async fn insert_audit(&mut self, entry: &NewAuditEntry) -> Result<()>;
 }
 
-/// Records what a delete by `subject` did: a `deletion` change if metadata
-/// went, and an audit record if anything went or was retired.
+/// Records what a delete by `subject` did and returns it: a `deletion`
+/// change if metadata went, and an audit record if anything went or was
+/// retired.
 pub(super) async fn record_delete(
     tx: &mut impl Records,
     gun: &str,
     subject: &str,
-    deleted: &Deleted,
-) -> Result<()> {
+    deleted: Deleted,
+) -> Result<Deleted> {
     if deleted.any() {
         tx.insert_change(gun, 0, "", ChangeCategory::Deletion)
             .await?;
@@ -317,7 +319,7 @@ pub(super) async fn record_delete(
         };
         tx.insert_audit(&entry).await?;
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// The audit page size asked for, within 1..=[`MAX_AUDIT_PAGE`].

@@ -579,8 +579,7 @@ async fn delete_in(tx: &mut Transaction<'_, Sqlite>, gun: &str, subject: &str) -
         roles,
         retired_keys,
     };
-    record_delete(tx, gun, subject, &deleted).await?;
-    Ok(deleted)
+    record_delete(tx, gun, subject, deleted).await
 }
 
 impl Store for SqliteStore {
