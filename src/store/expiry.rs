@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::{ImportedRepository, NewFile};
 use crate::tuf::roles::Expiry;
 
 /// A client-signed role's current expiry, as the store keeps it.
@@ -84,6 +85,44 @@ impl ExpiryChanges {
             }
         }
         changes
+    }
+
+    /// The rows implied by a publish of `files`.
+    pub fn of_publish(files: &[NewFile]) -> Self {
+        Self::of(files.iter().map(|f| {
+            (
+                f.role.as_str(),
+                f.version,
+                f.data.as_slice(),
+                f.client_signed,
+            )
+        }))
+    }
+
+    /// The rows of an imported repository, its keys and the server keys
+    /// of its GUN already `held` counting as server keys: an imported
+    /// snapshot signed by an imported server key is server-signed.
+    pub fn of_import(repository: &ImportedRepository, held: Vec<String>) -> Self {
+        let mut server_keys: HashSet<String> = held.into_iter().collect();
+        server_keys.extend(repository.keys.iter().map(|k| k.key.key_id.clone()));
+        Self::of_repository(
+            repository
+                .files
+                .iter()
+                .map(|f| (f.role.as_str(), f.version, f.data.as_slice())),
+            &server_keys,
+        )
+    }
+
+    /// For the backfill: the rows of a repository from the current version
+    /// of each of its roles (role, version, bytes) and its server keys.
+    pub fn of_stored(rows: &[(String, i64, Vec<u8>)], server_keys: Vec<String>) -> Self {
+        let server_keys: HashSet<String> = server_keys.into_iter().collect();
+        Self::of_repository(
+            rows.iter()
+                .map(|(role, version, data)| (role.as_str(), *version, data.as_slice())),
+            &server_keys,
+        )
     }
 
     /// For imports and the backfill: the rows of a whole repository from

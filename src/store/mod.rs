@@ -4,11 +4,14 @@
 //! [`Store`] is the interface the upper layers are generic over; each backend
 //! (SQLite, PostgreSQL) implements it with its own SQL dialect and
 //! migrations, as atuin does (STYLE.md §1.1). No backend type appears in the
-//! trait, so callers never see sqlx.
+//! trait, so callers never see sqlx. What the backends do alike (row
+//! decoding, bind order, audit and changefeed records, the import) is
+//! written once in `shared`; each backend file holds its dialect.
 
 mod expiry;
 pub mod import;
 mod postgres;
+mod shared;
 mod sqlite;
 
 use std::future::Future;

@@ -10,11 +10,16 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
+use super::shared::{
+    Bind, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
+    change_from_row, conflict, decode_all, expiry_from_row, file_from_row, finish,
+    from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
+    located_from_row, pool_stats, publish_audit, record_delete, role_version_from_row,
+};
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
-    PoolStats, Result, RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which,
-    sha256_hex,
+    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile, ImportedKey,
+    ImportedRepository, KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result,
+    Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// The embedded migrations. Migrations applied by a newer notarium are
@@ -289,7 +294,7 @@ fn millis(duration: Duration) -> String {
 
 /// Waits for the transaction-scoped advisory lock `(space, hash(name))`;
 /// released at commit or rollback.
-async fn lock(tx: &mut Transaction<'static, Postgres>, space: i32, name: &str) -> Result<()> {
+async fn lock(tx: &mut Transaction<'_, Postgres>, space: i32, name: &str) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(space)
         .bind(name)
@@ -298,10 +303,17 @@ async fn lock(tx: &mut Transaction<'static, Postgres>, space: i32, name: &str) -
     Ok(())
 }
 
-/// A TIMESTAMPTZ column selected as microseconds since the epoch.
-fn micros(row: &PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
-    let micros: i64 = row.try_get(column)?;
-    at(micros)
+/// TIMESTAMPTZ columns are selected as microseconds since the epoch (see
+/// `KEY_COLUMNS`), so no date-time crate feature of sqlx is needed.
+impl StoredTimes for Postgres {
+    fn time(row: &PgRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+        at(row.try_get(column)?)
+    }
+
+    fn optional_time(row: &PgRow, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        let micros: Option<i64> = row.try_get(column)?;
+        micros.map(at).transpose()
+    }
 }
 
 fn at(micros: i64) -> Result<OffsetDateTime, sqlx::Error> {
@@ -309,102 +321,21 @@ fn at(micros: i64) -> Result<OffsetDateTime, sqlx::Error> {
         .map_err(|err| sqlx::Error::Decode(Box::new(err)))
 }
 
-fn file_from_row(row: &PgRow) -> Result<StoredFile, sqlx::Error> {
-    Ok(StoredFile {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        data: row.try_get("data")?,
-        created_at: micros(row, "created_at")?,
-    })
-}
-
-fn change_from_row(row: &PgRow) -> Result<Change, sqlx::Error> {
-    let category: &str = row.try_get("category")?;
-    let category = ChangeCategory::parse(category).ok_or_else(|| {
-        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
-    })?;
-    Ok(Change {
-        id: row.try_get("id")?,
-        created_at: micros(row, "created_at")?,
-        gun: row.try_get("gun")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        category,
-    })
-}
-
-fn key_from_row(row: &PgRow) -> Result<StoredKey, sqlx::Error> {
-    Ok(StoredKey {
-        key_id: row.try_get("key_id")?,
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        algorithm: row.try_get("algorithm")?,
-        public: row.try_get("public")?,
-        sealed_private: row.try_get("sealed_private")?,
-        created_at: micros(row, "created_at")?,
-        last_used: row
-            .try_get::<Option<i64>, _>("last_used")?
-            .map(at)
-            .transpose()?,
-        retired_at: row
-            .try_get::<Option<i64>, _>("retired_at")?
-            .map(at)
-            .transpose()?,
-    })
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
-    serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
-}
-
-fn audit_from_row(row: &PgRow) -> Result<AuditEntry, sqlx::Error> {
-    let action: &str = row.try_get("action")?;
-    let action = AuditAction::parse(action)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
-    let roles: Vec<(String, i64)> = decode_json(row.try_get("roles")?)?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        created_at: micros(row, "created_at")?,
-        gun: row.try_get("gun")?,
-        action,
-        subject: row.try_get("subject")?,
-        roles: roles
-            .into_iter()
-            .map(|(role, version)| RoleVersion { role, version })
-            .collect(),
-        key_ids: decode_json(row.try_get("key_ids")?)?,
-    })
-}
-
 async fn insert_audit<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     entry: &NewAuditEntry,
 ) -> Result<()> {
-    let roles: Vec<(&str, i64)> = entry
-        .roles
-        .iter()
-        .map(|r| (r.role.as_str(), r.version))
-        .collect();
-    let encode = |value: serde_json::Result<String>| {
-        value.map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
-    };
     sqlx::query(
         "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(&entry.gun)
-    .bind(entry.action.as_str())
-    .bind(&entry.subject)
-    .bind(encode(serde_json::to_string(&roles))?)
-    .bind(encode(serde_json::to_string(&entry.key_ids))?)
+    .bind_audit(entry)?
     .execute(executor)
     .await?;
     Ok(())
 }
 
 // Times leave the database as microseconds since the epoch (see
-// `micros`), so no date-time crate feature of sqlx is needed.
+// `StoredTimes for Postgres`), so no date-time crate feature of sqlx is needed.
 const KEY_COLUMNS: &str = "key_id, gun, role, algorithm, public, sealed_private, \
      (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at, \
      (extract(epoch FROM last_used) * 1000000)::BIGINT AS last_used, \
@@ -416,40 +347,6 @@ const FILE_COLUMNS: &str = "gun, role, version, sha256, data, \
 const CHANGE_COLUMNS: &str = "id, gun, version, sha256, category, \
      (extract(epoch FROM created_at) * 1000000)::BIGINT AS created_at";
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// Appends a changefeed record. Identity values are handed out at insert,
-/// not at commit, so two concurrent transactions could commit IDs out of
-/// order and a reader paging past the higher one would never see the lower.
-/// Holding one lock from here to commit makes ID order commit order; the
-/// lock is taken in the same statement (in a CTE, evaluated before the row
-/// and so before its ID), one round trip for both. Call it last before the
-/// commit, so the lock is held briefly.
-async fn insert_change(
-    tx: &mut Transaction<'static, Postgres>,
-    gun: &str,
-    version: i64,
-    sha256: &str,
-    category: ChangeCategory,
-) -> Result<()> {
-    sqlx::query(
-        "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($5, hashtext($6))) \
-         INSERT INTO changefeed (gun, version, sha256, category) \
-         SELECT $1, $2, $3, $4 FROM locked",
-    )
-    .bind(gun)
-    .bind(version)
-    .bind(sha256)
-    .bind(category.as_str())
-    .bind(LOCK_CHANGEFEED)
-    .bind("")
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// The checks and inserts of one publish (its roles distinct), inside its
 /// transaction, which holds the GUN's lock: the version check and the insert
 /// see one state. One statement for all files: each is inserted only if it
@@ -457,18 +354,14 @@ async fn insert_change(
 /// those inserted, and any other is the conflict. Returns the timestamps'
 /// (version, sha256), for the changefeed.
 async fn insert_files(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     gun: &str,
     files: &[NewFile],
 ) -> Result<Vec<(i64, String)>> {
     // Timestamps last, as the conflict to report is the first in this order.
     let mut files: Vec<&NewFile> = files.iter().collect();
     files.sort_by_key(|file| file.role == TIMESTAMP_ROLE);
-    let conflict = |file: &NewFile| Error::Conflict {
-        gun: gun.to_string(),
-        role: file.role.clone(),
-        version: file.version,
-    };
+    let conflict = |file: &NewFile| conflict(gun, file);
     // The statement does not see its own rows: a role given twice must
     // still grow from one file to the next, as if inserted one by one.
     for (i, file) in files.iter().enumerate() {
@@ -520,10 +413,7 @@ async fn insert_files(
 
 /// The expiry rows of `gun` from its stored files: the current version of
 /// each role except the timestamp (server-signed whatever it says).
-async fn repository_expiry(
-    tx: &mut Transaction<'static, Postgres>,
-    gun: &str,
-) -> Result<ExpiryChanges> {
+async fn repository_expiry(tx: &mut Transaction<'_, Postgres>, gun: &str) -> Result<ExpiryChanges> {
     let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
         "SELECT DISTINCT ON (role) role, version, data FROM tuf_files \
          WHERE gun = $1 AND role <> 'timestamp' ORDER BY role, version DESC",
@@ -531,24 +421,23 @@ async fn repository_expiry(
     .bind(gun)
     .fetch_all(&mut **tx)
     .await?;
-    let server_keys: std::collections::HashSet<String> =
+    Ok(ExpiryChanges::of_stored(&rows, server_keys(tx, gun).await?))
+}
+
+/// The IDs of the server keys of `gun`, retired or not.
+async fn server_keys(tx: &mut Transaction<'_, Postgres>, gun: &str) -> Result<Vec<String>> {
+    Ok(
         sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = $1")
             .bind(gun)
             .fetch_all(&mut **tx)
-            .await?
-            .into_iter()
-            .collect();
-    Ok(ExpiryChanges::of_repository(
-        rows.iter()
-            .map(|(role, version, data)| (role.as_str(), *version, data.as_slice())),
-        &server_keys,
-    ))
+            .await?,
+    )
 }
 
 /// Writes the expiry rows a write of `gun` implies, inside its transaction
 /// (which holds the GUN's lock).
 async fn apply_expiry(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     gun: &str,
     changes: &ExpiryChanges,
 ) -> Result<()> {
@@ -597,206 +486,168 @@ async fn apply_expiry(
     Ok(())
 }
 
-fn expiry_from_row(row: &PgRow) -> Result<RoleExpiry, sqlx::Error> {
-    let expires: i64 = row.try_get("expires")?;
-    Ok(RoleExpiry {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        expires: OffsetDateTime::from_unix_timestamp(expires)
-            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-    })
-}
-
-/// Commits `tx` if `outcome` is Ok, else rolls it back now (releasing its
-/// locks before the caller's next request) and returns the error.
-async fn finish<T>(tx: Transaction<'static, Postgres>, outcome: Result<T>) -> Result<T> {
-    match outcome {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(err) => {
-            // A failed rollback is moot: the connection discards the
-            // transaction when it goes back to the pool.
-            let _ = tx.rollback().await;
-            Err(err)
-        }
-    }
-}
-
 /// Microseconds since the epoch, the form times are bound in.
 fn to_micros(at: OffsetDateTime) -> Result<i64> {
     i64::try_from(at.unix_timestamp_nanos() / 1000)
         .map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
 }
 
-impl PostgresStore {
-    /// The writes of one import, under the GUN's lock (and the changefeed's,
-    /// which keeps ID order commit order, as `insert_change` explains).
-    async fn import_in(
-        tx: &mut Transaction<'static, Postgres>,
-        repository: &ImportedRepository,
-    ) -> Result<ImportOutcome> {
-        let gun = repository.gun.as_str();
-        let conflict = |what: String| Error::ImportConflict {
-            gun: gun.to_string(),
-            what,
-        };
-        lock(tx, LOCK_GUN, gun).await?;
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = $1")
-            .bind(gun)
-            .fetch_one(&mut **tx)
-            .await?;
-        let mut present = 0_i64;
-        for file in &repository.files {
-            let same: Option<String> = sqlx::query_scalar(
-                "SELECT sha256 FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3",
-            )
-            .bind(gun)
-            .bind(&file.role)
-            .bind(file.version)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match same {
-                Some(sha256) if sha256 == file.sha256 => present += 1,
-                Some(_) => return Err(conflict("metadata".into())),
-                None => {}
-            }
-        }
-        let files_present = held > 0;
-        if files_present && (present != held || present != repository.files.len() as i64) {
-            return Err(conflict("metadata".into()));
-        }
-        let mut wrote = false;
-        if !files_present {
-            for file in &repository.files {
-                sqlx::query(
-                    "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
-                )
-                .bind(gun)
-                .bind(&file.role)
-                .bind(file.version)
-                .bind(&file.sha256)
-                .bind(&file.data)
-                .bind(to_micros(file.created_at)?)
-                .execute(&mut **tx)
-                .await?;
-                wrote = true;
-            }
-        }
-        if !repository.changes.is_empty() {
-            lock(tx, LOCK_CHANGEFEED, "").await?;
-        }
-        for change in &repository.changes {
-            let stored = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {CHANGE_COLUMNS} FROM changefeed WHERE id = $1"
-            )))
-            .bind(change.id)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match stored {
-                Some(row) => {
-                    let stored = change_from_row(&row)?;
-                    if (&stored.gun, stored.version, &stored.sha256, stored.category)
-                        != (&change.gun, change.version, &change.sha256, change.category)
-                    {
-                        return Err(conflict(format!("changefeed ID {}", change.id)));
-                    }
-                }
-                None => {
-                    sqlx::query(
-                        "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
-                         OVERRIDING SYSTEM VALUE VALUES \
-                         ($1, TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', $3, $4, $5, $6)",
-                    )
-                    .bind(change.id)
-                    .bind(to_micros(change.created_at)?)
-                    .bind(&change.gun)
-                    .bind(change.version)
-                    .bind(&change.sha256)
-                    .bind(change.category.as_str())
-                    .execute(&mut **tx)
-                    .await?;
-                    wrote = true;
-                }
-            }
-        }
-        if wrote && !repository.changes.is_empty() {
-            // Explicit IDs do not move the identity sequence: move it past
-            // them, so later records continue after the imported ones.
-            sqlx::query(
-                "SELECT setval(pg_get_serial_sequence('changefeed', 'id'), \
-                 GREATEST((SELECT MAX(id) FROM changefeed), \
-                 (SELECT last_value FROM changefeed_id_seq)))",
-            )
-            .execute(&mut **tx)
-            .await?;
-        }
-        for imported in &repository.keys {
-            let key = &imported.key;
-            let stored: Option<(String, Vec<u8>)> =
-                sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = $1")
-                    .bind(&key.key_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            match stored {
-                Some((held_gun, public)) => {
-                    if held_gun != key.gun || public != key.public {
-                        return Err(conflict(format!("key {}", key.key_id)));
-                    }
-                }
-                None => {
-                    insert_key(&mut **tx, key).await?;
-                    // The times it had in notary-signer, not the import's.
-                    let created_at = imported.created_at.map(to_micros).transpose()?;
-                    let last_used = imported.last_used.map(to_micros).transpose()?;
-                    sqlx::query(
-                        "UPDATE server_keys SET \
-                         created_at = COALESCE(TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', \
-                         created_at), \
-                         last_used = TIMESTAMPTZ 'epoch' + $3 * INTERVAL '1 microsecond' \
-                         WHERE key_id = $1",
-                    )
-                    .bind(&key.key_id)
-                    .bind(created_at)
-                    .bind(last_used)
-                    .execute(&mut **tx)
-                    .await?;
-                    wrote = true;
-                }
-            }
-        }
-        // After the keys: an imported snapshot signed by an imported server
-        // key is server-signed.
-        if !files_present {
-            let mut server_keys: std::collections::HashSet<String> =
-                sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = $1")
-                    .bind(gun)
-                    .fetch_all(&mut **tx)
-                    .await?
-                    .into_iter()
-                    .collect();
-            server_keys.extend(repository.keys.iter().map(|k| k.key.key_id.clone()));
-            let changes = ExpiryChanges::of_repository(
-                repository
-                    .files
-                    .iter()
-                    .map(|f| (f.role.as_str(), f.version, f.data.as_slice())),
-                &server_keys,
-            );
-            apply_expiry(tx, gun, &changes).await?;
-        }
-        Ok(if wrote {
-            ImportOutcome::Imported
-        } else {
-            ImportOutcome::AlreadyPresent
-        })
+impl Records for Transaction<'_, Postgres> {
+    /// Appends a changefeed record. Identity values are handed out at insert,
+    /// not at commit, so two concurrent transactions could commit IDs out of
+    /// order and a reader paging past the higher one would never see the lower.
+    /// Holding one lock from here to commit makes ID order commit order; the
+    /// lock is taken in the same statement (in a CTE, evaluated before the row
+    /// and so before its ID), one round trip for both. Call it last before the
+    /// commit, so the lock is held briefly.
+    async fn insert_change(
+        &mut self,
+        gun: &str,
+        version: i64,
+        sha256: &str,
+        category: ChangeCategory,
+    ) -> Result<()> {
+        sqlx::query(
+            "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock($5, hashtext($6))) \
+             INSERT INTO changefeed (gun, version, sha256, category) \
+             SELECT $1, $2, $3, $4 FROM locked",
+        )
+        .bind_change(gun, version, sha256, category)
+        .bind(LOCK_CHANGEFEED)
+        .bind("")
+        .execute(&mut **self)
+        .await?;
+        Ok(())
     }
 
+    async fn insert_audit(&mut self, entry: &NewAuditEntry) -> Result<()> {
+        insert_audit(&mut **self, entry).await
+    }
+}
+
+/// An import's statements. The import holds the GUN's lock (taken before
+/// [`import`]) and, for its changefeed records, the changefeed's, which keeps
+/// ID order commit order (see `insert_change`).
+impl ImportWrites for Transaction<'_, Postgres> {
+    async fn count_files(&mut self, gun: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = $1")
+                .bind(gun)
+                .fetch_one(&mut **self)
+                .await?,
+        )
+    }
+
+    async fn file_checksum(
+        &mut self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT sha256 FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3",
+        )
+        .bind(gun)
+        .bind(role)
+        .bind(version)
+        .fetch_optional(&mut **self)
+        .await?)
+    }
+
+    async fn insert_file(&mut self, gun: &str, file: &ImportedFile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
+        )
+        .bind_file(gun, &file.role, file.version, &file.sha256, &file.data)
+        .bind(to_micros(file.created_at)?)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_changefeed(&mut self) -> Result<()> {
+        lock(self, LOCK_CHANGEFEED, "").await
+    }
+
+    async fn stored_change(&mut self, id: i64) -> Result<Option<Change>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHANGE_COLUMNS} FROM changefeed WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut **self)
+        .await?;
+        Ok(row.as_ref().map(change_from_row).transpose()?)
+    }
+
+    async fn insert_imported_change(&mut self, change: &Change) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO changefeed (id, gun, version, sha256, category, created_at) \
+             OVERRIDING SYSTEM VALUE VALUES \
+             ($1, $2, $3, $4, $5, TIMESTAMPTZ 'epoch' + $6 * INTERVAL '1 microsecond')",
+        )
+        .bind(change.id)
+        .bind_change(&change.gun, change.version, &change.sha256, change.category)
+        .bind(to_micros(change.created_at)?)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    // Explicit IDs do not move the identity sequence: move it past them.
+    async fn continue_changefeed(&mut self) -> Result<()> {
+        sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('changefeed', 'id'), \
+             GREATEST((SELECT MAX(id) FROM changefeed), \
+             (SELECT last_value FROM changefeed_id_seq)))",
+        )
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn stored_key(&mut self, key_id: &str) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(
+            sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(&mut **self)
+                .await?,
+        )
+    }
+
+    async fn insert_key(&mut self, imported: &ImportedKey) -> Result<()> {
+        let key = &imported.key;
+        insert_key(&mut **self, key).await?;
+        // The times it had in notary-signer, not the import's.
+        let created_at = imported.created_at.map(to_micros).transpose()?;
+        let last_used = imported.last_used.map(to_micros).transpose()?;
+        sqlx::query(
+            "UPDATE server_keys SET \
+             created_at = COALESCE(TIMESTAMPTZ 'epoch' + $2 * INTERVAL '1 microsecond', \
+             created_at), \
+             last_used = TIMESTAMPTZ 'epoch' + $3 * INTERVAL '1 microsecond' \
+             WHERE key_id = $1",
+        )
+        .bind(&key.key_id)
+        .bind(created_at)
+        .bind(last_used)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn server_keys(&mut self, gun: &str) -> Result<Vec<String>> {
+        server_keys(self, gun).await
+    }
+
+    async fn apply_expiry(&mut self, gun: &str, changes: &ExpiryChanges) -> Result<()> {
+        apply_expiry(self, gun, changes).await
+    }
+}
+
+impl PostgresStore {
     async fn publish_in(
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         gun: &str,
         files: &[NewFile],
         subject: Option<&str>,
@@ -804,15 +655,7 @@ impl PostgresStore {
     ) -> Result<()> {
         lock(tx, LOCK_GUN, gun).await?;
         let timestamps = insert_files(tx, gun, files).await?;
-        let changes = ExpiryChanges::of(files.iter().map(|f| {
-            (
-                f.role.as_str(),
-                f.version,
-                f.data.as_slice(),
-                f.client_signed,
-            )
-        }));
-        apply_expiry(tx, gun, &changes).await?;
+        apply_expiry(tx, gun, &ExpiryChanges::of_publish(files)).await?;
         if !used_keys.is_empty() {
             sqlx::query(
                 "UPDATE server_keys SET last_used = clock_timestamp() \
@@ -823,29 +666,17 @@ impl PostgresStore {
             .await?;
         }
         if let Some(subject) = subject {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Publish,
-                subject: subject.to_string(),
-                roles: files
-                    .iter()
-                    .map(|f| RoleVersion {
-                        role: f.role.clone(),
-                        version: f.version,
-                    })
-                    .collect(),
-                key_ids: Vec::new(),
-            };
-            insert_audit(&mut **tx, &entry).await?;
+            insert_audit(&mut **tx, &publish_audit(gun, subject, files)).await?;
         }
         for (version, sha256) in timestamps {
-            insert_change(tx, gun, version, &sha256, ChangeCategory::Update).await?;
+            tx.insert_change(gun, version, &sha256, ChangeCategory::Update)
+                .await?;
         }
         Ok(())
     }
 
     async fn delete_in(
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         gun: &str,
         subject: &str,
     ) -> Result<Deleted> {
@@ -857,15 +688,7 @@ impl PostgresStore {
         .bind(gun)
         .fetch_all(&mut **tx)
         .await?;
-        let roles = rows
-            .iter()
-            .map(|row| {
-                Ok(RoleVersion {
-                    role: row.try_get("role")?,
-                    version: row.try_get("version")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let roles = decode_all(&rows, role_version_from_row)?;
         let retired_keys: Vec<String> = sqlx::query_scalar(
             "UPDATE server_keys SET retired_at = clock_timestamp() \
              WHERE gun = $1 AND retired_at IS NULL RETURNING key_id",
@@ -887,24 +710,11 @@ impl PostgresStore {
             roles,
             retired_keys,
         };
-        if deleted.any() {
-            insert_change(tx, gun, 0, "", ChangeCategory::Deletion).await?;
-        }
-        if deleted.any() || !deleted.retired_keys.is_empty() {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Delete,
-                subject: subject.to_string(),
-                roles: deleted.roles.clone(),
-                key_ids: deleted.retired_keys.clone(),
-            };
-            insert_audit(&mut **tx, &entry).await?;
-        }
-        Ok(deleted)
+        record_delete(tx, gun, subject, deleted).await
     }
 
     async fn put_key_once_in(
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         key: &NewKey,
         skip: &[String],
     ) -> Result<StoredKey> {
@@ -931,12 +741,7 @@ impl PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&key.key_id)
-            .bind(&key.gun)
-            .bind(&key.role)
-            .bind(&key.algorithm)
-            .bind(&key.public)
-            .bind(&key.sealed_private)
+            .bind_key(key)
             .fetch_one(&mut **tx)
             .await
             .map_err(|err| key_exists(err, key))?;
@@ -949,26 +754,11 @@ async fn insert_key<'e, E: sqlx::PgExecutor<'e>>(executor: E, key: &NewKey) -> R
         "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(&key.key_id)
-    .bind(&key.gun)
-    .bind(&key.role)
-    .bind(&key.algorithm)
-    .bind(&key.public)
-    .bind(&key.sealed_private)
+    .bind_key(key)
     .execute(executor)
     .await
     .map_err(|err| key_exists(err, key))?;
     Ok(())
-}
-
-fn key_exists(err: sqlx::Error, key: &NewKey) -> Error {
-    if is_unique_violation(&err) {
-        Error::KeyExists {
-            key_id: key.key_id.clone(),
-        }
-    } else {
-        err.into()
-    }
 }
 
 impl Store for PostgresStore {
@@ -1007,10 +797,7 @@ impl Store for PostgresStore {
                 query.fetch_one(pool)
             })
             .await?;
-        Ok(Located {
-            version: row.try_get("version")?,
-            sha256: row.try_get("sha256")?,
-        })
+        Ok(located_from_row(&row)?)
     }
 
     async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
@@ -1073,11 +860,8 @@ impl Store for PostgresStore {
                 .fetch_all(pool)
             })
             .await?;
-        let versions = rows
-            .iter()
-            .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(versions)
+        let versions = decode_all(&rows, role_version_from_row)?;
+        Ok(versions.into_iter().map(|r| (r.role, r.version)).collect())
     }
 
     async fn publish_as(
@@ -1100,7 +884,11 @@ impl Store for PostgresStore {
 
     async fn import_repository(&self, repository: ImportedRepository) -> Result<ImportOutcome> {
         let mut tx = self.begin().await?;
-        let outcome = Self::import_in(&mut tx, &repository).await;
+        let outcome = async {
+            lock(&mut tx, LOCK_GUN, &repository.gun).await?;
+            import(&mut tx, &repository).await
+        }
+        .await;
         finish(tx, outcome).await
     }
 
@@ -1109,7 +897,7 @@ impl Store for PostgresStore {
     }
 
     async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
-        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let limit = audit_limit(limit);
         let rows = self
             .read(|pool| {
                 sqlx::query(
@@ -1123,7 +911,7 @@ impl Store for PostgresStore {
                 .fetch_all(pool)
             })
             .await?;
-        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, audit_from_row)
     }
 
     async fn changes(
@@ -1132,21 +920,12 @@ impl Store for PostgresStore {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>> {
-        // As Notary's `GetChanges`: a negative ID means "from the newest",
-        // which only makes sense backwards.
-        let backwards = change_id < 0 || records < 0;
-        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
-        if limit == 0 {
+        let Some(page) = ChangePage::new(change_id, records) else {
             return Ok(Vec::new());
-        }
+        };
         // NULL parameters switch a condition off, so one statement serves
         // every case (and is prepared once per connection).
-        let (after, before) = match (backwards, change_id > 0) {
-            (false, _) => (Some(change_id), None),
-            (true, true) => (None, Some(change_id)),
-            (true, false) => (None, None),
-        };
-        let sql = if backwards {
+        let sql = if page.backwards {
             format!(
                 "SELECT {CHANGE_COLUMNS} FROM changefeed \
              WHERE ($1::TEXT IS NULL OR gun = $1) AND ($2::BIGINT IS NULL OR id > $2) \
@@ -1163,20 +942,13 @@ impl Store for PostgresStore {
             .read(|pool| {
                 sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(gun)
-                    .bind(after)
-                    .bind(before)
-                    .bind(limit)
+                    .bind(page.after)
+                    .bind(page.before)
+                    .bind(page.limit)
                     .fetch_all(pool)
             })
             .await?;
-        let mut changes = rows
-            .iter()
-            .map(change_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        if backwards {
-            changes.reverse();
-        }
-        Ok(changes)
+        Ok(page.in_order(decode_all(&rows, change_from_row)?))
     }
 
     async fn expiry_counts(&self, cutoffs: &[OffsetDateTime]) -> Result<ExpiryCounts> {
@@ -1196,10 +968,7 @@ impl Store for PostgresStore {
         let soonest: Option<i64> = self
             .read(|pool| sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry").fetch_one(pool))
             .await?;
-        let soonest = soonest
-            .map(OffsetDateTime::from_unix_timestamp)
-            .transpose()
-            .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?;
+        let soonest = soonest.map(from_unix_seconds).transpose()?;
         Ok(ExpiryCounts { before, soonest })
     }
 
@@ -1214,10 +983,7 @@ impl Store for PostgresStore {
                 .fetch_all(pool)
             })
             .await?;
-        Ok(rows
-            .iter()
-            .map(expiry_from_row)
-            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+        decode_all(&rows, expiry_from_row)
     }
 
     async fn ping(&self) -> Result<()> {
@@ -1227,11 +993,7 @@ impl Store for PostgresStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        PoolStats {
-            open: self.pool.size(),
-            idle: self.pool.num_idle(),
-            max: self.pool.options().get_max_connections(),
-        }
+        pool_stats(&self.pool)
     }
 
     async fn put_key(&self, key: NewKey) -> Result<()> {
@@ -1270,7 +1032,7 @@ impl Store for PostgresStore {
                     .fetch_all(pool)
             })
             .await?;
-        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, key_from_row)
     }
 
     async fn newest_key(&self) -> Result<Option<StoredKey>> {
@@ -1290,16 +1052,7 @@ impl Store for PostgresStore {
                     .fetch_optional(pool)
             })
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let iterations: i64 = row.try_get("iterations")?;
-        Ok(Some(KekParams {
-            salt: row.try_get("salt")?,
-            iterations: u32::try_from(iterations)
-                .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?,
-            check_value: row.try_get("check_value")?,
-        }))
+        Ok(row.as_ref().map(kek_from_row).transpose()?)
     }
 
     async fn put_kek_params(&self, params: KekParams, replace: bool) -> Result<KekParams> {

@@ -14,11 +14,16 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 
 use super::expiry::{ExpiryChanges, ExpiryCounts, RoleExpiry};
+use super::shared::{
+    Bind, ChangePage, ImportWrites, Records, StoredTimes, audit_from_row, audit_limit,
+    change_from_row, conflict, decode_all, expiry_from_row, file_from_row, finish,
+    from_unix_seconds, import, is_unique_violation, kek_from_row, key_exists, key_from_row,
+    located_from_row, pool_stats, publish_audit, record_delete, role_version_from_row,
+};
 use super::{
-    AuditAction, AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome,
-    ImportedRepository, KekParams, Located, MAX_AUDIT_PAGE, NewAuditEntry, NewFile, NewKey,
-    PoolStats, Result, RoleVersion, Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which,
-    sha256_hex,
+    AuditEntry, Change, ChangeCategory, Deleted, Error, ImportOutcome, ImportedFile, ImportedKey,
+    ImportedRepository, KekParams, Located, NewAuditEntry, NewFile, NewKey, PoolStats, Result,
+    Store, StoredFile, StoredKey, TIMESTAMP_ROLE, Which, sha256_hex,
 };
 
 /// How long a writer waits for another process's write lock before failing.
@@ -237,6 +242,18 @@ fn parse_time(text: &str) -> Result<OffsetDateTime, sqlx::Error> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|err| sqlx::Error::Decode(Box::new(err)))
 }
 
+/// Times are stored as RFC 3339 text (what the schema's defaults stamp).
+impl StoredTimes for Sqlite {
+    fn time(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+        parse_time(row.try_get(column)?)
+    }
+
+    fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        let text: Option<&str> = row.try_get(column)?;
+        text.map(parse_time).transpose()
+    }
+}
+
 /// The stored text form of a time: what the schema's default stamps.
 fn format_stored_time(at: OffsetDateTime) -> Result<String> {
     at.to_offset(time::UtcOffset::UTC)
@@ -248,10 +265,7 @@ fn format_stored_time(at: OffsetDateTime) -> Result<String> {
 
 /// The expiry rows of `gun` from its stored files: the current version of
 /// each role except the timestamp (server-signed whatever it says).
-async fn repository_expiry(
-    tx: &mut Transaction<'static, Sqlite>,
-    gun: &str,
-) -> Result<ExpiryChanges> {
+async fn repository_expiry(tx: &mut Transaction<'_, Sqlite>, gun: &str) -> Result<ExpiryChanges> {
     let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
         "SELECT f.role, f.version, f.data FROM tuf_files f \
          WHERE f.gun = ? AND f.role != 'timestamp' AND f.version = \
@@ -260,23 +274,22 @@ async fn repository_expiry(
     .bind(gun)
     .fetch_all(&mut **tx)
     .await?;
-    let server_keys: std::collections::HashSet<String> =
+    Ok(ExpiryChanges::of_stored(&rows, server_keys(tx, gun).await?))
+}
+
+/// The IDs of the server keys of `gun`, retired or not.
+async fn server_keys(tx: &mut Transaction<'_, Sqlite>, gun: &str) -> Result<Vec<String>> {
+    Ok(
         sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = ?")
             .bind(gun)
             .fetch_all(&mut **tx)
-            .await?
-            .into_iter()
-            .collect();
-    Ok(ExpiryChanges::of_repository(
-        rows.iter()
-            .map(|(role, version, data)| (role.as_str(), *version, data.as_slice())),
-        &server_keys,
-    ))
+            .await?,
+    )
 }
 
 /// Writes the expiry rows a write of `gun` implies, inside its transaction.
 async fn apply_expiry(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     gun: &str,
     changes: &ExpiryChanges,
 ) -> Result<()> {
@@ -307,251 +320,144 @@ async fn apply_expiry(
     Ok(())
 }
 
-fn expiry_from_row(row: &SqliteRow) -> Result<RoleExpiry, sqlx::Error> {
-    let expires: i64 = row.try_get("expires")?;
-    Ok(RoleExpiry {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        expires: OffsetDateTime::from_unix_timestamp(expires)
-            .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-    })
+impl Records for Transaction<'_, Sqlite> {
+    async fn insert_change(
+        &mut self,
+        gun: &str,
+        version: i64,
+        sha256: &str,
+        category: ChangeCategory,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES (?, ?, ?, ?)")
+            .bind_change(gun, version, sha256, category)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_audit(&mut self, entry: &NewAuditEntry) -> Result<()> {
+        insert_audit(&mut **self, entry).await
+    }
 }
 
-/// The writes of one import, inside its transaction.
-async fn import_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    repository: &ImportedRepository,
-) -> Result<ImportOutcome> {
-    let gun = repository.gun.as_str();
-    let conflict = |what: String| Error::ImportConflict {
-        gun: gun.to_string(),
-        what,
-    };
-    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = ?")
-        .bind(gun)
-        .fetch_one(&mut **tx)
-        .await?;
-    let mut present = 0_i64;
-    for file in &repository.files {
-        let same: Option<String> = sqlx::query_scalar(
+/// An import's statements; imported times are stored in the schema's text
+/// form.
+impl ImportWrites for Transaction<'_, Sqlite> {
+    async fn count_files(&mut self, gun: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM tuf_files WHERE gun = ?")
+                .bind(gun)
+                .fetch_one(&mut **self)
+                .await?,
+        )
+    }
+
+    async fn file_checksum(
+        &mut self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
             "SELECT sha256 FROM tuf_files WHERE gun = ? AND role = ? AND version = ?",
         )
         .bind(gun)
-        .bind(&file.role)
-        .bind(file.version)
-        .fetch_optional(&mut **tx)
+        .bind(role)
+        .bind(version)
+        .fetch_optional(&mut **self)
+        .await?)
+    }
+
+    async fn insert_file(&mut self, gun: &str, file: &ImportedFile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind_file(gun, &file.role, file.version, &file.sha256, &file.data)
+        .bind(format_stored_time(file.created_at)?)
+        .execute(&mut **self)
         .await?;
-        match same {
-            Some(sha256) if sha256 == file.sha256 => present += 1,
-            Some(_) => return Err(conflict("metadata".into())),
-            None => {}
-        }
+        Ok(())
     }
-    let files_present = held > 0;
-    if files_present && (present != held || present != repository.files.len() as i64) {
-        return Err(conflict("metadata".into()));
+
+    // The transaction holds SQLite's one write lock already.
+    async fn lock_changefeed(&mut self) -> Result<()> {
+        Ok(())
     }
-    let mut wrote = false;
-    if !files_present {
-        for file in &repository.files {
-            sqlx::query(
-                "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(gun)
-            .bind(&file.role)
-            .bind(file.version)
-            .bind(&file.sha256)
-            .bind(&file.data)
-            .bind(format_stored_time(file.created_at)?)
-            .execute(&mut **tx)
-            .await?;
-            wrote = true;
-        }
-    }
-    for change in &repository.changes {
-        let stored = sqlx::query(
+
+    async fn stored_change(&mut self, id: i64) -> Result<Option<Change>> {
+        let row = sqlx::query(
             "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE id = ?",
         )
-        .bind(change.id)
-        .fetch_optional(&mut **tx)
+        .bind(id)
+        .fetch_optional(&mut **self)
         .await?;
-        match stored {
-            Some(row) => {
-                let stored = change_from_row(&row)?;
-                if (&stored.gun, stored.version, &stored.sha256, stored.category)
-                    != (&change.gun, change.version, &change.sha256, change.category)
-                {
-                    return Err(conflict(format!("changefeed ID {}", change.id)));
-                }
-            }
-            None => {
-                // An explicit ID also moves AUTOINCREMENT's counter past it,
-                // so later records continue after the imported ones.
-                sqlx::query(
-                    "INSERT INTO changefeed (id, created_at, gun, version, sha256, category) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(change.id)
-                .bind(format_stored_time(change.created_at)?)
-                .bind(&change.gun)
-                .bind(change.version)
-                .bind(&change.sha256)
-                .bind(change.category.as_str())
-                .execute(&mut **tx)
-                .await?;
-                wrote = true;
-            }
-        }
+        Ok(row.as_ref().map(change_from_row).transpose()?)
     }
-    for imported in &repository.keys {
-        let key = &imported.key;
-        let stored: Option<(String, String)> =
+
+    async fn insert_imported_change(&mut self, change: &Change) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO changefeed (id, gun, version, sha256, category, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(change.id)
+        .bind_change(&change.gun, change.version, &change.sha256, change.category)
+        .bind(format_stored_time(change.created_at)?)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    // An explicit ID also moves AUTOINCREMENT's counter past it, so later
+    // records continue after the imported ones.
+    async fn continue_changefeed(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn stored_key(&mut self, key_id: &str) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(
             sqlx::query_as("SELECT gun, public FROM server_keys WHERE key_id = ?")
-                .bind(&key.key_id)
-                .fetch_optional(&mut **tx)
-                .await
-                .map(|row: Option<(String, Vec<u8>)>| {
-                    row.map(|(gun, public)| (gun, hex::encode(public)))
-                })?;
-        match stored {
-            Some((held_gun, public)) => {
-                if held_gun != key.gun || public != hex::encode(&key.public) {
-                    return Err(conflict(format!("key {}", key.key_id)));
-                }
-            }
-            None => {
-                insert_key(&mut **tx, key).await?;
-                // The times it had in notary-signer, not the import's.
-                let created_at = imported.created_at.map(format_stored_time).transpose()?;
-                let last_used = imported.last_used.map(format_stored_time).transpose()?;
-                sqlx::query(
-                    "UPDATE server_keys SET created_at = COALESCE(?, created_at), last_used = ? \
-                     WHERE key_id = ?",
-                )
-                .bind(created_at)
-                .bind(last_used)
-                .bind(&key.key_id)
-                .execute(&mut **tx)
-                .await?;
-                wrote = true;
-            }
-        }
+                .bind(key_id)
+                .fetch_optional(&mut **self)
+                .await?,
+        )
     }
-    // After the keys: an imported snapshot signed by an imported server key
-    // is server-signed.
-    if !files_present {
-        let mut server_keys: std::collections::HashSet<String> =
-            sqlx::query_scalar("SELECT key_id FROM server_keys WHERE gun = ?")
-                .bind(gun)
-                .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .collect();
-        server_keys.extend(repository.keys.iter().map(|k| k.key.key_id.clone()));
-        let changes = ExpiryChanges::of_repository(
-            repository
-                .files
-                .iter()
-                .map(|f| (f.role.as_str(), f.version, f.data.as_slice())),
-            &server_keys,
-        );
-        apply_expiry(tx, gun, &changes).await?;
+
+    async fn insert_key(&mut self, imported: &ImportedKey) -> Result<()> {
+        let key = &imported.key;
+        insert_key(&mut **self, key).await?;
+        // The times it had in notary-signer, not the import's.
+        let created_at = imported.created_at.map(format_stored_time).transpose()?;
+        let last_used = imported.last_used.map(format_stored_time).transpose()?;
+        sqlx::query(
+            "UPDATE server_keys SET created_at = COALESCE(?, created_at), last_used = ? \
+             WHERE key_id = ?",
+        )
+        .bind(created_at)
+        .bind(last_used)
+        .bind(&key.key_id)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
     }
-    Ok(if wrote {
-        ImportOutcome::Imported
-    } else {
-        ImportOutcome::AlreadyPresent
-    })
-}
 
-fn file_from_row(row: &SqliteRow) -> Result<StoredFile, sqlx::Error> {
-    Ok(StoredFile {
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        data: row.try_get("data")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-    })
-}
+    async fn server_keys(&mut self, gun: &str) -> Result<Vec<String>> {
+        server_keys(self, gun).await
+    }
 
-fn change_from_row(row: &SqliteRow) -> Result<Change, sqlx::Error> {
-    let category: &str = row.try_get("category")?;
-    let category = ChangeCategory::parse(category).ok_or_else(|| {
-        sqlx::Error::Decode(format!("unknown changefeed category {category:?}").into())
-    })?;
-    Ok(Change {
-        id: row.try_get("id")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-        gun: row.try_get("gun")?,
-        version: row.try_get("version")?,
-        sha256: row.try_get("sha256")?,
-        category,
-    })
-}
-
-fn key_from_row(row: &SqliteRow) -> Result<StoredKey, sqlx::Error> {
-    let last_used: Option<&str> = row.try_get("last_used")?;
-    let retired_at: Option<&str> = row.try_get("retired_at")?;
-    Ok(StoredKey {
-        key_id: row.try_get("key_id")?,
-        gun: row.try_get("gun")?,
-        role: row.try_get("role")?,
-        algorithm: row.try_get("algorithm")?,
-        public: row.try_get("public")?,
-        sealed_private: row.try_get("sealed_private")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-        last_used: last_used.map(parse_time).transpose()?,
-        retired_at: retired_at.map(parse_time).transpose()?,
-    })
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, sqlx::Error> {
-    serde_json::from_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
-}
-
-fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
-    let action: &str = row.try_get("action")?;
-    let action = AuditAction::parse(action)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown audit action {action:?}").into()))?;
-    let roles: Vec<(String, i64)> = decode_json(row.try_get("roles")?)?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        created_at: parse_time(row.try_get("created_at")?)?,
-        gun: row.try_get("gun")?,
-        action,
-        subject: row.try_get("subject")?,
-        roles: roles
-            .into_iter()
-            .map(|(role, version)| RoleVersion { role, version })
-            .collect(),
-        key_ids: decode_json(row.try_get("key_ids")?)?,
-    })
+    async fn apply_expiry(&mut self, gun: &str, changes: &ExpiryChanges) -> Result<()> {
+        apply_expiry(self, gun, changes).await
+    }
 }
 
 async fn insert_audit<'e, E: sqlx::SqliteExecutor<'e>>(
     executor: E,
     entry: &NewAuditEntry,
 ) -> Result<()> {
-    // Pairs rather than objects: compact, and the order is the record's.
-    let roles: Vec<(&str, i64)> = entry
-        .roles
-        .iter()
-        .map(|r| (r.role.as_str(), r.version))
-        .collect();
-    let encode = |value: serde_json::Result<String>| {
-        value.map_err(|err| Error::Backend(sqlx::Error::Encode(Box::new(err))))
-    };
     sqlx::query(
         "INSERT INTO audit_log (gun, action, subject, roles, key_ids) VALUES (?, ?, ?, ?, ?)",
     )
-    .bind(&entry.gun)
-    .bind(entry.action.as_str())
-    .bind(&entry.subject)
-    .bind(encode(serde_json::to_string(&roles))?)
-    .bind(encode(serde_json::to_string(&entry.key_ids))?)
+    .bind_audit(entry)?
     .execute(executor)
     .await?;
     Ok(())
@@ -565,59 +471,20 @@ async fn insert_key<'e, E: sqlx::SqliteExecutor<'e>>(executor: E, key: &NewKey) 
         "INSERT INTO server_keys (key_id, gun, role, algorithm, public, sealed_private) \
          VALUES (?, ?, ?, ?, ?, ?)",
     )
-    .bind(&key.key_id)
-    .bind(&key.gun)
-    .bind(&key.role)
-    .bind(&key.algorithm)
-    .bind(&key.public)
-    .bind(&key.sealed_private)
+    .bind_key(key)
     .execute(executor)
     .await
-    .map_err(|err| {
-        if is_unique_violation(&err) {
-            Error::KeyExists {
-                key_id: key.key_id.clone(),
-            }
-        } else {
-            err.into()
-        }
-    })?;
-    Ok(())
-}
-
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-async fn insert_change(
-    tx: &mut Transaction<'static, Sqlite>,
-    gun: &str,
-    version: i64,
-    sha256: &str,
-    category: ChangeCategory,
-) -> Result<()> {
-    sqlx::query("INSERT INTO changefeed (gun, version, sha256, category) VALUES (?, ?, ?, ?)")
-        .bind(gun)
-        .bind(version)
-        .bind(sha256)
-        .bind(category.as_str())
-        .execute(&mut **tx)
-        .await?;
+    .map_err(|err| key_exists(err, key))?;
     Ok(())
 }
 
 /// The checks and inserts of one publish, inside its transaction.
 async fn insert_files(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     gun: &str,
     files: &[NewFile],
 ) -> Result<()> {
     for file in files {
-        let conflict = || Error::Conflict {
-            gun: gun.to_string(),
-            role: file.role.clone(),
-            version: file.version,
-        };
         // Inside the transaction, unlike Notary (PROTOCOL.md §3.6), so a
         // concurrent publisher cannot slip in between check and insert.
         let newest: Option<i64> =
@@ -627,32 +494,92 @@ async fn insert_files(
                 .fetch_one(&mut **tx)
                 .await?;
         if newest.is_some_and(|newest| newest >= file.version) {
-            return Err(conflict());
+            return Err(conflict(gun, file));
         }
         let sha256 = sha256_hex(&file.data);
         sqlx::query(
             "INSERT INTO tuf_files (gun, role, version, sha256, data) VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(gun)
-        .bind(&file.role)
-        .bind(file.version)
-        .bind(&sha256)
-        .bind(&file.data)
+        .bind_file(gun, &file.role, file.version, &sha256, &file.data)
         .execute(&mut **tx)
         .await
         .map_err(|err| {
             // The UNIQUE (gun, role, version) constraint is the second guard.
             if is_unique_violation(&err) {
-                conflict()
+                conflict(gun, file)
             } else {
                 err.into()
             }
         })?;
         if file.role == TIMESTAMP_ROLE {
-            insert_change(tx, gun, file.version, &sha256, ChangeCategory::Update).await?;
+            tx.insert_change(gun, file.version, &sha256, ChangeCategory::Update)
+                .await?;
         }
     }
     Ok(())
+}
+
+/// The writes of one publish, inside its transaction.
+async fn publish_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    gun: &str,
+    files: &[NewFile],
+    subject: Option<&str>,
+    used_keys: &[String],
+) -> Result<()> {
+    insert_files(tx, gun, files).await?;
+    apply_expiry(tx, gun, &ExpiryChanges::of_publish(files)).await?;
+    for key_id in used_keys {
+        sqlx::query(
+            "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE key_id = ? AND last_used IS NULL",
+        )
+        .bind(key_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(subject) = subject {
+        insert_audit(&mut **tx, &publish_audit(gun, subject, files)).await?;
+    }
+    Ok(())
+}
+
+/// The writes of one delete, inside its transaction.
+async fn delete_in(tx: &mut Transaction<'_, Sqlite>, gun: &str, subject: &str) -> Result<Deleted> {
+    let rows = sqlx::query(
+        "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = ? \
+         GROUP BY role ORDER BY role",
+    )
+    .bind(gun)
+    .fetch_all(&mut **tx)
+    .await?;
+    let roles = decode_all(&rows, role_version_from_row)?;
+    let retired_keys: Vec<String> = sqlx::query_scalar(
+        "SELECT key_id FROM server_keys WHERE gun = ? AND retired_at IS NULL ORDER BY key_id",
+    )
+    .bind(gun)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
+        .bind(gun)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM role_expiry WHERE gun = ?")
+        .bind(gun)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE server_keys SET retired_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+         WHERE gun = ? AND retired_at IS NULL",
+    )
+    .bind(gun)
+    .execute(&mut **tx)
+    .await?;
+    let deleted = Deleted {
+        roles,
+        retired_keys,
+    };
+    record_delete(tx, gun, subject, deleted).await
 }
 
 impl Store for SqliteStore {
@@ -683,10 +610,7 @@ impl Store for SqliteStore {
             .bind(sha256.to_ascii_lowercase()),
         };
         let row = query.fetch_one(&self.pool).await?;
-        Ok(Located {
-            version: row.try_get("version")?,
-            sha256: row.try_get("sha256")?,
-        })
+        Ok(located_from_row(&row)?)
     }
 
     async fn get_current(&self, gun: &str, role: &str) -> Result<StoredFile> {
@@ -737,11 +661,8 @@ impl Store for SqliteStore {
         .bind(gun)
         .fetch_all(&self.pool)
         .await?;
-        let versions = rows
-            .iter()
-            .map(|row| Ok((row.try_get("role")?, row.try_get("version")?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(versions)
+        let versions = decode_all(&rows, role_version_from_row)?;
+        Ok(versions.into_iter().map(|r| (r.role, r.version)).collect())
     }
 
     async fn publish_as(
@@ -753,134 +674,24 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        let mut written = insert_files(&mut tx, gun, &files).await;
-        if written.is_ok() {
-            let changes = ExpiryChanges::of(files.iter().map(|f| {
-                (
-                    f.role.as_str(),
-                    f.version,
-                    f.data.as_slice(),
-                    f.client_signed,
-                )
-            }));
-            written = apply_expiry(&mut tx, gun, &changes).await;
-        }
-        for key_id in used_keys {
-            if written.is_err() {
-                break;
-            }
-            written = sqlx::query(
-                "UPDATE server_keys SET last_used = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                 WHERE key_id = ? AND last_used IS NULL",
-            )
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await
-            .map(drop)
-            .map_err(Error::from);
-        }
-        if let (Ok(()), Some(subject)) = (&written, subject) {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Publish,
-                subject: subject.to_string(),
-                roles: files
-                    .iter()
-                    .map(|f| RoleVersion {
-                        role: f.role.clone(),
-                        version: f.version,
-                    })
-                    .collect(),
-                key_ids: Vec::new(),
-            };
-            written = insert_audit(&mut *tx, &entry).await;
-        }
-        match written {
-            Ok(()) => Ok(tx.commit().await?),
-            Err(err) => {
-                // Roll back now rather than on drop, so the write lock is
-                // released before the next writer asks for it. A failed
-                // rollback is moot: the connection discards the transaction.
-                let _ = tx.rollback().await;
-                Err(err)
-            }
-        }
+        let outcome = publish_in(&mut tx, gun, &files, subject, used_keys).await;
+        // Rolled back at once on failure, so the write lock is released
+        // before the next writer asks for it.
+        finish(tx, outcome).await
     }
 
     async fn delete(&self, gun: &str, subject: &str) -> Result<Deleted> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "SELECT role, MAX(version) AS version FROM tuf_files WHERE gun = ? \
-             GROUP BY role ORDER BY role",
-        )
-        .bind(gun)
-        .fetch_all(&mut *tx)
-        .await?;
-        let roles = rows
-            .iter()
-            .map(|row| {
-                Ok(RoleVersion {
-                    role: row.try_get("role")?,
-                    version: row.try_get("version")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let retired_keys: Vec<String> = sqlx::query_scalar(
-            "SELECT key_id FROM server_keys WHERE gun = ? AND retired_at IS NULL ORDER BY key_id",
-        )
-        .bind(gun)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM tuf_files WHERE gun = ?")
-            .bind(gun)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM role_expiry WHERE gun = ?")
-            .bind(gun)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE server_keys SET retired_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE gun = ? AND retired_at IS NULL",
-        )
-        .bind(gun)
-        .execute(&mut *tx)
-        .await?;
-        let deleted = Deleted {
-            roles,
-            retired_keys,
-        };
-        if deleted.any() {
-            insert_change(&mut tx, gun, 0, "", ChangeCategory::Deletion).await?;
-        }
-        if deleted.any() || !deleted.retired_keys.is_empty() {
-            let entry = NewAuditEntry {
-                gun: gun.to_string(),
-                action: AuditAction::Delete,
-                subject: subject.to_string(),
-                roles: deleted.roles.clone(),
-                key_ids: deleted.retired_keys.clone(),
-            };
-            insert_audit(&mut *tx, &entry).await?;
-        }
-        tx.commit().await?;
-        Ok(deleted)
+        let outcome = delete_in(&mut tx, gun, subject).await;
+        finish(tx, outcome).await
     }
 
     async fn import_repository(&self, repository: ImportedRepository) -> Result<ImportOutcome> {
         let _writer = self.writer.lock().await;
         let mut tx = self.begin_write().await?;
-        match import_in(&mut tx, &repository).await {
-            Ok(outcome) => {
-                tx.commit().await?;
-                Ok(outcome)
-            }
-            Err(err) => {
-                let _ = tx.rollback().await;
-                Err(err)
-            }
-        }
+        let outcome = import(&mut tx, &repository).await;
+        finish(tx, outcome).await
     }
 
     async fn record_audit(&self, entry: NewAuditEntry) -> Result<()> {
@@ -888,17 +699,16 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, gun: &str, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
-        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
         let rows = sqlx::query(
             "SELECT id, created_at, gun, action, subject, roles, key_ids FROM audit_log \
              WHERE gun = ? AND id < ? ORDER BY id DESC LIMIT ?",
         )
         .bind(gun)
         .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(audit_limit(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(audit_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, audit_from_row)
     }
 
     async fn newest_key(&self) -> Result<Option<StoredKey>> {
@@ -916,16 +726,7 @@ impl Store for SqliteStore {
             sqlx::query("SELECT salt, iterations, check_value FROM key_encryption WHERE id = 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let iterations: i64 = row.try_get("iterations")?;
-        Ok(Some(KekParams {
-            salt: row.try_get("salt")?,
-            iterations: u32::try_from(iterations)
-                .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?,
-            check_value: row.try_get("check_value")?,
-        }))
+        Ok(row.as_ref().map(kek_from_row).transpose()?)
     }
 
     async fn put_kek_params(&self, params: KekParams, replace: bool) -> Result<KekParams> {
@@ -952,31 +753,26 @@ impl Store for SqliteStore {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>> {
-        // As Notary's `GetChanges`: a negative ID means "from the newest",
-        // which only makes sense backwards.
-        let backwards = change_id < 0 || records < 0;
-        let limit = i64::try_from(records.unsigned_abs()).unwrap_or(i64::MAX);
-        if limit == 0 {
+        let Some(page) = ChangePage::new(change_id, records) else {
             return Ok(Vec::new());
-        }
-        // Backwards from "the newest" has no ID bound.
-        let id_bound = match (backwards, change_id > 0) {
-            (false, _) => Some("id > ?"),
-            (true, true) => Some("id < ?"),
-            (true, false) => None,
         };
         let mut clauses = Vec::with_capacity(2);
         if gun.is_some() {
             clauses.push("gun = ?");
         }
-        clauses.extend(id_bound);
+        if page.after.is_some() {
+            clauses.push("id > ?");
+        }
+        if page.before.is_some() {
+            clauses.push("id < ?");
+        }
         let mut sql =
             String::from("SELECT id, created_at, gun, version, sha256, category FROM changefeed");
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.join(" AND "));
         }
-        sql.push_str(if backwards {
+        sql.push_str(if page.backwards {
             " ORDER BY id DESC LIMIT ?"
         } else {
             " ORDER BY id ASC LIMIT ?"
@@ -986,18 +782,11 @@ impl Store for SqliteStore {
         if let Some(gun) = gun {
             query = query.bind(gun);
         }
-        if id_bound.is_some() {
-            query = query.bind(change_id);
+        if let Some(id) = page.after.or(page.before) {
+            query = query.bind(id);
         }
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
-        let mut changes = rows
-            .iter()
-            .map(change_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        if backwards {
-            changes.reverse();
-        }
-        Ok(changes)
+        let rows = query.bind(page.limit).fetch_all(&self.pool).await?;
+        Ok(page.in_order(decode_all(&rows, change_from_row)?))
     }
 
     async fn set_immutable(&self, gun: &str, immutable: bool) -> Result<bool> {
@@ -1044,10 +833,7 @@ impl Store for SqliteStore {
         let soonest: Option<i64> = sqlx::query_scalar("SELECT MIN(expires) FROM role_expiry")
             .fetch_one(&self.pool)
             .await?;
-        let soonest = soonest
-            .map(OffsetDateTime::from_unix_timestamp)
-            .transpose()
-            .map_err(|err| Error::Backend(sqlx::Error::Decode(Box::new(err))))?;
+        let soonest = soonest.map(from_unix_seconds).transpose()?;
         Ok(ExpiryCounts { before, soonest })
     }
 
@@ -1059,10 +845,7 @@ impl Store for SqliteStore {
         .bind(before.unix_timestamp())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(expiry_from_row)
-            .collect::<Result<Vec<_>, sqlx::Error>>()?)
+        decode_all(&rows, expiry_from_row)
     }
 
     async fn ping(&self) -> Result<()> {
@@ -1073,11 +856,7 @@ impl Store for SqliteStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        PoolStats {
-            open: self.pool.size(),
-            idle: self.pool.num_idle(),
-            max: self.pool.options().get_max_connections(),
-        }
+        pool_stats(&self.pool)
     }
 
     async fn put_key(&self, key: NewKey) -> Result<()> {
@@ -1138,7 +917,7 @@ impl Store for SqliteStore {
             .bind(role)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+        decode_all(&rows, key_from_row)
     }
 
     async fn mark_key_used(&self, key_id: &str) -> Result<()> {
