@@ -119,6 +119,52 @@ pub async fn fixture() -> Fixture {
     fixture
 }
 
+/// A published repository and its owner's keys, to publish new targets
+/// versions into (the server signing snapshot and timestamp with its
+/// ECDSA P-256 keys, as `notary add -p` has it).
+pub struct Publisher {
+    pub repo: Repo<SqliteStore>,
+    pub client: builder::ClientKeys,
+    pub names: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn publisher() -> Publisher {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
+            .await
+            .unwrap(),
+    );
+    let keys = KeyService::new(
+        store.clone(),
+        Passphrase::new("bench"),
+        KeyAlgorithm::EcdsaP256,
+    );
+    let repo = Repo::new(store, keys, system_clock());
+    let now = OffsetDateTime::now_utc();
+    let client = builder::ClientKeys::new(GUN, now);
+    let timestamp = repo.public_key(GUN, &RoleName::Timestamp).await.unwrap();
+    let snapshot = repo.public_key(GUN, &RoleName::Snapshot).await.unwrap();
+    let names: Vec<String> = (0..100).map(|i| format!("tag-{i}")).collect();
+    repo.publish(
+        GUN,
+        vec![
+            ("root".into(), client.root(1, &snapshot, &timestamp, now)),
+            ("targets".into(), client.targets(1, &names, now)),
+        ],
+        "bench",
+    )
+    .await
+    .unwrap();
+    Publisher {
+        repo,
+        client,
+        names,
+        _dir: dir,
+    }
+}
+
 /// One metadata GET that must answer 200.
 pub async fn get(app: &Router, role: &str, authorization: Option<&str>) {
     let mut request = Request::get(format!("/v2/{GUN}/_trust/tuf/{role}.json"));
