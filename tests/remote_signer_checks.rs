@@ -7,6 +7,8 @@
 //! print why its init or publish failed, nothing may be stored, and a
 //! well-behaved signer is asked about each key once, not on every publish.
 
+#[path = "support/builder.rs"]
+mod builder;
 mod common;
 
 use std::collections::HashMap;
@@ -52,6 +54,8 @@ struct State {
     keys: HashMap<String, (Arc<SigningKey>, String)>,
     /// GetKeyInfo calls per key ID.
     key_info_calls: HashMap<String, usize>,
+    /// Sign calls, answered or refused.
+    sign_calls: usize,
 }
 
 #[derive(Clone)]
@@ -154,6 +158,7 @@ impl Signer for Fake {
     ) -> Result<Response<Signature>, Status> {
         let request = request.into_inner();
         let key_id = request.key_id.map(|k| k.id).unwrap_or_default();
+        self.state.lock().unwrap().sign_calls += 1;
         if self.mode() == Mode::Internal {
             return Err(Status::internal(SIGNER_INTERNALS));
         }
@@ -190,6 +195,7 @@ impl FakeSigner {
                 mode: Mode::Good,
                 keys: HashMap::new(),
                 key_info_calls: HashMap::new(),
+                sign_calls: 0,
             })),
             stranger: Arc::new(SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap()),
         };
@@ -237,6 +243,10 @@ impl FakeSigner {
 
     fn key_info_calls(&self) -> HashMap<String, usize> {
         self.fake.state.lock().unwrap().key_info_calls.clone()
+    }
+
+    fn sign_calls(&self) -> usize {
+        self.fake.state.lock().unwrap().sign_calls
     }
 
     fn reset_counts(&self) {
@@ -477,4 +487,96 @@ fn a_steady_publish_asks_the_signer_about_each_key_once() {
         version(&stored(&curl, gun, "timestamp.json").unwrap()),
         published
     );
+}
+
+/// The repository in process with the remote signer and a pinned clock:
+/// when the timestamp is due for re-signing and the signer fails, reads go
+/// on serving the last good timestamp instead of an error, the signer is
+/// not asked again on every read, and once it behaves and the pause is
+/// over, the next read re-signs through it.
+#[test]
+fn a_failing_remote_signer_leaves_the_last_good_timestamp_served() {
+    use notarium::repo::{Clock, RESIGN_RETRY, Repo};
+    use notarium::signer::remote::{DEFAULT_DEADLINE, RemoteConfig, RemoteSigner};
+    use notarium::tuf::{RoleName, SignedFile};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use time::{Duration, OffsetDateTime};
+
+    const GUN: &str = "notarium.test/checks/fallback";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (ca, cert, key) = make_test_tls(dir);
+    let signer = FakeSigner::start(&cert, &key);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The channel's background task needs a runtime to start on.
+    let _entered = runtime.enter();
+    let remote = RemoteSigner::connect_lazy(&RemoteConfig {
+        hostname: "127.0.0.1".into(),
+        port: signer.port,
+        ca_pem: std::fs::read(&ca).unwrap(),
+        client_identity: None,
+        algorithm: KeyAlgorithm::EcdsaP256,
+        deadline: DEFAULT_DEADLINE,
+    })
+    .unwrap();
+    let seconds = Arc::new(AtomicI64::new(OffsetDateTime::now_utc().unix_timestamp()));
+    let reader = Arc::clone(&seconds);
+    let clock: Clock = Arc::new(move || {
+        OffsetDateTime::from_unix_timestamp(reader.load(Ordering::SeqCst)).unwrap()
+    });
+    let advance = |by: Duration| seconds.fetch_add(by.whole_seconds(), Ordering::SeqCst);
+
+    runtime.block_on(async {
+        std::fs::create_dir_all(dir.join("store")).unwrap();
+        let store = Arc::new(common::store::open(&dir.join("store")).await);
+        let repo = Repo::new(store, remote, Arc::clone(&clock));
+        let now = clock();
+        let client = builder::ClientKeys::new(GUN, now);
+        let timestamp_key = repo.public_key(GUN, &RoleName::Timestamp).await.unwrap();
+        let snapshot_key = repo.public_key(GUN, &RoleName::Snapshot).await.unwrap();
+        repo.publish(
+            GUN,
+            vec![
+                (
+                    "root".into(),
+                    client.root(1, &snapshot_key, &timestamp_key, now),
+                ),
+                ("targets".into(), client.targets(1, &["v1".into()], now)),
+            ],
+            "tester",
+        )
+        .await
+        .unwrap();
+        let version = |served: &notarium::repo::Served| {
+            SignedFile::parse(&served.data)
+                .unwrap()
+                .common()
+                .unwrap()
+                .version
+        };
+        let first = repo.current(GUN, &RoleName::Timestamp).await.unwrap();
+        assert_eq!(version(&first), 1);
+
+        // Twelve days on the timestamp is due; the signer fails.
+        signer.set_mode(Mode::Internal);
+        advance(Duration::days(12));
+        let before = signer.sign_calls();
+        let served = repo.current(GUN, &RoleName::Timestamp).await.unwrap();
+        assert_eq!(served.data, first.data, "not the last good timestamp");
+        let tried = signer.sign_calls();
+        assert!(tried > before, "the re-sign was never attempted");
+        // Reads within the pause neither fail nor ask the signer again.
+        for _ in 0..5 {
+            let served = repo.current(GUN, &RoleName::Timestamp).await.unwrap();
+            assert_eq!(served.data, first.data);
+        }
+        assert_eq!(signer.sign_calls(), tried, "retried on every read");
+
+        // The signer behaves again; after the pause a read re-signs.
+        signer.set_mode(Mode::Good);
+        advance(RESIGN_RETRY + Duration::seconds(1));
+        let served = repo.current(GUN, &RoleName::Timestamp).await.unwrap();
+        assert_eq!(version(&served), 2);
+        assert!(signer.sign_calls() > tried);
+    });
 }
