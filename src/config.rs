@@ -487,7 +487,38 @@ pub enum LogLevel {
     Error,
 }
 
+impl LogFormat {
+    /// The accepted spellings of a format.
+    pub const NAMES: &'static str = "json, text (logfmt)";
+
+    /// notary's `-logf` takes json or logfmt; "text" is the plain name of
+    /// the latter.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "json" => Some(Self::Json),
+            "text" | "logfmt" => Some(Self::Text),
+            _ => None,
+        }
+    }
+}
+
 impl LogLevel {
+    /// The accepted spellings of a level.
+    pub const NAMES: &'static str = "trace, debug, info, warn (warning), error, fatal, panic";
+
+    /// A level as notary's `logging.level` names it (logrus.ParseLevel is
+    /// case-insensitive; fatal and panic have no tracing equivalent).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "trace" => Some(Self::Trace),
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" | "warning" => Some(Self::Warn),
+            "error" | "fatal" | "panic" => Some(Self::Error),
+            _ => None,
+        }
+    }
+
     /// The directive for a `tracing_subscriber::EnvFilter`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1676,38 +1707,13 @@ fn unsupported(key: &str, v: &Val<String>, reason: &'static str) -> ConfigError 
 }
 
 fn parse_log_level(v: &Val<String>) -> Result<LogLevel, ConfigError> {
-    // logrus.ParseLevel is case-insensitive; fatal/panic have no tracing equivalent.
-    Ok(match v.value.to_ascii_lowercase().as_str() {
-        "trace" => LogLevel::Trace,
-        "debug" => LogLevel::Debug,
-        "info" => LogLevel::Info,
-        "warn" | "warning" => LogLevel::Warn,
-        "error" | "fatal" | "panic" => LogLevel::Error,
-        _ => {
-            return Err(invalid(
-                "logging.level",
-                v,
-                v.value.clone(),
-                "trace, debug, info, warn (warning), error, fatal, panic",
-            ));
-        }
-    })
+    LogLevel::parse(&v.value)
+        .ok_or_else(|| invalid("logging.level", v, v.value.clone(), LogLevel::NAMES))
 }
 
 fn parse_log_format(v: &Val<String>) -> Result<LogFormat, ConfigError> {
-    // notary-server's -logf takes json or logfmt; "text" is the plain name of the latter.
-    Ok(match v.value.to_ascii_lowercase().as_str() {
-        "json" => LogFormat::Json,
-        "text" | "logfmt" => LogFormat::Text,
-        _ => {
-            return Err(invalid(
-                "logging.format",
-                v,
-                v.value.clone(),
-                "json, text (logfmt)",
-            ));
-        }
-    })
+    LogFormat::parse(&v.value)
+        .ok_or_else(|| invalid("logging.format", v, v.value.clone(), LogFormat::NAMES))
 }
 
 fn parse_key_algorithm(v: &Val<String>) -> Result<KeyAlgorithm, ConfigError> {

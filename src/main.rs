@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use notarium::app::{Migrations, OpenedStore, Started, chain, run};
-use notarium::config::{Config, ConfigOverrides, LogFormat};
+use notarium::config::{Config, ConfigOverrides, LogFormat, LogLevel};
 use notarium::store::Store;
 
 mod verify_cmd;
@@ -36,12 +36,15 @@ enum Command {
     /// Print an example configuration file (notary-server's JSON format).
     DefaultConfig,
     /// Run as notary-signer: its gRPC API over mutual TLS, from its
-    /// configuration file and its `private_keys` table (PostgreSQL), with
-    /// passphrases from NOTARY_SIGNER_<ALIAS>.
+    /// configuration file and its `private_keys` table (PostgreSQL or
+    /// MySQL/MariaDB), with passphrases from NOTARY_SIGNER_<ALIAS>.
     Signer {
         /// notary-signer's configuration file.
         #[arg(long, short = 'c')]
         config: PathBuf,
+        /// Log format: text (logfmt) or json (notary-signer's -logf).
+        #[arg(long = "logf", value_name = "FORMAT")]
+        log_format: Option<String>,
     },
     /// Apply the database migrations and exit (PostgreSQL: safe while other
     /// replicas start or serve; `serve` also runs them unless
@@ -209,14 +212,20 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    // notary-server's Go flags are spelled with one dash (`-logf json`, `-logf=json`).
+    // notary-server's and notary-signer's Go flags are spelled with one
+    // dash (`-config FILE`, `-logf json`, `-logf=json`).
     let cli = Cli::parse_from(std::env::args_os().map(|arg| {
-        match arg.to_str().and_then(|a| a.strip_prefix("-logf")) {
-            Some(rest) if rest.is_empty() || rest.starts_with('=') => {
-                format!("--logf{rest}").into()
+        let Some(text) = arg.to_str() else {
+            return arg;
+        };
+        for flag in ["config", "logf"] {
+            if let Some(rest) = text.strip_prefix('-').and_then(|a| a.strip_prefix(flag))
+                && (rest.is_empty() || rest.starts_with('='))
+            {
+                return format!("--{flag}{rest}").into();
             }
-            _ => arg,
         }
+        arg
     }));
     match cli.command {
         Command::DefaultConfig => {
@@ -225,7 +234,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(*args),
         Command::Verify(args) => verify_cmd::verify(&args),
-        Command::Signer { config } => signer(&config),
+        Command::Signer { config, log_format } => signer(&config, log_format.as_deref()),
         Command::Import(args) => import(&args),
         Command::Immutable {
             action,
@@ -276,8 +285,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr at `level` (`NOTARIUM_LOG` overrides it with a filter).
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_str()));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // One object per line; the request's fields (method, path, GUN,
+        // subject, operation, status) sit in "span", the event's at the top.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
 /// `notarium signer`: serves until interrupted.
-fn signer(path: &Path) -> ExitCode {
+fn signer(path: &Path, log_format: Option<&str>) -> ExitCode {
     use notarium::signer::service::{PassphraseOf, SignerConfig, serve};
     let env = |name: &str| std::env::var(name).ok();
     let config = match SignerConfig::load(path, &env) {
@@ -294,16 +325,50 @@ fn signer(path: &Path) -> ExitCode {
     let passphrase_of: PassphraseOf = std::sync::Arc::new(|alias: &str| {
         std::env::var(notarium::store::import::passphrase_variable(alias)).ok()
     });
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
-    println!("notarium signer listening on {}", config.grpc_addr);
+    let format = log_format
+        .map(str::to_string)
+        .or_else(|| env(notarium::config::ENV_LOGGING_FORMAT));
+    let format = match format.as_deref().map(|name| (name, LogFormat::parse(name))) {
+        None => LogFormat::Text,
+        Some((_, Some(format))) => format,
+        Some((name, None)) => {
+            eprintln!(
+                "notarium signer: log format {name:?} is not one of {}",
+                LogFormat::NAMES
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let level = match config
+        .log_level
+        .as_deref()
+        .map(|name| (name, LogLevel::parse(name)))
+    {
+        None => LogLevel::Info,
+        Some((_, Some(level))) => level,
+        Some((name, None)) => {
+            eprintln!(
+                "notarium signer: {}: logging.level {name:?} is not one of {}",
+                path.display(),
+                LogLevel::NAMES
+            );
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(level, format);
+    // As `serve`: a JSON log stream stays JSON only.
+    let json = format == LogFormat::Json;
+    if json {
+        tracing::info!(address = %config.grpc_addr, "notarium signer listening");
+    } else {
+        println!("notarium signer listening on {}", config.grpc_addr);
+    }
     match runtime.block_on(serve(&config, passphrase_of, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if json => {
+            tracing::error!(error = %chain(&error), "notarium signer stopped");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("notarium signer: {}", chain(&error));
             ExitCode::FAILURE
@@ -532,24 +597,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTARIUM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.logging.level.as_str()));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.logging.format {
-        // One object per line; the request's fields (method, path, GUN,
-        // subject, operation, status) sit in "span", the event's at the top.
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
+    init_logging(config.logging.level, config.logging.format);
     for warning in &warnings {
         tracing::warn!("configuration: {warning}");
     }

@@ -224,3 +224,87 @@ fn logf_json_flag_as_notary_server_spells_it() {
         "{log}"
     );
 }
+
+/// `notarium signer` spelled as notary-signer is started (`-config FILE
+/// -logf json`): its log stream is JSON only, at the level of the file's
+/// `logging.level`, and a fatal start error is a JSON line too.
+#[test]
+fn notarium_signer_logs_json_as_notary_signer_is_told_to() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (_, cert, key) = common::make_test_tls(dir);
+    // A database nobody listens on: the signer logs, then stops.
+    let config = |level: &str| {
+        let path = dir.join(format!("signer-{level}.json"));
+        let text = json!({
+            "server": {"grpc_addr": format!("127.0.0.1:{}", free_port()),
+                       "tls_cert_file": cert, "tls_key_file": key},
+            "storage": {"backend": "postgres", "default_alias": "alpha",
+                        "db_url": format!("postgres://signer@127.0.0.1:{}/signer", free_port())},
+            "logging": {"level": level},
+        });
+        std::fs::write(&path, text.to_string()).unwrap();
+        path
+    };
+    let signer = |path: &Path, passphrase: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_notarium"));
+        command
+            .args(["signer", "-config", path.to_str().unwrap(), "-logf", "json"])
+            .env_remove("NOTARIUM_LOG")
+            .env_remove("NOTARIUM_LOGGING_FORMAT")
+            .env_remove("NOTARY_SIGNER_LOGGING_LEVEL");
+        if passphrase {
+            command.env("NOTARY_SIGNER_ALPHA", "alias passphrase");
+        } else {
+            command.env_remove("NOTARY_SIGNER_ALPHA");
+        }
+        let output = run(&mut command);
+        assert!(!output.status.success(), "{}", all_output(&output));
+        assert!(output.stdout.is_empty(), "stdout: {}", all_output(&output));
+        parse_log(&String::from_utf8_lossy(&output.stderr))
+    };
+
+    let lines = signer(&config("info"), true);
+    let stopped = lines
+        .iter()
+        .find(|line| line["message"] == "notarium signer stopped" && line["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no fatal line: {lines:?}"));
+    assert!(
+        stopped["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to the signer database"),
+        "{stopped}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["message"] == "notarium signer listening"),
+        "{lines:?}"
+    );
+
+    // At "error" the start announcement is not logged; the fatal error is.
+    let lines = signer(&config("error"), false);
+    assert!(
+        lines.iter().all(|line| line["level"] == "ERROR"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|line| line["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("NOTARY_SIGNER_ALPHA")),
+        "{lines:?}"
+    );
+
+    // A level notary-signer would not take is refused before anything runs.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_notarium"));
+    command.args(["signer", "-config", config("loud").to_str().unwrap()]);
+    let output = run(&mut command);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("logging.level \"loud\""),
+        "{}",
+        all_output(&output)
+    );
+}

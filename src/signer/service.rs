@@ -118,6 +118,9 @@ pub struct SignerConfig {
     /// PostgreSQL or MySQL/MariaDB (its `Debug` hides the password).
     pub db: SourceDb,
     pub default_alias: String,
+    /// `logging.level` (or `NOTARY_SIGNER_LOGGING_LEVEL`), if set, as
+    /// written (the binary, which sets up logging, checks it).
+    pub log_level: Option<String>,
 }
 
 impl SignerConfig {
@@ -150,6 +153,9 @@ impl SignerConfig {
             .ok_or_else(|| bad("server.grpc_addr is missing".into()))?
             .parse()
             .map_err(|_| bad("server.grpc_addr must be an IP address and port".into()))?;
+        let log_level = env("NOTARY_SIGNER_LOGGING_LEVEL")
+            .or_else(|| json["logging"]["level"].as_str().map(str::to_string))
+            .filter(|level| !level.is_empty());
         Ok(Self {
             grpc_addr,
             tls_cert_file: file("tls_cert_file")
@@ -161,6 +167,7 @@ impl SignerConfig {
             default_alias: storage
                 .default_alias
                 .ok_or_else(|| bad("storage.default_alias is missing".into()))?,
+            log_level,
         })
     }
 }
