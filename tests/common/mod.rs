@@ -198,6 +198,16 @@ pub fn run_ok(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// `path` opened for appending, created if missing: a log that a process
+/// started again in the same place goes on writing.
+pub fn append_to(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+}
+
 /// A child process killed when dropped.
 pub struct Process {
     pub child: Child,
@@ -485,13 +495,7 @@ impl Notarium {
             .current_dir(&self.dir)
             .env_remove("NOTARIUM_KEY_PASSPHRASE")
             .stdout(Stdio::piped())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stderr(append_to(&log))
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
