@@ -5,7 +5,7 @@
 //! skip (`scripts/test` installs every peer).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -100,13 +100,7 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 
 /// A loopback port that was free a moment ago (for peers that cannot be
 /// handed a bound socket).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use postgres::db_server::free_port;
 
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
