@@ -58,7 +58,7 @@ struct Server {
 
 impl Server {
     /// Starts `kind` with `trust` as its `trust_service` section.
-    fn start(kind: Kind, dir: &Path, trust: Value) -> Self {
+    fn start(kind: Kind, dir: &Path, trust: &Value) -> Self {
         let trust = json!({"trust_service": trust});
         match kind {
             Kind::Go => {
@@ -287,7 +287,7 @@ fn flow(server_kind: Kind, first: Kind) {
     // server's client certificate (it carries both usages).
     make_test_tls(dir);
     let mut signer = SignerProcess::new(dir, &db, first, SIGNER_PASSPHRASE);
-    let server = Server::start(server_kind, dir, signer.trust_service());
+    let server = Server::start(server_kind, dir, &signer.trust_service());
     let curl = server.curl();
     let tuf = |role: &str| format!("/v2/{GUN}/_trust/tuf/{role}");
     let owner = server.notary(dir.join("owner"));

@@ -299,7 +299,7 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
         let status = keys.create_key(create(algorithm)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     }
-    assert!(key_ids(&db).is_empty());
+    assert!(key_ids(db).is_empty());
 
     let made = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
     let key_id = made.key_info.unwrap().key_id.unwrap().id;
@@ -309,7 +309,7 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
     // rule), and no second row is written.
     let again = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
     assert_eq!(again.key_info.unwrap().key_id.unwrap().id, key_id);
-    assert_eq!(key_ids(&db), std::slice::from_ref(&key_id));
+    assert_eq!(key_ids(db), std::slice::from_ref(&key_id));
     let info = keys
         .get_key_info(KeyId { id: key_id.clone() })
         .await
@@ -421,21 +421,21 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
 }
 
 /// [`boundary_checks`] against `notarium signer` on `db`.
-fn grpc_boundary_on(db: SignerDb) {
+fn grpc_boundary_on(db: &SignerDb) {
     let tmp = tempfile::tempdir().unwrap();
     make_test_tls(tmp.path());
-    let signer = SignerProcess::new(tmp.path(), &db, Kind::Notarium, SIGNER_PASSPHRASE);
-    runtime().block_on(boundary_checks(&signer, &db));
+    let signer = SignerProcess::new(tmp.path(), db, Kind::Notarium, SIGNER_PASSPHRASE);
+    runtime().block_on(boundary_checks(&signer, db));
 }
 
 #[test]
 fn grpc_boundary_on_postgres() {
-    grpc_boundary_on(SignerDb::postgres(PgServer::shared()));
+    grpc_boundary_on(&SignerDb::postgres(PgServer::shared()));
 }
 
 #[test]
 fn grpc_boundary_on_mariadb() {
-    grpc_boundary_on(mariadb_signer_db(MariaDb::shared()));
+    grpc_boundary_on(&mariadb_signer_db(MariaDb::shared()));
 }
 
 /// Backends notary-signer has but whose keys cannot be taken over are

@@ -100,7 +100,11 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 
 /// A loopback port that was free a moment ago (for peers that cannot be
 /// handed a bound socket).
-pub use postgres::db_server::free_port;
+pub use db_server::free_port;
+/// What the test database servers share; it lives in `postgres.rs`, which
+/// the library's unit tests include without this module, and `mariadb.rs`
+/// takes it from here (one copy per binary).
+pub use postgres::db_server;
 
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {

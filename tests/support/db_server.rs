@@ -4,8 +4,9 @@
 //! server and removes its directory when the test binary exits, however it
 //! exits.
 //!
-//! Each of them includes it with `#[path]`; `postgres.rs` is also part of
-//! the library's unit tests, so this uses std only.
+//! `postgres.rs` includes it with `#[path]`; as that file is also part of
+//! the library's unit tests, this uses std only. Test binaries reach it as
+//! `common::db_server`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;

@@ -8,10 +8,10 @@
 //! gives each use a fresh database. As in `postgres.rs`, a watchdog holding
 //! the read end of a pipe stops the server and removes its directory when
 //! the test binary exits, however it exits.
+//!
+//! Use from a test file that also declares `mod common;`:
+//! `#[path = "support/mariadb.rs"] mod mariadb;`
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "db_server.rs"]
-mod db_server;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use db_server::{Watchdog, command_as, free_port};
+use crate::common::db_server::{self, Watchdog, command_as, free_port};
 
 /// The password of [`USER`], who connects over TCP.
 pub const PASSWORD: &str = "notarium-test-pw";

@@ -14,7 +14,7 @@
 //! so it uses std only.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-/// Also the test binaries' port picker (`common::free_port`).
+/// Also `common::db_server`, for `mariadb.rs`.
 #[path = "db_server.rs"]
 pub mod db_server;
 
