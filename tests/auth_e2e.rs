@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine;
-use common::{Notarium, NotaryClient, ReferenceServer, all_output, run, run_with_stdin};
+use common::{Notarium, NotaryClient, ReferenceServer, all_output, run};
 use dockercli::DockerCli;
 use registry::{Registry, TokenAuth};
 use serde_json::json;
@@ -332,24 +332,6 @@ fn notary_cli_with_token_auth_against_notary_server() {
 // docker
 // ---------------------------------------------------------------------------
 
-/// `docker login HOST -u USER --password-stdin`; must succeed.
-fn login(docker: &DockerCli, host: &str, user: &str, password: &str) {
-    let output = run_with_stdin(
-        &mut docker.command(&["login", host, "-u", user, "--password-stdin"]),
-        password,
-    );
-    assert!(
-        output.status.success(),
-        "docker login failed:\n{}",
-        all_output(&output)
-    );
-    assert!(
-        all_output(&output).contains("Login Succeeded"),
-        "{}",
-        all_output(&output)
-    );
-}
-
 #[test]
 fn docker_login_push_and_pull_with_content_trust_and_one_token_server() {
     let work = tempfile::tempdir().unwrap();
@@ -393,36 +375,17 @@ fn docker_login_push_and_pull_with_content_trust_and_one_token_server() {
 
     // alice: login, signed push, then a verified pull by a fresh user.
     let alice = DockerCli::with_trust_server(&dir.join("alice"), &trust_url, &trust_ca);
-    login(&alice, &host, "alice", "alice-pw");
+    alice.login(&host, "alice", "alice-pw");
     alice.make_image(&format!("{gun}:v1"), "alice v1");
-    let output = alice.run_trusted(&["push", &format!("{gun}:v1")]);
-    let out = all_output(&output);
-    assert!(output.status.success(), "signed push failed:\n{out}");
-    assert!(
-        out.contains(&format!("Successfully signed {gun}:v1")),
-        "{out}"
-    );
-    let digest = out
-        .lines()
-        .find_map(|l| l.strip_prefix("v1: digest: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no digest line in:\n{out}"))
-        .to_string();
+    let digest = alice.signed_push(&format!("{gun}:v1"));
     alice.remove_images();
     // `docker trust` reads with the same credentials.
     let inspected = alice.ok(&["trust", "inspect", &gun]);
     assert!(inspected.contains("\"SignedTag\": \"v1\""), "{inspected}");
 
     let puller = DockerCli::with_trust_server(&dir.join("alice-puller"), &trust_url, &trust_ca);
-    login(&puller, &host, "alice", "alice-pw");
-    let output = puller.run_trusted(&["pull", &format!("{gun}:v1")]);
-    puller.track(&gun);
-    let out = all_output(&output);
-    assert!(output.status.success(), "verified pull failed:\n{out}");
-    assert!(
-        out.contains(&format!("Pull (1 of 1): {gun}:v1@{digest}")),
-        "{out}"
-    );
+    puller.login(&host, "alice", "alice-pw");
+    puller.verified_pull(&format!("{gun}:v1"), &digest);
     puller.remove_images();
 
     // mallory may push to the registry, but only pull trust data: even
@@ -435,7 +398,7 @@ fn docker_login_push_and_pull_with_content_trust_and_one_token_server() {
             .arg(alice.trust_dir())
             .arg(mallory.trust_dir()),
     );
-    login(&mallory, &host, "mallory", "mallory-pw");
+    mallory.login(&host, "mallory", "mallory-pw");
     mallory.make_image(&format!("{gun}:evil"), "mallory");
     let output = mallory.run_trusted(&["push", &format!("{gun}:evil")]);
     let out = all_output(&output);
@@ -530,14 +493,14 @@ fn registry_takes_tokens_from_the_same_token_server() {
     // No trust server here: content trust stays off.
     let carol =
         DockerCli::with_trust_server(&dir.join("carol"), "https://127.0.0.1:9", &pki.bundle);
-    login(&carol, &host, "carol", "carol-pw");
+    carol.login(&host, "carol", "carol-pw");
     let reference = format!("{host}/team/tool:1");
     carol.make_image(&reference, "carol");
     let out = carol.ok(&["push", &reference]);
     assert!(out.contains("1: digest: sha256:"), "{out}");
 
     let dave = DockerCli::with_trust_server(&dir.join("dave"), "https://127.0.0.1:9", &pki.bundle);
-    login(&dave, &host, "dave", "dave-pw");
+    dave.login(&host, "dave", "dave-pw");
     let mine = format!("{host}/team/tool:dave");
     dave.tag(&reference, &mine);
     let output = dave.run(&["push", &mine]);

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{all_output, free_port, make_test_tls, require, run, run_with_stdin};
+use common::{all_output, free_port, make_test_tls, require, run};
 use dockercli::DockerCli;
 use serde_json::Value;
 use token_server::{Grant, ISSUER, NOTARY_SERVICE, Pki, REGISTRY_SERVICE, TokenServer};
@@ -239,17 +239,6 @@ fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> Result<boo
     panic!("{what}: not within {limit:?} (last: {last})");
 }
 
-/// `docker login HOST -u USER --password-stdin`; must succeed.
-fn login(docker: &DockerCli, host: &str, user: &str, password: &str) {
-    let output = run_with_stdin(
-        &mut docker.command(&["login", host, "-u", user, "--password-stdin"]),
-        password,
-    );
-    let out = all_output(&output);
-    assert!(output.status.success(), "docker login failed:\n{out}");
-    assert!(out.contains("Login Succeeded"), "{out}");
-}
-
 #[test]
 fn compose_stack_serves_a_signed_push_and_a_verified_pull() {
     ensure_base_image();
@@ -427,33 +416,14 @@ fn compose_stack_serves_a_signed_push_and_a_verified_pull() {
     );
     let gun = format!("{host}/team/app");
     let alice = DockerCli::with_trust_server(&dir.join("alice"), &trust_url, &trust_ca);
-    login(&alice, &host, "alice", "alice-pw");
+    alice.login(&host, "alice", "alice-pw");
     alice.make_image(&format!("{gun}:v1"), "compose v1");
-    let output = alice.run_trusted(&["push", &format!("{gun}:v1")]);
-    let out = all_output(&output);
-    assert!(output.status.success(), "signed push failed:\n{out}");
-    assert!(
-        out.contains(&format!("Successfully signed {gun}:v1")),
-        "{out}"
-    );
-    let digest = out
-        .lines()
-        .find_map(|l| l.strip_prefix("v1: digest: "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no digest line in:\n{out}"))
-        .to_string();
+    let digest = alice.signed_push(&format!("{gun}:v1"));
     alice.remove_images();
 
     let puller = DockerCli::with_trust_server(&dir.join("puller"), &trust_url, &trust_ca);
-    login(&puller, &host, "alice", "alice-pw");
-    let output = puller.run_trusted(&["pull", &format!("{gun}:v1")]);
-    puller.track(&gun);
-    let out = all_output(&output);
-    assert!(output.status.success(), "verified pull failed:\n{out}");
-    assert!(
-        out.contains(&format!("Pull (1 of 1): {gun}:v1@{digest}")),
-        "{out}"
-    );
+    puller.login(&host, "alice", "alice-pw");
+    puller.verified_pull(&format!("{gun}:v1"), &digest);
     puller.remove_images();
 
     // The trust data went to the stack's PostgreSQL.

@@ -29,152 +29,20 @@ mod common;
 mod dockercli;
 #[path = "support/registry.rs"]
 mod registry;
+#[path = "support/signer.rs"]
+mod signer;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::postgres::{PASSWORD, PgServer};
-use common::{
-    Curl, Notarium, NotaryClient, Process, ReferenceServer, free_port, make_test_tls, require,
-    wait_for_port,
-};
+use common::postgres::PgServer;
+use common::{Curl, Notarium, NotaryClient, ReferenceServer, make_test_tls};
 use dockercli::DockerCli;
 use serde_json::{Value, json};
+use signer::{Kind, SignerDb, SignerProcess};
 
 const GUN: &str = "notarium.test/remote/app";
 const SIGNER_PASSPHRASE: &str = "remote signer alias passphrase";
-
-/// Runs SQL statements on a PostgreSQL URL.
-fn sql(url: &str, text: &str) {
-    use sqlx::Connection;
-    let text = sqlx::AssertSqlSafe(text.to_string());
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
-        });
-}
-
-/// Which implementation plays a part: the Go program or notarium.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Go,
-    Notarium,
-}
-
-impl Kind {
-    fn other(self) -> Self {
-        match self {
-            Kind::Go => Kind::Notarium,
-            Kind::Notarium => Kind::Go,
-        }
-    }
-}
-
-/// A signer with mutual TLS (clients need a certificate from `ca.crt`),
-/// keys in `db_url` under the alias "alpha": the Go notary-signer or
-/// `notarium signer`, from the same notary-signer configuration file.
-struct SignerProcess {
-    dir: PathBuf,
-    config: PathBuf,
-    port: u16,
-    process: Option<Process>,
-    /// The log of the running process and where its output begins (the
-    /// log file of a kind is appended to across restarts).
-    log: Option<(PathBuf, u64)>,
-}
-
-impl SignerProcess {
-    fn new(dir: &Path, db_url: &str, kind: Kind) -> Self {
-        let port = free_port();
-        let config = dir.join("signer.json");
-        std::fs::write(
-            &config,
-            json!({
-                "server": {"grpc_addr": format!("127.0.0.1:{port}"),
-                           "tls_cert_file": "server.crt", "tls_key_file": "server.key",
-                           "client_ca_file": "ca.crt"},
-                "storage": {"backend": "postgres", "db_url": db_url, "default_alias": "alpha"},
-                "logging": {"level": "info"},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let mut signer = Self {
-            dir: dir.to_path_buf(),
-            config,
-            port,
-            process: None,
-            log: None,
-        };
-        signer.start(kind, SIGNER_PASSPHRASE);
-        signer
-    }
-
-    fn command(&self, kind: Kind) -> Command {
-        match kind {
-            Kind::Go => {
-                let mut command = Command::new(require("notary-signer", "notary"));
-                command
-                    .arg("-config")
-                    .arg(&self.config)
-                    .arg("-logf")
-                    .arg("logfmt");
-                command
-            }
-            Kind::Notarium => {
-                let mut command = Command::new(env!("CARGO_BIN_EXE_notarium"));
-                command.arg("signer").arg("--config").arg(&self.config);
-                command
-            }
-        }
-    }
-
-    /// Stops the running signer, if any, and starts `kind` on the same
-    /// port and database.
-    fn start(&mut self, kind: Kind, passphrase: &str) {
-        self.process = None;
-        let log = self.dir.join(format!("signer-{kind:?}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let offset = file.metadata().unwrap().len();
-        let mut child = self
-            .command(kind)
-            .env("NOTARY_SIGNER_ALPHA", passphrase)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        wait_for_port(
-            format!("127.0.0.1:{}", self.port).parse().unwrap(),
-            &mut child,
-            &log,
-        );
-        self.log = Some((log.clone(), offset));
-        self.process = Some(Process { child, log });
-    }
-
-    fn stop(&mut self) {
-        self.process = None;
-    }
-
-    /// What the signer last started has logged.
-    fn log(&self) -> String {
-        let Some((path, offset)) = &self.log else {
-            return String::new();
-        };
-        let bytes = std::fs::read(path).unwrap_or_default();
-        let start = usize::try_from(*offset).unwrap().min(bytes.len());
-        String::from_utf8_lossy(&bytes[start..]).into_owned()
-    }
-}
 
 /// The server in front of the signer: the Go notary-server (memory
 /// storage) or `notarium serve` (this run's storage backend), both with
@@ -189,14 +57,9 @@ struct Server {
 }
 
 impl Server {
-    fn start(kind: Kind, dir: &Path, signer_port: u16, tls: &(PathBuf, PathBuf, PathBuf)) -> Self {
-        let (ca, cert, key) = tls;
-        let trust = json!({
-            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
-                              "port": signer_port.to_string(), "key_algorithm": "ecdsa",
-                              "tls_ca_file": ca, "tls_client_cert": cert,
-                              "tls_client_key": key},
-        });
+    /// Starts `kind` with `trust` as its `trust_service` section.
+    fn start(kind: Kind, dir: &Path, trust: &Value) -> Self {
+        let trust = json!({"trust_service": trust});
         match kind {
             Kind::Go => {
                 let server_dir = dir.join("go-server");
@@ -265,16 +128,6 @@ impl Server {
     }
 }
 
-fn signer_database(pg: &PgServer) -> String {
-    let db_url = format!(
-        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{}?sslmode=disable",
-        pg.port,
-        pg.database()
-    );
-    sql(&db_url, include_str!("data/notary-signer-postgres.sql"));
-    db_url
-}
-
 fn status(curl: &Curl, path: &str) -> u16 {
     curl.get(path).0
 }
@@ -299,38 +152,14 @@ fn text(path: &Path) -> &str {
 }
 
 /// The key IDs in the signer's table, oldest first.
-fn signer_key_ids(db_url: &str) -> Vec<String> {
-    use sqlx::Connection;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
-            sqlx::query_scalar::<_, String>("SELECT key_id FROM private_keys ORDER BY id")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap()
-        })
+fn signer_key_ids(db: &SignerDb) -> Vec<String> {
+    db.strings("SELECT key_id FROM private_keys ORDER BY id")
 }
 
 /// The key IDs in the signer's table whose `last_used` is NULL: keys that
 /// notary-signer's CreateKey may hand out again.
-fn unused_key_ids(db_url: &str) -> Vec<String> {
-    use sqlx::Connection;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
-            sqlx::query_scalar::<_, String>(
-                "SELECT key_id FROM private_keys WHERE last_used IS NULL ORDER BY id",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-        })
+fn unused_key_ids(db: &SignerDb) -> Vec<String> {
+    db.strings("SELECT key_id FROM private_keys WHERE last_used IS NULL ORDER BY id")
 }
 
 /// The key ID that signed `role`.json of `gun` (the server's roles have
@@ -351,8 +180,8 @@ fn signed_by(curl: &Curl, gun: &str, role: &str) -> String {
 
 /// The server's snapshot and timestamp of `gun` are signed by keys in the
 /// signer's table; returns (snapshot key, timestamp key).
-fn assert_signed_by_signer(curl: &Curl, gun: &str, db_url: &str) -> (String, String) {
-    let held = signer_key_ids(db_url);
+fn assert_signed_by_signer(curl: &Curl, gun: &str, db: &SignerDb) -> (String, String) {
+    let held = signer_key_ids(db);
     let keys = (
         signed_by(curl, gun, "snapshot"),
         signed_by(curl, gun, "timestamp"),
@@ -403,15 +232,15 @@ fn rotate_timestamp(
     curl: &Curl,
     owner: &NotaryClient,
     dir: &Path,
-    db_url: &str,
+    db: &SignerDb,
     name: &str,
 ) -> String {
-    let before = signer_key_ids(db_url);
+    let before = signer_key_ids(db);
     let old = signed_by(curl, GUN, "timestamp");
     // The signer recorded that the current key has signed, so that no
     // signer's CreateKey on this table offers it as a new key.
     assert!(
-        !unused_key_ids(db_url).contains(&old),
+        !unused_key_ids(db).contains(&old),
         "{old} has signed but its last_used is NULL"
     );
     server.after_signer_start("key rotate timestamp", || {
@@ -419,7 +248,7 @@ fn rotate_timestamp(
     });
     let payload = write(dir, &format!("{name}.txt"), name);
     assert_published(&owner.ok(&["add", GUN, name, text(&payload), "-p"]));
-    let held = signer_key_ids(db_url);
+    let held = signer_key_ids(db);
     assert_eq!(held.len(), before.len() + 1, "{held:?} after {before:?}");
     let new = signed_by(curl, GUN, "timestamp");
     assert_ne!(new, old, "the timestamp key did not change");
@@ -451,14 +280,14 @@ fn notarium_server_notarium_signer() {
 /// `first` signer, which is stopped and started mid-run, then replaced by
 /// the other signer program on the same database and back.
 fn flow(server_kind: Kind, first: Kind) {
-    let db_url = signer_database(PgServer::shared());
+    let db = SignerDb::postgres(PgServer::shared());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // One certificate serves as the signer's server certificate and as the
     // server's client certificate (it carries both usages).
-    let tls = make_test_tls(dir);
-    let mut signer = SignerProcess::new(dir, &db_url, first);
-    let server = Server::start(server_kind, dir, signer.port, &tls);
+    make_test_tls(dir);
+    let mut signer = SignerProcess::new(dir, &db, first, SIGNER_PASSPHRASE);
+    let server = Server::start(server_kind, dir, &signer.trust_service());
     let curl = server.curl();
     let tuf = |role: &str| format!("/v2/{GUN}/_trust/tuf/{role}");
     let owner = server.notary(dir.join("owner"));
@@ -473,7 +302,7 @@ fn flow(server_kind: Kind, first: Kind) {
     assert_published(&owner.ok(&["init", GUN, "-p"]));
     let ts_key = signed_by(&curl, GUN, "timestamp");
     assert!(
-        signer_key_ids(&db_url).contains(&ts_key),
+        signer_key_ids(&db).contains(&ts_key),
         "the timestamp key {ts_key} is not in the signer's table"
     );
     let payload = write(dir, "one.txt", "first target");
@@ -481,18 +310,18 @@ fn flow(server_kind: Kind, first: Kind) {
     // The server-managed snapshot: its key too comes from the signer.
     owner.ok(&["key", "rotate", GUN, "snapshot", "-r"]);
     assert_published(&owner.ok(&["publish", GUN]));
-    let (snap_key, _) = assert_signed_by_signer(&curl, GUN, &db_url);
+    let (snap_key, _) = assert_signed_by_signer(&curl, GUN, &db);
     // A delegation and witness, the snapshot signed remotely.
     delegation_flow(dir, &owner);
     assert_published(&owner.ok(&["witness", GUN, "targets/releases", "-p"]));
-    let ts_key = rotate_timestamp(&server, &curl, &owner, dir, &db_url, "rotated");
+    let ts_key = rotate_timestamp(&server, &curl, &owner, dir, &db, "rotated");
     let listed = server.notary(dir.join("reader")).ok(&["list", GUN]);
     for target in ["one", "rel-1", "rotated"] {
         assert!(listed.contains(target), "{target}: {listed}");
     }
 
     // 2. The docker CLI.
-    docker_flow(&server, dir, &db_url);
+    docker_flow(&server, dir, &db);
 
     // 3. The signer goes away: nothing new is signed, cached reads go on.
     signer.stop();
@@ -516,7 +345,7 @@ fn flow(server_kind: Kind, first: Kind) {
         );
         assert!(notarium.log().contains("signer unavailable"));
     }
-    let held = signer_key_ids(&db_url);
+    let held = signer_key_ids(&db);
     let second = write(dir, "two.txt", "second target");
     let output = owner.run(&["add", GUN, "two", text(&second), "-p"]);
     assert!(
@@ -531,7 +360,7 @@ fn flow(server_kind: Kind, first: Kind) {
     assert_published(&server.after_signer_start("publish", || owner.run(&["publish", GUN])));
     assert_eq!(signed_by(&curl, GUN, "snapshot"), snap_key);
     assert_eq!(signed_by(&curl, GUN, "timestamp"), ts_key);
-    assert_eq!(signer_key_ids(&db_url), held, "the restart made new keys");
+    assert_eq!(signer_key_ids(&db), held, "the restart made new keys");
     let listed = server.notary(dir.join("reader2")).ok(&["list", GUN]);
     assert!(listed.contains("two"), "{listed}");
 
@@ -543,9 +372,9 @@ fn flow(server_kind: Kind, first: Kind) {
     assert_published(&server.after_signer_start("publish", || owner.run(&["publish", GUN])));
     assert_eq!(signed_by(&curl, GUN, "snapshot"), snap_key);
     assert_eq!(signed_by(&curl, GUN, "timestamp"), ts_key);
-    assert_eq!(signer_key_ids(&db_url), held, "the takeover made new keys");
+    assert_eq!(signer_key_ids(&db), held, "the takeover made new keys");
     // ... and a key it makes signs through the first one.
-    let ts_key = rotate_timestamp(&server, &curl, &owner, dir, &db_url, "four");
+    let ts_key = rotate_timestamp(&server, &curl, &owner, dir, &db, "four");
     signer.start(first, SIGNER_PASSPHRASE);
     let fifth = write(dir, "five.txt", "fifth target");
     owner.ok(&["add", GUN, "five", text(&fifth)]);
@@ -616,7 +445,7 @@ fn passphrase_checks(
 /// server, so both are the signer's keys): a signed push, a second signer
 /// added with `docker trust signer add` who pushes a signed tag, and a
 /// verified pull by another user.
-fn docker_flow(server: &Server, dir: &Path, db_url: &str) {
+fn docker_flow(server: &Server, dir: &Path, db: &SignerDb) {
     let registry = registry::Registry::start(&dir.join("registry"));
     let gun = format!("{}/team/remote", registry.host());
     let admin = server.docker(&dir.join("docker-admin"));
@@ -626,7 +455,7 @@ fn docker_flow(server: &Server, dir: &Path, db_url: &str) {
         out.contains(&format!("Successfully signed {gun}:1.0")),
         "{out}"
     );
-    let (snapshot_key, _) = assert_signed_by_signer(&server.curl(), &gun, db_url);
+    let (snapshot_key, _) = assert_signed_by_signer(&server.curl(), &gun, db);
 
     // bob makes his key in his own docker config; the admin adds it.
     let bob = server.docker(&dir.join("docker-bob"));
@@ -662,7 +491,7 @@ fn docker_flow(server: &Server, dir: &Path, db_url: &str) {
         releases["signed"]["targets"]["2.0"].is_object(),
         "{releases}"
     );
-    let (snapshot_again, _) = assert_signed_by_signer(&server.curl(), &gun, db_url);
+    let (snapshot_again, _) = assert_signed_by_signer(&server.curl(), &gun, db);
     assert_eq!(snapshot_again, snapshot_key);
 
     // Another user, no image left locally: the pulls are verified.
@@ -682,11 +511,11 @@ fn docker_flow(server: &Server, dir: &Path, db_url: &str) {
 #[test]
 fn signers_refuse_clients_without_a_trusted_certificate() {
     for kind in [Kind::Go, Kind::Notarium] {
-        let db_url = signer_database(PgServer::shared());
+        let db = SignerDb::postgres(PgServer::shared());
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let (ca, _, _) = make_test_tls(dir);
-        let signer = SignerProcess::new(dir, &db_url, kind);
+        let signer = SignerProcess::new(dir, &db, kind, SIGNER_PASSPHRASE);
         let other = dir.join("other-ca");
         std::fs::create_dir_all(&other).unwrap();
         let (_, other_cert, other_key) = make_test_tls(&other);
@@ -721,7 +550,7 @@ fn signers_refuse_clients_without_a_trusted_certificate() {
             );
         }
         assert!(
-            signer_key_ids(&db_url).is_empty(),
+            signer_key_ids(&db).is_empty(),
             "{kind:?}: a refused client made a key"
         );
     }

@@ -10,13 +10,15 @@
 mod common;
 #[path = "support/mariadb.rs"]
 mod mariadb;
+#[path = "support/signer.rs"]
+mod signer;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use common::postgres::{PASSWORD, PgServer};
-use common::{Curl, Notarium, Process, free_port, make_test_tls, require};
+use common::postgres::PgServer;
+use common::{Curl, Notarium, NotaryClient, free_port, make_test_tls};
 use mariadb::MariaDb;
 use notarium::signer::proto::key_management_client::KeyManagementClient;
 use notarium::signer::proto::signer_client::SignerClient;
@@ -25,207 +27,24 @@ use notarium::signer::service::MAX_REQUEST_BYTES;
 use notarium::tuf::sig::verify_signature;
 use notarium::tuf::{KeyType, Method, PublicKey};
 use serde_json::{Value, json};
+use signer::{Kind, SignerDb, SignerProcess, runtime};
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 const SIGNER_PASSPHRASE: &str = "signer service alias passphrase";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+/// notary's signer schema for MySQL in a fresh database of `server`.
+fn mariadb_signer_db(server: &MariaDb) -> SignerDb {
+    let name = server.database();
+    SignerDb::with_schema("mysql", server.dsn(&name), server.url(&name))
 }
 
-/// Runs `work` to completion on a runtime of its own, in a thread of its
-/// own, so the test's SQL can run from inside the async gRPC checks.
-fn block_on<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
-    std::thread::scope(|scope| scope.spawn(|| runtime().block_on(work)).join().unwrap())
-}
-
-/// notary-signer's table in a fresh database: what its configuration
-/// names (`backend`, Go DSN) and the URL the test's own queries use.
-struct SignerDb {
-    backend: &'static str,
-    dsn: String,
-    url: String,
-}
-
-impl SignerDb {
-    fn postgres(pg: &PgServer) -> Self {
-        let url = format!(
-            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{}?sslmode=disable",
-            pg.port,
-            pg.database()
-        );
-        let db = Self {
-            backend: "postgres",
-            dsn: url.clone(),
-            url,
-        };
-        db.execute(include_str!("data/notary-signer-postgres.sql"));
-        db
-    }
-
-    /// notary's signer schema for MySQL (the state after its signer
-    /// migrations), as the import tests apply it.
-    fn mariadb(server: &MariaDb) -> Self {
-        let name = server.database();
-        let db = Self {
-            backend: "mysql",
-            dsn: server.dsn(&name),
-            url: server.url(&name),
-        };
-        db.execute(include_str!("data/notary-signer-mysql.sql"));
-        db
-    }
-
-    fn execute(&self, text: &str) {
-        use sqlx::Connection;
-        let text = sqlx::AssertSqlSafe(text.to_string());
-        block_on(async {
-            if self.backend == "mysql" {
-                let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
-            } else {
-                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
-            }
-        });
-    }
-
-    /// One text column of a query's rows.
-    fn strings(&self, query: &str) -> Vec<String> {
-        use sqlx::Connection;
-        let query = sqlx::AssertSqlSafe(query.to_string());
-        block_on(async {
-            if self.backend == "mysql" {
-                let mut conn = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
-                sqlx::query_scalar::<_, String>(query)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap()
-            } else {
-                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::query_scalar::<_, String>(query)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap()
-            }
-        })
-    }
-
-    /// Key IDs of live rows, oldest first.
-    fn key_ids(&self) -> Vec<String> {
-        self.strings("SELECT key_id FROM private_keys WHERE deleted_at IS NULL ORDER BY id")
-    }
-}
-
-/// Which signer program serves the database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Go,
-    Notarium,
-}
-
-/// A signer with mutual TLS (clients need a certificate from `ca.crt`),
-/// new keys under the alias "alpha", on a fixed port across restarts.
-struct SignerProcess {
-    dir: PathBuf,
-    config: PathBuf,
-    port: u16,
-    process: Option<Process>,
-}
-
-impl SignerProcess {
-    fn new(dir: &Path, db: &SignerDb, kind: Kind) -> Self {
-        let port = free_port();
-        let config = dir.join("signer.json");
-        std::fs::write(
-            &config,
-            json!({
-                "server": {"grpc_addr": format!("127.0.0.1:{port}"),
-                           "tls_cert_file": "server.crt", "tls_key_file": "server.key",
-                           "client_ca_file": "ca.crt"},
-                "storage": {"backend": db.backend, "db_url": db.dsn, "default_alias": "alpha"},
-                "logging": {"level": "info"},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let mut signer = Self {
-            dir: dir.to_path_buf(),
-            config,
-            port,
-            process: None,
-        };
-        signer.start(kind);
-        signer
-    }
-
-    fn command(&self, kind: Kind) -> Command {
-        match kind {
-            Kind::Go => {
-                let mut command = Command::new(require("notary-signer", "notary"));
-                command
-                    .arg("-config")
-                    .arg(&self.config)
-                    .arg("-logf")
-                    .arg("logfmt");
-                command
-            }
-            Kind::Notarium => {
-                let mut command = Command::new(env!("CARGO_BIN_EXE_notarium"));
-                command.arg("signer").arg("--config").arg(&self.config);
-                command
-            }
-        }
-    }
-
-    fn start(&mut self, kind: Kind) {
-        self.process = None;
-        let log = self.dir.join(format!("signer-{kind:?}.log"));
-        let mut child = self
-            .command(kind)
-            .env("NOTARY_SIGNER_ALPHA", SIGNER_PASSPHRASE)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap();
-        common::wait_for_port(
-            format!("127.0.0.1:{}", self.port).parse().unwrap(),
-            &mut child,
-            &log,
-        );
-        self.process = Some(Process { child, log });
-    }
-
-    /// A gRPC channel to it with the test CA's client certificate.
-    async fn channel(&self) -> Channel {
-        let read = |name: &str| std::fs::read(self.dir.join(name)).unwrap();
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("ca.crt")))
-            .identity(Identity::from_pem(read("server.crt"), read("server.key")))
-            .domain_name("localhost");
-        Endpoint::from_shared(format!("https://127.0.0.1:{}", self.port))
-            .unwrap()
-            .tls_config(tls)
-            .unwrap()
-            .timeout(Duration::from_secs(20))
-            .connect()
-            .await
-            .unwrap()
-    }
+/// Key IDs of live rows, oldest first.
+fn key_ids(db: &SignerDb) -> Vec<String> {
+    db.strings("SELECT key_id FROM private_keys WHERE deleted_at IS NULL ORDER BY id")
 }
 
 fn assert_published(out: &str, gun: &str) {
@@ -241,6 +60,13 @@ fn text(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// Adds and publishes the target `name` (`content` in a file in `dir`).
+fn publish_target(owner: &NotaryClient, dir: &Path, gun: &str, name: &str, content: &str) {
+    let file = dir.join(format!("{name}.txt"));
+    std::fs::write(&file, content).unwrap();
+    assert_published(&owner.ok(&["add", gun, name, text(&file), "-p"]), gun);
+}
+
 /// The key ID of a role file's (only) signature.
 fn signing_key(curl: &Curl, gun: &str, role: &str) -> String {
     let (code, body) = curl.get(&format!("/v2/{gun}/_trust/tuf/{role}.json"));
@@ -254,13 +80,7 @@ fn signing_key(curl: &Curl, gun: &str, role: &str) -> String {
 fn server_in_front(dir: &Path, signer: &SignerProcess) -> Notarium {
     Notarium::start(
         &dir.join("notarium"),
-        json!({
-            "trust_service": {"type": "remote", "hostname": "127.0.0.1",
-                              "port": signer.port.to_string(), "key_algorithm": "ecdsa",
-                              "tls_ca_file": dir.join("ca.crt"),
-                              "tls_client_cert": dir.join("server.crt"),
-                              "tls_client_key": dir.join("server.key")},
-        }),
+        json!({"trust_service": signer.trust_service()}),
     )
 }
 
@@ -271,37 +91,33 @@ fn server_in_front(dir: &Path, signer: &SignerProcess) -> Notarium {
 #[test]
 fn mariadb_signer_database_is_taken_over_both_ways() {
     const GUN: &str = "notarium.test/signer-service/mariadb";
-    let db = SignerDb::mariadb(MariaDb::shared());
+    let db = mariadb_signer_db(MariaDb::shared());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     make_test_tls(dir);
-    let mut signer = SignerProcess::new(dir, &db, Kind::Go);
+    let mut signer = SignerProcess::new(dir, &db, Kind::Go, SIGNER_PASSPHRASE);
     let server = server_in_front(dir, &signer);
     let curl = server.curl();
     assert_eq!(curl.get("/_notary_server/health").0, 200);
     let owner = server.notary(dir.join("owner"));
 
     assert_published(&owner.ok(&["init", GUN, "-p"]), GUN);
-    let one = dir.join("one.txt");
-    std::fs::write(&one, "first target").unwrap();
-    assert_published(&owner.ok(&["add", GUN, "one", text(&one), "-p"]), GUN);
+    publish_target(&owner, dir, GUN, "one", "first target");
     let ts_key = signing_key(&curl, GUN, "timestamp");
-    let held = db.key_ids();
+    let held = key_ids(&db);
     assert_eq!(held, std::slice::from_ref(&ts_key), "the Go signer's keys");
 
     // notarium's signer on the Go signer's database signs with its key.
-    signer.start(Kind::Notarium);
+    signer.start(Kind::Notarium, SIGNER_PASSPHRASE);
     assert_eq!(curl.get("/_notary_server/health").0, 200);
-    let two = dir.join("two.txt");
-    std::fs::write(&two, "second target").unwrap();
-    assert_published(&owner.ok(&["add", GUN, "two", text(&two), "-p"]), GUN);
+    publish_target(&owner, dir, GUN, "two", "second target");
     assert_eq!(signing_key(&curl, GUN, "timestamp"), ts_key);
-    assert_eq!(db.key_ids(), held, "notarium's signer made a key to sign");
+    assert_eq!(key_ids(&db), held, "notarium's signer made a key to sign");
 
     // A timestamp key rotation: notarium's signer makes the key, in the
     // row layout notary-signer writes, and the next timestamp uses it.
     owner.ok(&["key", "rotate", GUN, "timestamp", "-r"]);
-    let keys = db.key_ids();
+    let keys = key_ids(&db);
     assert_eq!(keys.len(), 2, "{keys:?}");
     let new_key = keys[1].clone();
     let row = db.strings(&format!(
@@ -315,9 +131,7 @@ fn mariadb_signer_database_is_taken_over_both_ways() {
             "A256GCM PBES2-HS256+A128KW ecdsa alpha {GUN} timestamp"
         )]
     );
-    let three = dir.join("three.txt");
-    std::fs::write(&three, "third target").unwrap();
-    assert_published(&owner.ok(&["add", GUN, "three", text(&three), "-p"]), GUN);
+    publish_target(&owner, dir, GUN, "three", "third target");
     assert_eq!(signing_key(&curl, GUN, "timestamp"), new_key);
     // Its first signature marked it used, as notary-signer marks keys, so
     // neither signer hands it out again as a fresh key.
@@ -325,12 +139,10 @@ fn mariadb_signer_database_is_taken_over_both_ways() {
     assert!(used.contains(&new_key), "{used:?}");
 
     // The Go signer takes the database back and signs with that key.
-    signer.start(Kind::Go);
-    let four = dir.join("four.txt");
-    std::fs::write(&four, "fourth target").unwrap();
-    assert_published(&owner.ok(&["add", GUN, "four", text(&four), "-p"]), GUN);
+    signer.start(Kind::Go, SIGNER_PASSPHRASE);
+    publish_target(&owner, dir, GUN, "four", "fourth target");
     assert_eq!(signing_key(&curl, GUN, "timestamp"), new_key);
-    assert_eq!(db.key_ids(), keys, "the Go signer made a key");
+    assert_eq!(key_ids(&db), keys, "the Go signer made a key");
     let listed = server.notary(dir.join("reader")).ok(&["list", GUN]);
     for target in ["one", "two", "three", "four"] {
         assert!(listed.contains(target), "{target} missing: {listed}");
@@ -378,7 +190,7 @@ fn health_follows_the_signer_database() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     make_test_tls(dir);
-    let signer = SignerProcess::new(dir, &db, Kind::Notarium);
+    let signer = SignerProcess::new(dir, &db, Kind::Notarium, SIGNER_PASSPHRASE);
     let server = server_in_front(dir, &signer);
     let curl = server.curl();
     let rt = runtime();
@@ -418,9 +230,7 @@ fn health_follows_the_signer_database() {
         rt.block_on(health_of(&channel)) == serving
     });
     assert_eq!(curl.get("/_notary_server/health").0, 200);
-    let one = dir.join("one.txt");
-    std::fs::write(&one, "after the outage").unwrap();
-    assert_published(&owner.ok(&["add", GUN, "one", text(&one), "-p"]), GUN);
+    publish_target(&owner, dir, GUN, "one", "after the outage");
 }
 
 /// A codec that sends and receives raw bytes, for requests no generated
@@ -489,7 +299,7 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
         let status = keys.create_key(create(algorithm)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     }
-    assert!(db.key_ids().is_empty());
+    assert!(key_ids(db).is_empty());
 
     let made = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
     let key_id = made.key_info.unwrap().key_id.unwrap().id;
@@ -499,7 +309,7 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
     // rule), and no second row is written.
     let again = keys.create_key(create("ecdsa")).await.unwrap().into_inner();
     assert_eq!(again.key_info.unwrap().key_id.unwrap().id, key_id);
-    assert_eq!(db.key_ids(), std::slice::from_ref(&key_id));
+    assert_eq!(key_ids(db), std::slice::from_ref(&key_id));
     let info = keys
         .get_key_info(KeyId { id: key_id.clone() })
         .await
@@ -610,22 +420,22 @@ async fn boundary_checks(signer: &SignerProcess, db: &SignerDb) {
     keys.delete_key(KeyId { id: unknown }).await.unwrap();
 }
 
-#[test]
-fn grpc_boundary_on_postgres() {
-    let db = SignerDb::postgres(PgServer::shared());
+/// [`boundary_checks`] against `notarium signer` on `db`.
+fn grpc_boundary_on(db: &SignerDb) {
     let tmp = tempfile::tempdir().unwrap();
     make_test_tls(tmp.path());
-    let signer = SignerProcess::new(tmp.path(), &db, Kind::Notarium);
-    runtime().block_on(boundary_checks(&signer, &db));
+    let signer = SignerProcess::new(tmp.path(), db, Kind::Notarium, SIGNER_PASSPHRASE);
+    runtime().block_on(boundary_checks(&signer, db));
+}
+
+#[test]
+fn grpc_boundary_on_postgres() {
+    grpc_boundary_on(&SignerDb::postgres(PgServer::shared()));
 }
 
 #[test]
 fn grpc_boundary_on_mariadb() {
-    let db = SignerDb::mariadb(MariaDb::shared());
-    let tmp = tempfile::tempdir().unwrap();
-    make_test_tls(tmp.path());
-    let signer = SignerProcess::new(tmp.path(), &db, Kind::Notarium);
-    runtime().block_on(boundary_checks(&signer, &db));
+    grpc_boundary_on(&mariadb_signer_db(MariaDb::shared()));
 }
 
 /// Backends notary-signer has but whose keys cannot be taken over are

@@ -5,7 +5,7 @@
 //! skip (`scripts/test` installs every peer).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -100,13 +100,11 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 
 /// A loopback port that was free a moment ago (for peers that cannot be
 /// handed a bound socket).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use db_server::free_port;
+/// What the test database servers share; it lives in `postgres.rs`, which
+/// the library's unit tests include without this module, and `mariadb.rs`
+/// takes it from here (one copy per binary).
+pub use postgres::db_server;
 
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
@@ -196,6 +194,16 @@ pub fn run_ok(command: &mut Command) -> String {
     let output = run(command);
     assert!(output.status.success(), "command failed: {command:?}");
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `path` opened for appending, created if missing: a log that a process
+/// started again in the same place goes on writing.
+pub fn append_to(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
 }
 
 /// A child process killed when dropped.
@@ -485,13 +493,7 @@ impl Notarium {
             .current_dir(&self.dir)
             .env_remove("NOTARIUM_KEY_PASSPHRASE")
             .stdout(Stdio::piped())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stderr(append_to(&log))
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{Notarium, NotaryClient, PASSPHRASE, require, run};
+use crate::common::{Notarium, NotaryClient, PASSPHRASE, all_output, require, run, run_with_stdin};
 
 pub struct DockerCli {
     pub dir: PathBuf,
@@ -123,6 +123,49 @@ impl DockerCli {
             "DOCKER_CONTENT_TRUST=1 docker {args:?} failed"
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `docker login HOST -u USER --password-stdin`; must succeed.
+    pub fn login(&self, host: &str, user: &str, password: &str) {
+        let output = run_with_stdin(
+            &mut self.command(&["login", host, "-u", user, "--password-stdin"]),
+            password,
+        );
+        let out = all_output(&output);
+        assert!(output.status.success(), "docker login failed:\n{out}");
+        assert!(out.contains("Login Succeeded"), "{out}");
+    }
+
+    /// A push of `reference` (`repository:tag`) with content trust, which
+    /// must succeed and sign; returns the digest docker reports.
+    pub fn signed_push(&self, reference: &str) -> String {
+        let output = self.run_trusted(&["push", reference]);
+        let out = all_output(&output);
+        assert!(output.status.success(), "signed push failed:\n{out}");
+        assert!(
+            out.contains(&format!("Successfully signed {reference}")),
+            "{out}"
+        );
+        let tag = reference.rsplit_once(':').map_or(reference, |(_, tag)| tag);
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{tag}: digest: ")))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no digest line in:\n{out}"))
+            .to_string()
+    }
+
+    /// A pull of `reference` with content trust, which must succeed and
+    /// resolve it, through the trust data, to `digest`. The image is
+    /// tracked for [`DockerCli::remove_images`].
+    pub fn verified_pull(&self, reference: &str, digest: &str) {
+        let output = self.run_trusted(&["pull", reference]);
+        self.track(reference);
+        let out = all_output(&output);
+        assert!(output.status.success(), "verified pull failed:\n{out}");
+        assert!(
+            out.contains(&format!("Pull (1 of 1): {reference}@{digest}")),
+            "{out}"
+        );
     }
 
     /// The notary CLI on docker's trust directory, pointed at the same

@@ -8,15 +8,18 @@
 //! gives each use a fresh database. As in `postgres.rs`, a watchdog holding
 //! the read end of a pipe stops the server and removes its directory when
 //! the test binary exits, however it exits.
+//!
+//! Use from a test file that also declares `mod common;`:
+//! `#[path = "support/mariadb.rs"] mod mariadb;`
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::common::db_server::{self, Watchdog, command_as, free_port};
 
 /// The password of [`USER`], who connects over TCP.
 pub const PASSWORD: &str = "notarium-test-pw";
@@ -28,11 +31,9 @@ pub struct MariaDb {
     pub dir: PathBuf,
     run_as: Option<&'static str>,
     server: Child,
-    /// Closing it (drop, or this process exiting) stops the server.
-    watchdog: Child,
+    /// Dropped (or this process exiting), it stops the server.
+    _watchdog: Watchdog,
 }
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 fn program(name: &str) -> PathBuf {
     ["/usr/sbin", "/usr/bin"]
@@ -47,21 +48,6 @@ fn program(name: &str) -> PathBuf {
         })
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl MariaDb {
     /// The server of this test binary, started on first use.
     pub fn shared() -> &'static MariaDb {
@@ -72,31 +58,12 @@ impl MariaDb {
     pub fn start() -> Self {
         let install = program("mariadb-install-db");
         let daemon = program("mariadbd");
-        let run_as = is_root().then_some(RUN_AS);
-        let dir = std::env::temp_dir().join(format!(
-            "notarium-mariadb-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let run_as = db_server::run_as(RUN_AS);
+        let dir = db_server::scratch_dir("mariadb", "data");
         if let Some(user) = run_as {
-            let status = Command::new("chown")
-                .args(["-R", &format!("{user}:")])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(status.success());
+            db_server::chown(&dir, user);
         }
-        let with_user = |program: &Path| match run_as {
-            Some(user) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", user, "--"]).arg(program);
-                command
-            }
-            None => Command::new(program),
-        };
-        let output = with_user(&install)
+        let output = command_as(run_as, &install)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
             .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
@@ -111,7 +78,7 @@ impl MariaDb {
         let port = free_port();
         let socket = dir.join("mariadb.sock");
         let log = dir.join("server.log");
-        let server = with_user(&daemon)
+        let server = command_as(run_as, &daemon)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
             .arg(format!("--socket={}", socket.display()))
@@ -125,25 +92,17 @@ impl MariaDb {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let script = format!(
-            "cat >/dev/null; kill {pid} 2>/dev/null; sleep 2; kill -9 {pid} 2>/dev/null; rm -rf {dir}",
+        let watchdog = Watchdog::spawn(&format!(
+            "kill {pid} 2>/dev/null; sleep 2; kill -9 {pid} 2>/dev/null; rm -rf {dir}",
             pid = server.id(),
             dir = dir.display()
-        );
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        ));
         let mut db = Self {
             port,
             dir,
             run_as,
             server,
-            watchdog,
+            _watchdog: watchdog,
         };
         db.wait_ready(&log);
         db.sql(&format!(
@@ -191,11 +150,7 @@ impl MariaDb {
 
     /// A new, empty database; returns its name.
     pub fn database(&self) -> String {
-        let name = format!(
-            "t_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = db_server::database_name();
         self.sql(&format!("CREATE DATABASE {name}"));
         name
     }
@@ -214,12 +169,5 @@ impl MariaDb {
             "mysql://{USER}:{PASSWORD}@127.0.0.1:{}/{database}",
             self.port
         )
-    }
-}
-
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        drop(self.watchdog.stdin.take());
-        let _ = self.watchdog.wait();
     }
 }

@@ -14,12 +14,15 @@
 //! so it uses std only.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
+/// Also `common::db_server`, for `mariadb.rs`.
+#[path = "db_server.rs"]
+pub mod db_server;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+
+use db_server::{Watchdog, command_as, command_line, free_port};
 
 /// The superuser's password: TCP connections authenticate with it
 /// (scram-sha-256), so the tests exercise the password path.
@@ -34,8 +37,8 @@ pub struct PgServer {
     run_as: Option<&'static str>,
     /// Extra server options from [`PgServer::start_with`].
     extra: String,
-    /// Closing it (drop, or this process exiting) stops the server.
-    watchdog: Child,
+    /// Dropped (or this process exiting), it stops the server.
+    _watchdog: Watchdog,
 }
 
 impl PgServer {
@@ -55,41 +58,27 @@ impl PgServer {
     /// server options (`-c name=value …`).
     pub fn start_with(prepare: impl FnOnce(&Path) -> String) -> Self {
         let bin = bin_dir();
-        let run_as = is_root().then_some(USER);
-        let dir = std::env::temp_dir().join(format!(
-            "notarium-pg-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(dir.join("sock")).unwrap();
+        let run_as = db_server::run_as(USER);
+        let dir = db_server::scratch_dir("pg", "sock");
         std::fs::write(dir.join("pwfile"), PASSWORD).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let extra = prepare(&dir);
-        if run_as.is_some() {
-            chown_to_postgres(&dir);
+        if let Some(user) = run_as {
+            db_server::chown(&dir, user);
         }
         // The watchdog first: whatever fails below, the directory goes.
-        let script = format!(
-            "cat >/dev/null; {} -D {data} stop -m immediate >/dev/null 2>&1; rm -rf {dir}",
+        let watchdog = Watchdog::spawn(&format!(
+            "{} -D {data} stop -m immediate >/dev/null 2>&1; rm -rf {dir}",
             command_line(run_as, &bin.join("pg_ctl")),
             data = dir.join("data").display(),
             dir = dir.display(),
-        );
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        ));
         let mut server = Self {
             port: 0,
             dir,
             bin,
             run_as,
             extra,
-            watchdog,
+            _watchdog: watchdog,
         };
         server.initdb();
         // A port picked then freed can be taken meanwhile: try a few.
@@ -105,15 +94,7 @@ impl PgServer {
     }
 
     fn command(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        match self.run_as {
-            Some(user) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", user, "--"]).arg(program);
-                command
-            }
-            None => Command::new(program),
-        }
+        command_as(self.run_as, &self.bin.join(program))
     }
 
     fn initdb(&self) {
@@ -181,11 +162,7 @@ impl PgServer {
 
     /// A new, empty database; returns its name.
     pub fn database(&self) -> String {
-        let name = format!(
-            "t_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = db_server::database_name();
         self.psql(&format!("CREATE DATABASE {name}"));
         name
     }
@@ -213,24 +190,6 @@ impl PgServer {
     }
 }
 
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        // Closing the pipe lets the watchdog stop the server.
-        drop(self.watchdog.stdin.take());
-        let _ = self.watchdog.wait();
-    }
-}
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The newest installed server's programs.
 fn bin_dir() -> PathBuf {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -251,28 +210,5 @@ fn bin_dir() -> PathBuf {
              /usr/lib/postgresql/<version>/bin (Debian package `postgresql`; `scripts/test` \
              installs it)"
         ),
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
-}
-
-fn chown_to_postgres(dir: &Path) {
-    let status = Command::new("chown")
-        .args(["-R", &format!("{USER}:")])
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "chown {}", dir.display());
-}
-
-fn command_line(run_as: Option<&str>, program: &Path) -> String {
-    match run_as {
-        Some(user) => format!("runuser -u {user} -- {}", program.display()),
-        None => program.display().to_string(),
     }
 }
