@@ -37,44 +37,12 @@ pub struct Fixture {
 
 /// Publishes the repository and builds both routers.
 pub async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("db.sqlite").to_string_lossy())
-            .await
-            .unwrap(),
-    );
-    let repo = || {
-        let keys = KeyService::new(
-            store.clone(),
-            Passphrase::new("bench"),
-            KeyAlgorithm::EcdsaP256,
-        );
-        Repo::new(store.clone(), keys, system_clock())
-    };
-    let publisher = repo();
-    let now = OffsetDateTime::now_utc();
-    let client = builder::ClientKeys::new(GUN, now);
-    let timestamp = publisher
-        .public_key(GUN, &RoleName::Timestamp)
-        .await
-        .unwrap();
-    let snapshot = publisher
-        .public_key(GUN, &RoleName::Snapshot)
-        .await
-        .unwrap();
-    let names: Vec<String> = (0..100).map(|i| format!("tag-{i}")).collect();
-    publisher
-        .publish(
-            GUN,
-            vec![
-                ("root".into(), client.root(1, &snapshot, &timestamp, now)),
-                ("targets".into(), client.targets(1, &names, now)),
-            ],
-            "bench",
-        )
-        .await
-        .unwrap();
-
+    let Publisher {
+        repo: publisher,
+        store,
+        dir,
+        ..
+    } = publisher().await;
     let pki = token_server::Pki::new(&dir.path().join("pki"));
     let claims =
         token_server::Claims::new(token_server::NOTARY_SERVICE, "bench").repository(GUN, &["pull"]);
@@ -106,7 +74,7 @@ pub async fn fixture() -> Fixture {
     };
     let fixture = Fixture {
         plain: router(state(publisher, None)),
-        authed: router(state(repo(), Some(auth))),
+        authed: router(state(server_repo(&store), Some(auth))),
         authorization: format!("Bearer {token}"),
         _dir: dir,
     };
@@ -126,7 +94,18 @@ pub struct Publisher {
     pub repo: Repo<SqliteStore>,
     pub client: builder::ClientKeys,
     pub names: Vec<String>,
-    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    dir: tempfile::TempDir,
+}
+
+/// A server repository over `store`, its keys sealed there.
+fn server_repo(store: &Arc<SqliteStore>) -> Repo<SqliteStore> {
+    let keys = KeyService::new(
+        store.clone(),
+        Passphrase::new("bench"),
+        KeyAlgorithm::EcdsaP256,
+    );
+    Repo::new(store.clone(), keys, system_clock())
 }
 
 pub async fn publisher() -> Publisher {
@@ -136,12 +115,7 @@ pub async fn publisher() -> Publisher {
             .await
             .unwrap(),
     );
-    let keys = KeyService::new(
-        store.clone(),
-        Passphrase::new("bench"),
-        KeyAlgorithm::EcdsaP256,
-    );
-    let repo = Repo::new(store, keys, system_clock());
+    let repo = server_repo(&store);
     let now = OffsetDateTime::now_utc();
     let client = builder::ClientKeys::new(GUN, now);
     let timestamp = repo.public_key(GUN, &RoleName::Timestamp).await.unwrap();
@@ -161,7 +135,8 @@ pub async fn publisher() -> Publisher {
         repo,
         client,
         names,
-        _dir: dir,
+        store,
+        dir,
     }
 }
 
