@@ -574,21 +574,13 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// `gun` (`<name>-root.key`, `<name>-root.crt`).
 fn make_ca_issued_root(dir: &Path, name: &str, gun: &str) -> (PathBuf, PathBuf, PathBuf) {
     common::require("openssl", "openssl");
-    let ec = [
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-    ];
     let (ca_key, ca_crt) = (format!("{name}-ca.key"), format!("{name}-ca.crt"));
     let (key, csr, crt) = (
         format!("{name}-root.key"),
         format!("{name}-root.csr"),
         format!("{name}-root.crt"),
     );
-    openssl(dir, &[&ec[..], &[ca_key.as_str()]].concat());
+    common::make_p256_key(dir, &ca_key);
     openssl(
         dir,
         &[
@@ -609,7 +601,7 @@ fn make_ca_issued_root(dir: &Path, name: &str, gun: &str) -> (PathBuf, PathBuf, 
             &ca_crt,
         ],
     );
-    openssl(dir, &[&ec[..], &[key.as_str()]].concat());
+    common::make_p256_key(dir, &key);
     let subject = format!("/CN={}", gun.replace('/', "\\/"));
     openssl(
         dir,

@@ -165,6 +165,22 @@ pub fn openssl(dir: &Path, args: &[&str]) -> String {
     run_ok(Command::new("openssl").args(args).current_dir(dir))
 }
 
+/// A new ECDSA P-256 private key (PEM) in `<dir>/<file>`, made with openssl.
+pub fn make_p256_key(dir: &Path, file: &str) {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            file,
+        ],
+    );
+}
+
 /// Runs a command feeding `input` on its stdin (confirmation prompts).
 pub fn run_with_stdin(command: &mut Command, input: &str) -> Output {
     use std::io::Write;
@@ -235,15 +251,7 @@ pub fn make_test_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
     .unwrap();
     let openssl = |args: &[&str]| openssl(dir, args);
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "ca.key",
-    ]);
+    make_p256_key(dir, "ca.key");
     openssl(&[
         "req",
         "-new",
@@ -257,15 +265,7 @@ pub fn make_test_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "-out",
         "ca.crt",
     ]);
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        "server.key",
-    ]);
+    make_p256_key(dir, "server.key");
     openssl(&[
         "req",
         "-new",
@@ -658,18 +658,7 @@ pub fn make_delegation_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     require("openssl", "openssl");
     let key = dir.join(format!("{name}.key"));
     let cert = dir.join(format!("{name}.crt"));
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&key),
-    );
+    make_p256_key(dir, &format!("{name}.key"));
     run_ok(
         Command::new("openssl")
             .args(["req", "-new", "-x509", "-key"])
