@@ -121,8 +121,12 @@ fn listed(rows: &[Value]) -> Vec<(String, String, i64)> {
         .collect()
 }
 
-fn expires_of(data: &[u8]) -> OffsetDateTime {
-    SignedFile::parse(data)
+/// When `gun`'s current targets.json expires, as the server serves it.
+fn targets_expiry(server: &Notarium, gun: &str) -> OffsetDateTime {
+    let (_, data) = server
+        .curl()
+        .get(&format!("/v2/{gun}/_trust/tuf/targets.json"));
+    SignedFile::parse(&data)
         .unwrap()
         .common()
         .unwrap()
@@ -157,12 +161,7 @@ fn metrics_listing_and_warning_follow_publishes_and_deletes() {
     // Within 90 days includes within 30.
     let (expired, in30, in90, soonest) = expiry_gauges(&server);
     assert_eq!((expired, in30, in90), (0.0, 1.0, 2.0));
-    let soon_targets = expires_of(
-        &server
-            .curl()
-            .get(&format!("/v2/{soon}/_trust/tuf/targets.json"))
-            .1,
-    );
+    let soon_targets = targets_expiry(&server, soon);
     assert_eq!(soonest, soon_targets.unix_timestamp() as f64);
 
     // The listing: soonest first, with who signs each role.
@@ -246,12 +245,7 @@ fn metrics_listing_and_warning_follow_publishes_and_deletes() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (expired, in30, in90, soonest) = expiry_gauges(&server);
     assert_eq!((expired, in30, in90), (0.0, 0.0, 1.0));
-    let later_targets = expires_of(
-        &server
-            .curl()
-            .get(&format!("/v2/{later}/_trust/tuf/targets.json"))
-            .1,
-    );
+    let later_targets = targets_expiry(&server, later);
     assert_eq!(soonest, later_targets.unix_timestamp() as f64);
     assert_eq!(
         listed(&expiring_json(&server, "90d")),
@@ -366,12 +360,7 @@ fn metrics_listing_and_warning_follow_publishes_and_deletes() {
     );
     let (expired, in30, in90, soonest) = expiry_gauges(&server);
     assert_eq!((expired, in30, in90), (0.0, 0.0, 0.0));
-    let soon_targets = expires_of(
-        &server
-            .curl()
-            .get(&format!("/v2/{soon}/_trust/tuf/targets.json"))
-            .1,
-    );
+    let soon_targets = targets_expiry(&server, soon);
     assert_eq!(soonest, soon_targets.unix_timestamp() as f64);
 
     // A bad window is a usage error (status 2) with the reason.
